@@ -1,0 +1,117 @@
+// Package testkit starts real things for tests: the embedded broker on a
+// free port, topics from the catalogue, and Debian's kcat as an outside
+// client.
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/broker"
+)
+
+// Logger returns a logger that writes to the test log only with -v
+// (RTM_TEST_LOG=debug for broker-level detail).
+func Logger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("RTM_TEST_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimRight(p, "\n"))); return len(p), nil }
+
+// Broker starts an embedded broker on a free loopback port, persisted under
+// dataDir if it is not empty, and closes it when the test ends.
+func Broker(t testing.TB, dataDir string) *broker.Broker {
+	t.Helper()
+	cfg := broker.Defaults()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.DataDir = dataDir
+	b, err := broker.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Client returns a franz-go client for addr, closed when the test ends.
+func Client(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	c, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// CreateTopic creates a topic with the given partitions.
+func CreateTopic(t testing.TB, addr, topic string, partitions int32, configs map[string]*string) {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, addr))
+	resp, err := adm.CreateTopic(Context(t), partitions, 1, configs, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("creating %s: %v", topic, err)
+	}
+}
+
+// Context returns a context cancelled when the test ends, with a generous
+// deadline so a hung test fails instead of eating CI's budget.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Kcat runs Debian's kcat with args and stdin, and returns its stdout. The
+// test is skipped when kcat is missing locally, but fails in CI (CI=true),
+// where .ci/run installs it.
+func Kcat(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("kcat is not installed (apt-get install -y kcat)")
+		}
+		t.Skip("kcat is not installed (apt-get install -y kcat)")
+	}
+	ctx, cancel := context.WithTimeout(Context(t), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdin = bytes.NewBufferString(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat %v: %v\n%s", args, err, errb.String())
+	}
+	return out.String()
+}
+
+// Eventually polls cond until it returns true or the timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,135 @@
+// Package stage is the wiring every RTM stage shares: Goka options that agree
+// with the topic catalogue (Kafka's murmur2 partitioner, replication, Pebble
+// storage) and one sarama configuration built in one place.
+package stage
+
+import (
+	"fmt"
+	"hash"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Env is what a stage needs to talk to Kafka the RTM way.
+type Env struct {
+	Brokers   []string
+	Catalogue topics.Catalogue
+	// Storage builds the local state of group and join tables.
+	Storage storage.Builder
+	Log     *slog.Logger
+}
+
+// SaramaConfig returns a fresh sarama configuration for Goka clients.
+// Goka keeps a package-global config; RTM never touches it and passes its own
+// per builder instead, so two stages in one process (rtm dev, tests) cannot
+// race on it.
+func SaramaConfig(clientID string) *sarama.Config {
+	c := goka.DefaultConfig()
+	c.ClientID = clientID
+	// Kafka 2.8+ protocol; the embedded broker and any supported cluster speak it.
+	c.Version = sarama.V2_8_0_0
+	// acks=all: a changelog or output write survives a broker loss.
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	// Stages start from the oldest record the first time a group runs, so
+	// records produced before a stage was deployed are not skipped.
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Producer.Flush.Frequency = 5 * time.Millisecond
+	return c
+}
+
+// Hasher is the partition hasher for every Goka processor, view and emitter.
+func Hasher() func() hash.Hash32 { return topics.Hasher() }
+
+// TopicManagerConfig creates Goka's own topics (group tables and loops, if
+// provisioning has not) with the catalogue's replication: Goka's default of
+// 2 is rejected by a one-broker cluster, production catalogues say 3.
+func (e Env) TopicManagerConfig() *goka.TopicManagerConfig {
+	tmc := goka.NewTopicManagerConfig()
+	tmc.Table.Replication = int(e.Catalogue.Replication)
+	tmc.Stream.Replication = int(e.Catalogue.Replication)
+	tmc.Stream.Retention = 7 * 24 * time.Hour
+	tmc.CreateTopicTimeout = 30 * time.Second
+	return tmc
+}
+
+func (e Env) topicManagerBuilder() goka.TopicManagerBuilder {
+	return func(brokers []string) (goka.TopicManager, error) {
+		return goka.NewTopicManager(brokers, SaramaConfig("rtm-topic-manager"), e.TopicManagerConfig())
+	}
+}
+
+func producerBuilder(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+	c := SaramaConfig(clientID)
+	c.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
+	return goka.NewProducer(brokers, c)
+}
+
+func consumerGroupBuilder(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
+	return sarama.NewConsumerGroup(brokers, group, SaramaConfig(clientID))
+}
+
+func consumerBuilder(brokers []string, clientID string) (sarama.Consumer, error) {
+	return sarama.NewConsumer(brokers, SaramaConfig(clientID))
+}
+
+// ProcessorOptions returns the options every stage processor uses, followed
+// by extra.
+func (e Env) ProcessorOptions(extra ...goka.ProcessorOption) []goka.ProcessorOption {
+	opts := []goka.ProcessorOption{
+		goka.WithHasher(Hasher()),
+		goka.WithTopicManagerBuilder(e.topicManagerBuilder()),
+		goka.WithProducerBuilder(producerBuilder),
+		goka.WithConsumerGroupBuilder(consumerGroupBuilder),
+		goka.WithConsumerSaramaBuilder(consumerBuilder),
+	}
+	if e.Storage != nil {
+		opts = append(opts, goka.WithStorageBuilder(e.Storage))
+	}
+	if e.Log != nil {
+		opts = append(opts, goka.WithLogger(gokaLogger{e.Log}))
+	}
+	return append(opts, extra...)
+}
+
+// ViewOptions returns the options every view uses, followed by extra.
+func (e Env) ViewOptions(extra ...goka.ViewOption) []goka.ViewOption {
+	opts := []goka.ViewOption{
+		goka.WithViewHasher(Hasher()),
+		goka.WithViewTopicManagerBuilder(e.topicManagerBuilder()),
+		goka.WithViewConsumerSaramaBuilder(consumerBuilder),
+	}
+	if e.Storage != nil {
+		opts = append(opts, goka.WithViewStorageBuilder(e.Storage))
+	}
+	if e.Log != nil {
+		opts = append(opts, goka.WithViewLogger(gokaLogger{e.Log}))
+	}
+	return append(opts, extra...)
+}
+
+// EmitterOptions returns the options every emitter uses, followed by extra.
+func (e Env) EmitterOptions(extra ...goka.EmitterOption) []goka.EmitterOption {
+	opts := []goka.EmitterOption{
+		goka.WithEmitterHasher(Hasher()),
+		goka.WithEmitterTopicManagerBuilder(e.topicManagerBuilder()),
+		goka.WithEmitterProducerBuilder(producerBuilder),
+	}
+	if e.Log != nil {
+		opts = append(opts, goka.WithEmitterLogger(gokaLogger{e.Log}))
+	}
+	return append(opts, extra...)
+}
+
+// gokaLogger adapts slog to Goka's Logger: Printf carries Goka's lifecycle
+// messages (rebalances, recovery), Print and Println are debug detail.
+type gokaLogger struct{ l *slog.Logger }
+
+func (g gokaLogger) Print(v ...any)            { g.l.Debug(fmt.Sprint(v...), "component", "goka") }
+func (g gokaLogger) Println(v ...any)          { g.l.Debug(fmt.Sprint(v...), "component", "goka") }
+func (g gokaLogger) Printf(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...), "component", "goka") }

@@ -1,0 +1,33 @@
+package topics
+
+// Topic names. These are the contract between stages and with the outside
+// world (kcat, Kafka Connect, Java producers): change them only with a
+// migration plan.
+const (
+	CDCMembers   = "cdc.members"
+	CDCItems     = "cdc.items"
+	CDCFavorites = "cdc.favorites"
+	CDCOrders    = "cdc.orders"
+	CDCCartItems = "cdc.cart_items"
+	// CDCCheckpoints holds the Change Tracking bridge's per-table version,
+	// written in the same transaction as the rows it covers.
+	CDCCheckpoints = "cdc.checkpoints"
+
+	BehaviorEvents   = "behavior.events"
+	Events           = "events"
+	AudienceRequests = "audience.requests"
+	OffersCandidates = "offers.candidates"
+	OffersFiltered   = "offers.filtered"
+	OffersRouted     = "offers.routed"
+	OffersReady      = "offers.ready"
+	Deliveries       = "deliveries"
+	DeliveryResults  = "delivery.results"
+
+	// Rules is compacted and keyed by rule-table name: the latest published
+	// version of every table. RulesHistory keeps every published version
+	// (delete policy, long retention) so any version can be restored.
+	Rules        = "rules"
+	RulesHistory = "rules.history"
+
+	DLQ = "dlq"
+)
