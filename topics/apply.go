@@ -135,3 +135,17 @@ var (
 	kerrUnknownTopic = kerr.UnknownTopicOrPartition
 	kerrTopicExists  = kerr.TopicAlreadyExists
 )
+
+// FitReplication returns want, lowered to the number of brokers in the
+// cluster: a one-broker cluster (the embedded broker, a laptop Kafka)
+// rejects any topic with replication above 1, while production keeps its 3.
+func FitReplication(ctx context.Context, adm *kadm.Client, want int16) (int16, error) {
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading cluster metadata: %w", err)
+	}
+	if n := int16(len(md.Brokers)); n > 0 && n < want {
+		return n, nil
+	}
+	return want, nil
+}

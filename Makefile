@@ -1,0 +1,36 @@
+# RTM developer entry points. `make run` and `make test` are the two the
+# README promises; keep both working at every commit.
+GO        ?= go
+PKGS      := ./...
+# The race detector multiplies the cost of Pebble, sarama and kfake; run it on
+# the packages whose concurrency is our own code.
+RACE_PKGS := ./topics/... ./config/... ./processors/... ./rules/...
+
+.PHONY: run test test-race bench bench-json bench-recovery lint build clean
+
+build:
+	$(GO) build -o bin/rtm ./cmd/rtm
+
+run: build
+	./bin/rtm dev --replication 1
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 8m $(PKGS)
+	$(GO) test -count=1 -timeout 8m -race $(RACE_PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench-json:
+	cd bench/jsoncodec && $(GO) test -run '^$$' -bench . -benchmem -count 5
+
+bench-recovery:
+	$(GO) run ./bench/recovery -records 1000000
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin
