@@ -1,0 +1,268 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Template is one message template of a template table. Its text fields
+// are Go text/templates over .member, .event and .campaign, using the same
+// snake_case field names as conditions: {{.member.email}},
+// {{.event.new_price | yen}}.
+type Template struct {
+	ID      string `json:"id"`
+	Channel string `json:"channel"`
+	Subject string `json:"subject,omitempty"`
+	Body    string `json:"body,omitempty"`
+	AltText string `json:"alt_text,omitempty"`
+	URL     string `json:"url,omitempty"`
+	Trace   Trace  `json:"trace"`
+
+	parsed [4]*template.Template // subject, body, alt_text, url; nil if empty
+}
+
+// Rendered is a template executed against facts.
+type Rendered struct {
+	TemplateID string `json:"template_id"`
+	Channel    string `json:"channel"`
+	Subject    string `json:"subject,omitempty"`
+	Body       string `json:"body,omitempty"`
+	AltText    string `json:"alt_text,omitempty"`
+	URL        string `json:"url,omitempty"`
+}
+
+// templateFields are the columns of a template table.
+var templateFields = []string{"id", "channel", "subject", "body", "alt_text", "url"}
+
+// templateFuncs are available in every template.
+var templateFuncs = template.FuncMap{
+	// yen formats a price: 1980 → ¥1,980.
+	"yen": func(v any) string {
+		f, ok := toFloat(v)
+		if !ok {
+			return fmt.Sprint(v)
+		}
+		return "¥" + groupThousands(int64(math.Round(f)))
+	},
+	// pct formats a percentage: 23.4 → 23%.
+	"pct": func(v any) string {
+		f, ok := toFloat(v)
+		if !ok {
+			return fmt.Sprint(v)
+		}
+		return strconv.FormatInt(int64(math.Round(f)), 10) + "%"
+	},
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+func groupThousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// SampleFacts are the facts templates are executed against at validation
+// time, so that a template that fails to render is a publish-time error.
+func SampleFacts() *Facts {
+	return &Facts{
+		Event: Event{
+			Type: "price_drop", ItemID: "item-1001", MemberID: "m-1", Brand: "無印良品", Category: "キッチン",
+			OldPrice: 2480, NewPrice: 1980, DropPct: 20.2, Stock: 12,
+			At:    time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC),
+			Attrs: map[string]string{"cart_id": "c-1"},
+		},
+		Member: Member{
+			MemberID: "m-1", Email: "hanako@example.jp", Status: "active", Gender: "female",
+			Birthday: "1990-05-01", Age: 35, Prefecture: "東京都", Timezone: "Asia/Tokyo",
+			MailOptIn: true, LineOptIn: true, PushOptIn: true,
+			Reachable: []string{ChannelMail, ChannelLine, ChannelPush, ChannelInApp},
+			Segments:  []string{"vip"}, FavoritesCount: 8, OrdersCount: 3, DaysSinceLastOrder: 12,
+		},
+		Campaign: Campaign{ID: "price-drop", Priority: 10, Audience: AudienceFavoritesOfItem, Template: "price-drop-line", Timing: TimingNow},
+	}
+}
+
+// templateData turns facts into the maps templates see, keyed by the
+// snake_case json names (missing keys are errors, so typos are caught).
+func templateData(f *Facts) (map[string]any, error) {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encoding facts: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decoding facts: %w", err)
+	}
+	return m, nil
+}
+
+// Render executes the template against facts.
+func (t *Template) Render(f *Facts) (Rendered, error) {
+	data, err := templateData(f)
+	if err != nil {
+		return Rendered{}, err
+	}
+	return t.render(data)
+}
+
+func (t *Template) render(data map[string]any) (Rendered, error) {
+	out := Rendered{TemplateID: t.ID, Channel: t.Channel}
+	dst := [4]*string{&out.Subject, &out.Body, &out.AltText, &out.URL}
+	var buf bytes.Buffer
+	for i, p := range t.parsed {
+		if p == nil {
+			continue
+		}
+		buf.Reset()
+		if err := p.Execute(&buf, data); err != nil {
+			return Rendered{}, fmt.Errorf("rendering template %s %s: %w", t.ID, templateFields[i+2], err)
+		}
+		*dst[i] = buf.String()
+	}
+	return out, nil
+}
+
+// compileTemplates compiles a template table: parse every text field and
+// execute it against SampleFacts.
+func compileTemplates(spec *TableSpec, sheet string, errs *errorList) []*Template {
+	n := errs.len()
+	col := map[string]int{}
+	for i, c := range spec.Columns {
+		name := strings.TrimSpace(c.Template)
+		known := false
+		for _, f := range templateFields {
+			known = known || f == name
+		}
+		switch {
+		case c.Type != ColField || !known:
+			errs.add(sheet, c.Ref, ErrBadColumn, "unknown template column %q (want %s)", c.Template, strings.Join(templateFields, ", "))
+		case col[name] != 0:
+			errs.add(sheet, c.Ref, ErrBadColumn, "column %s appears twice", name)
+		default:
+			col[name] = i + 1
+		}
+	}
+	for _, need := range []string{"id", "channel"} {
+		if col[need] == 0 {
+			errs.add(sheet, "", ErrMissingColumns, "template tables need an %s column", need)
+		}
+	}
+	if col["body"] == 0 && col["subject"] == 0 && col["alt_text"] == 0 {
+		errs.add(sheet, "", ErrMissingColumns, "template tables need a body, subject or alt_text column")
+	}
+	if errs.len() > n {
+		return nil
+	}
+	data, err := templateData(SampleFacts())
+	if err != nil {
+		errs.add(sheet, "", ErrTemplate, "%s", err)
+		return nil
+	}
+	var out []*Template
+	ids := map[string]string{}
+	for ri := range spec.Rows {
+		r := &spec.Rows[ri]
+		get := func(name string) (string, string) {
+			i := col[name] - 1
+			if i < 0 || i >= len(r.Cells) {
+				return "", ""
+			}
+			s, _ := textOf(r.Cells[i])
+			if _, isStr := r.Cells[i].V.(string); isStr {
+				s = r.Cells[i].V.(string) // keep template whitespace
+			}
+			return s, spec.cellRef(i, r)
+		}
+		t := &Template{Trace: Trace{Table: spec.Name, Version: spec.Meta.Version, Sheet: sheet, Row: r.Row}}
+		var ref string
+		t.ID, ref = get("id")
+		t.ID = strings.TrimSpace(t.ID)
+		t.Trace.Rule = t.ID
+		ok := true
+		if t.ID == "" {
+			errs.add(sheet, spec.cellRef(col["id"]-1, r), ErrMissingOutput, "template id is empty")
+			ok = false
+		} else if prev := ids[t.ID]; prev != "" {
+			errs.add(sheet, ref, ErrBadColumn, "template id %s is already used at %s", t.ID, prev)
+			ok = false
+		} else {
+			ids[t.ID] = ref
+		}
+		ch, _ := get("channel")
+		if cs, err := channelsOf(Value{V: ch}); err != nil || len(cs) != 1 {
+			errs.add(sheet, spec.cellRef(col["channel"]-1, r), ErrInvalidOutput, "channel: want one of %s, cell holds %s", strings.Join(Channels, ", "), Value{V: ch})
+			ok = false
+		} else {
+			t.Channel = cs[0]
+		}
+		texts := [4]*string{&t.Subject, &t.Body, &t.AltText, &t.URL}
+		for i, name := range templateFields[2:] {
+			src, cref := get(name)
+			*texts[i] = src
+			if strings.TrimSpace(src) == "" {
+				continue
+			}
+			if len([]rune(src)) > MaxCellLen {
+				errs.add(sheet, cref, ErrTooLarge, "cell has %d characters, more than the limit of %d", len([]rune(src)), MaxCellLen)
+				ok = false
+				continue
+			}
+			p, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs).Parse(src)
+			if err != nil {
+				errs.add(sheet, cref, ErrTemplate, "%s: %s", name, templateMsg(err))
+				ok = false
+				continue
+			}
+			t.parsed[i] = p
+		}
+		if !ok {
+			continue
+		}
+		if _, err := t.render(data); err != nil {
+			for i, p := range t.parsed {
+				if p == nil {
+					continue
+				}
+				if err := p.Execute(new(bytes.Buffer), data); err != nil {
+					errs.add(sheet, spec.cellRef(col[templateFields[i+2]]-1, r), ErrTemplate, "%s: %s", templateFields[i+2], templateMsg(err))
+				}
+			}
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// templateMsg strips text/template's "template: name:" prefix.
+func templateMsg(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "template: ")
+	return msg
+}
