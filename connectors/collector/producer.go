@@ -1,0 +1,32 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Producer is what the collector needs from Kafka; *kgo.Client implements
+// it. ProduceSync must return only after the broker acknowledged (or
+// refused) every record.
+type Producer interface {
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+}
+
+// NewProducer returns the collector's Kafka client: idempotent, acks=all,
+// Kafka's murmur2 key partitioner (topics.Partition), so events land on
+// their member's partition. extra options are appended (e.g. TLS, SASL).
+func NewProducer(brokers []string, extra ...kgo.Opt) (*kgo.Client, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.ProducerLinger(0),
+	}, extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("collector producer: %w", err)
+	}
+	return cl, nil
+}

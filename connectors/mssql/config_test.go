@@ -1,0 +1,60 @@
+package mssql
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultTables()
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // substrings of the error; none means valid
+	}{
+		{"defaults", Config{Brokers: []string{"b:9092"}, Tables: ok}, nil},
+		{"no brokers", Config{Tables: ok}, []string{"no Kafka brokers"}},
+		{"every table problem", Config{Brokers: []string{"b"}, Tables: []TableConfig{
+			{Name: "x;drop", PrimaryKey: []string{"id"}, PartitionColumn: "other", Columns: []string{"name"}},
+			ok[0], ok[0],
+		}}, []string{`table name "x;drop" is not a plain identifier`,
+			"primary-key column id is not among the tracked columns",
+			`partition column "other" must be a primary-key column`,
+			"table members configured twice"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.withDefaults().Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestQueries pins the generated T-SQL (the one place it is built).
+func TestQueries(t *testing.T) {
+	fav := DefaultTables()[2]
+	want := `SELECT TOP (@p2) WITH TIES CT.SYS_CHANGE_VERSION, CT.SYS_CHANGE_OPERATION, CASE WHEN T.[member_id] IS NULL THEN 0 ELSE 1 END AS row_present, CT.[member_id], CT.[item_id], T.[created_at]
+FROM CHANGETABLE(CHANGES dbo.[favorites], @p1) AS CT
+LEFT OUTER JOIN dbo.[favorites] AS T ON T.[member_id] = CT.[member_id] AND T.[item_id] = CT.[item_id]
+WHERE CT.SYS_CHANGE_VERSION <= @p3
+ORDER BY CT.SYS_CHANGE_VERSION`
+	if got := qChanges(fav); got != want {
+		t.Errorf("qChanges =\n%s\nwant\n%s", got, want)
+	}
+	if got, want := qSnapshot(fav), `SELECT [member_id], [item_id], [created_at] FROM dbo.[favorites] ORDER BY [member_id], [item_id]`; got != want {
+		t.Errorf("qSnapshot = %s, want %s", got, want)
+	}
+}

@@ -1,0 +1,191 @@
+package mssql
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func testTables() []TableConfig {
+	return []TableConfig{
+		{Name: "items", PrimaryKey: []string{"item_id"}, PartitionColumn: "item_id", Columns: []string{"item_id", "price"}},
+		{Name: "favorites", PrimaryKey: []string{"member_id", "item_id"}, PartitionColumn: "member_id",
+			Columns: []string{"member_id", "item_id", "created_at"}},
+	}
+}
+
+func item(id string, price int) map[string]any { return map[string]any{"item_id": id, "price": price} }
+
+// TestMemCTNetChanges checks the CHANGETABLE(CHANGES) collapse rules: the
+// net operation between the since-version and now.
+func TestMemCTNetChanges(t *testing.T) {
+	items := testTables()[0]
+	tests := []struct {
+		name   string
+		writes func(m *MemCT) error
+		since  int64 // version to poll from, after setup writes
+		setup  func(m *MemCT) error
+		want   []Change
+	}{
+		{name: "insert then update is i",
+			writes: func(m *MemCT) error {
+				return errors.Join(m.Insert("items", item("I1", 100)), m.Update("items", item("I1", 90)))
+			},
+			want: []Change{{Version: 2, Op: "i", Key: map[string]any{"item_id": "I1"}, Row: item("I1", 90)}}},
+		{name: "insert then delete is not returned",
+			writes: func(m *MemCT) error {
+				return errors.Join(m.Insert("items", item("I1", 100)), m.Delete("items", map[string]any{"item_id": "I1"}))
+			}},
+		{name: "update then delete is d",
+			setup: func(m *MemCT) error { return m.Insert("items", item("I1", 100)) }, since: 1,
+			writes: func(m *MemCT) error {
+				return errors.Join(m.Update("items", item("I1", 90)), m.Delete("items", map[string]any{"item_id": "I1"}))
+			},
+			want: []Change{{Version: 3, Op: "d", Key: map[string]any{"item_id": "I1"}}}},
+		{name: "delete then reinsert of an existing row is u",
+			setup: func(m *MemCT) error { return m.Insert("items", item("I1", 100)) }, since: 1,
+			writes: func(m *MemCT) error {
+				return errors.Join(m.Delete("items", map[string]any{"item_id": "I1"}), m.Insert("items", item("I1", 80)))
+			},
+			want: []Change{{Version: 3, Op: "u", Key: map[string]any{"item_id": "I1"}, Row: item("I1", 80)}}},
+		{name: "changes before since are not returned",
+			setup: func(m *MemCT) error { return m.Insert("items", item("I1", 100)) }, since: 1,
+			writes: func(m *MemCT) error { return m.Insert("items", item("I2", 5)) },
+			want:   []Change{{Version: 2, Op: "i", Key: map[string]any{"item_id": "I2"}, Row: item("I2", 5)}}},
+		{name: "one transaction is one version",
+			writes: func(m *MemCT) error {
+				return m.Txn(func(w Writer) error {
+					return errors.Join(w.Insert("items", item("I2", 2)), w.Insert("items", item("I1", 1)))
+				})
+			},
+			want: []Change{
+				{Version: 1, Op: "i", Key: map[string]any{"item_id": "I1"}, Row: item("I1", 1)},
+				{Version: 1, Op: "i", Key: map[string]any{"item_id": "I2"}, Row: item("I2", 2)},
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := NewMemCT(testTables()...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.setup != nil {
+				if err := tt.setup(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tt.writes(m); err != nil {
+				t.Fatal(err)
+			}
+			b, err := m.Poll(context.Background(), items, tt.since, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Resync || b.Through != m.CurrentVersion() {
+				t.Fatalf("batch resync=%v through=%d, want false, %d", b.Resync, b.Through, m.CurrentVersion())
+			}
+			assertChanges(t, b.Changes, tt.want)
+		})
+	}
+}
+
+func assertChanges(t *testing.T, got, want []Change) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d changes %+v, want %d %+v", len(got), got, len(want), want)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Version != w.Version || g.Op != w.Op || encodeKey([]string{"item_id"}, g.Key) != encodeKey([]string{"item_id"}, w.Key) ||
+			encodeKey([]string{"item_id", "price"}, g.Row) != encodeKey([]string{"item_id", "price"}, w.Row) || (g.Row == nil) != (w.Row == nil) {
+			t.Errorf("change %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func TestMemCTWriteErrors(t *testing.T) {
+	m, err := NewMemCT(testTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Insert("items", item("I1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"duplicate insert", func() error { return m.Insert("items", item("I1", 2)) }, ErrDuplicateKey},
+		{"update missing", func() error { return m.Update("items", item("I9", 2)) }, ErrNoRow},
+		{"delete missing", func() error { return m.Delete("items", map[string]any{"item_id": "I9"}) }, ErrNoRow},
+	}
+	for _, tt := range tests {
+		if err := tt.do(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if err := m.Insert("favorites", map[string]any{"member_id": "M1"}); err == nil {
+		t.Error("insert without item_id: want an error")
+	}
+	if err := m.Insert("nope", item("I1", 1)); err == nil {
+		t.Error("insert into unknown table: want an error")
+	}
+	// A failed transaction applies nothing and uses no version.
+	v := m.CurrentVersion()
+	err = m.Txn(func(w Writer) error {
+		return errors.Join(w.Insert("items", item("I5", 5)), w.Insert("items", item("I1", 1)))
+	})
+	if !errors.Is(err, ErrDuplicateKey) || m.CurrentVersion() != v {
+		t.Errorf("failed txn: err=%v version %d→%d", err, v, m.CurrentVersion())
+	}
+}
+
+func TestMemCTCleanupAndLimit(t *testing.T) {
+	items := testTables()[0]
+	m, err := NewMemCT(testTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"I1", "I2", "I3"} {
+		if err := m.Insert("items", item(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Txn(func(w Writer) error {
+		return errors.Join(w.Update("items", item("I1", 2)), w.Update("items", item("I2", 2)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// limit 1 cuts after I3 (version 3); limit 2 takes I3 and the tie pair.
+	b, err := m.Poll(context.Background(), items, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Changes) != 1 || b.Through != 3 {
+		t.Errorf("limit 1: %d changes through %d, want 1 through 3", len(b.Changes), b.Through)
+	}
+	b, err = m.Poll(context.Background(), items, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Changes) != 3 || b.Through != 4 {
+		t.Errorf("limit 2 with ties: %d changes through %d, want 3 through 4", len(b.Changes), b.Through)
+	}
+	if err := m.Delete("items", map[string]any{"item_id": "I3"}); err != nil {
+		t.Fatal(err)
+	}
+	m.Cleanup(4)
+	b, err = m.Poll(context.Background(), items, 3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Resync || b.MinValidVersion != 4 || len(b.Changes) != 2 || b.Changes[0].Version != 5 {
+		t.Errorf("poll below min valid: %+v, want a resync of 2 rows at version 5", b)
+	}
+	b, err = m.Poll(context.Background(), items, 4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertChanges(t, b.Changes, []Change{{Version: 5, Op: "d", Key: map[string]any{"item_id": "I3"}}})
+}
