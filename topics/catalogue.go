@@ -131,6 +131,7 @@ func New(partitions int32, replication int16) Catalogue {
 			Doc: "item-wide audiences, one copy per partition, answered from partition-local indexes"},
 		member(OffersCandidates, "Offer", OfferCodec{}, "offers before member filtering"),
 		member(OffersFiltered, "Offer", OfferCodec{}, "offers that passed member filtering"),
+		member(OffersExcluded, "Offer", OfferCodec{}, "offers dropped by filter, channel or timing, with the deciding rule and reason"),
 		member(OffersRouted, "Offer", OfferCodec{}, "offers with a channel"),
 		member(OffersReady, "Offer", OfferCodec{}, "offers due now, within caps"),
 		member(Deliveries, "Delivery", DeliveryCodec{}, "rendered per-channel payloads"),

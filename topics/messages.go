@@ -157,6 +157,7 @@ type Offer struct {
 	RulesVersion string       `json:"rules_version"`
 	MemberID     string       `json:"member_id"`
 	Event        EventSummary `json:"event"`
+	Audience     string       `json:"audience,omitempty"`
 	Priority     int          `json:"priority,omitempty"`
 	Template     string       `json:"template,omitempty"`
 	Timing       string       `json:"timing,omitempty"`

@@ -18,10 +18,13 @@ const (
 	AudienceRequests = "audience.requests"
 	OffersCandidates = "offers.candidates"
 	OffersFiltered   = "offers.filtered"
-	OffersRouted     = "offers.routed"
-	OffersReady      = "offers.ready"
-	Deliveries       = "deliveries"
-	DeliveryResults  = "delivery.results"
+	// OffersExcluded records every offer a stage dropped, with the deciding
+	// rule and reason, so "why did this member get nothing" has an answer.
+	OffersExcluded  = "offers.excluded"
+	OffersRouted    = "offers.routed"
+	OffersReady     = "offers.ready"
+	Deliveries      = "deliveries"
+	DeliveryResults = "delivery.results"
 
 	// Rules is compacted and keyed by rule-table name: the latest published
 	// version of every table. RulesHistory keeps every published version
