@@ -1,0 +1,108 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Indexer derives the index keys of one row. It is called with the row's key
+// and its new value on every Set (during processing and during changelog
+// recovery) and with the old value when the row changes or is deleted, so it
+// must be deterministic: the same (key, value) must always give the same
+// index keys, or stale entries can no longer be found and removed.
+//
+// Index keys are compared as bytes, so they must be orderable byte strings:
+// encode times and numbers fixed-width big-endian or zero-padded decimal
+// (e.g. fmt.Sprintf("%020d", unixNanos)), never plain decimal. An index key
+// must not contain a zero byte (it separates index key and primary key).
+// Duplicates are ignored. Returning an error fails the write (and thereby
+// the Goka processor); for a value the indexer cannot understand, prefer
+// returning no keys.
+type Indexer func(key string, value []byte) ([]string, error)
+
+// Default tuning. Each value is explained where it is used in pebbleOptions
+// and in the write path.
+const (
+	defaultMemTableSize       = 16 << 20
+	defaultCacheSize          = 8 << 20
+	defaultRecoveryBatchBytes = 4 << 20
+)
+
+// Options configures the stores a Builder opens. The zero value is usable:
+// no indexes and the defaults above.
+type Options struct {
+	// Indexes maps an index name to the function that derives its keys.
+	// Names must be non-empty and must not contain a zero byte. Renaming an
+	// index (e.g. "fav" to "fav.v2") is how to roll out a changed Indexer:
+	// a store whose set of index names changed rebuilds all its indexes.
+	Indexes map[string]Indexer
+
+	// Logger receives the store's events (discarded stores, index
+	// rebuilds) and Pebble's own log at debug level. Default slog.Default().
+	Logger *slog.Logger
+
+	// MemTableSize is Pebble's memtable size in bytes. Larger memtables
+	// mean fewer, larger flushes during recovery; peak memory is about
+	// up to four times this per partition while recovering. Default 16 MiB.
+	MemTableSize uint64
+
+	// CacheSize is the Pebble block cache size in bytes, per partition.
+	// Default 8 MiB.
+	CacheSize int64
+
+	// RecoveryBatchBytes is how large the write batch grows while the
+	// table is recovered from its changelog before it is committed.
+	// Default 4 MiB.
+	RecoveryBatchBytes int
+}
+
+// ErrInvalidOptions is wrapped by the error Validate returns.
+var ErrInvalidOptions = errors.New("invalid state options")
+
+// Validate reports every problem with o at once.
+func (o Options) Validate() error {
+	var problems []string
+	for _, name := range slices.Sorted(maps.Keys(o.Indexes)) {
+		fn := o.Indexes[name]
+		switch {
+		case name == "":
+			problems = append(problems, "index name must not be empty")
+		case strings.IndexByte(name, 0) >= 0:
+			problems = append(problems, fmt.Sprintf("index name %q must not contain a zero byte", name))
+		}
+		if fn == nil {
+			problems = append(problems, fmt.Sprintf("index %q has no Indexer", name))
+		}
+	}
+	if o.CacheSize < 0 {
+		problems = append(problems, fmt.Sprintf("CacheSize %d must not be negative", o.CacheSize))
+	}
+	if o.RecoveryBatchBytes < 0 {
+		problems = append(problems, fmt.Sprintf("RecoveryBatchBytes %d must not be negative", o.RecoveryBatchBytes))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidOptions, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// withDefaults fills in every unset field; it is the one place defaults live.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = defaultMemTableSize
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = defaultCacheSize
+	}
+	if o.RecoveryBatchBytes == 0 {
+		o.RecoveryBatchBytes = defaultRecoveryBatchBytes
+	}
+	return o
+}

@@ -1,0 +1,265 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/lovoo/goka/storage"
+)
+
+// Errors returned by Store. Callers test them with errors.Is.
+var (
+	// ErrClosed is returned by every method of a store that is not open.
+	ErrClosed = errors.New("state store is closed")
+	// ErrUnknownIndex is returned by scans of an index not in Options.Indexes.
+	ErrUnknownIndex = errors.New("unknown index")
+	// ErrIndexNotReady is returned by scans while the store recovers a
+	// table whose index entries are built only when recovery ends.
+	ErrIndexNotReady = errors.New("index is rebuilt when recovery ends; scan after the table is recovered")
+	// ErrInvalidIndexKey is returned when an Indexer yields a key with a
+	// zero byte.
+	ErrInvalidIndexKey = errors.New("index key must not contain a zero byte")
+)
+
+// noOffset marks "no offset stored".
+const noOffset = math.MinInt64
+
+// Store is one table partition's state: a Pebble DB with the table rows,
+// their secondary index entries and the Goka offset. It implements
+// storage.Storage. Goka opens and closes it; stages read its indexes through
+// a Registry.
+//
+// Concurrency: any number of readers and one writer, as Goka requires, plus
+// SetOffset from Goka's producer-callback goroutine. Writes and lifecycle
+// changes hold mu exclusively, reads share it. Scans and iterators hold no
+// lock while the caller's code runs, so a scan callback may write to the
+// store; it sees the snapshot taken when the scan started.
+type Store struct {
+	dir       string
+	topic     string
+	partition int32
+	opts      Options
+	names     []string // sorted index names
+	log       *slog.Logger
+	reg       *Registry
+
+	mu sync.RWMutex
+	db *pebble.DB
+	// recovering is true from Open until MarkRecovered: writes go to the
+	// pending batch, which is committed unsynced every RecoveryBatchBytes.
+	recovering bool
+	pending    *pebble.Batch
+	// deferIndex: index entries are not maintained per write but rebuilt
+	// from all rows in MarkRecovered (empty store, changed index set, or an
+	// interrupted rebuild).
+	deferIndex bool
+	// wb is the reusable batch for writes after recovery.
+	wb *pebble.Batch
+	// offsetDirty: offset changed since it was last put in a batch.
+	offsetDirty bool
+	// keyBuf is the writer's scratch buffer for Pebble keys.
+	keyBuf []byte
+
+	offset atomic.Int64 // latest offset given to SetOffset, or noOffset
+	dirty  atomic.Bool  // pending holds writes a reader must not miss
+	stats  counters
+}
+
+var _ storage.Storage = (*Store)(nil)
+
+func newStore(dir, topic string, partition int32, opts Options, reg *Registry) *Store {
+	names := make([]string, 0, len(opts.Indexes))
+	for name := range opts.Indexes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	s := &Store{
+		dir:       dir,
+		topic:     topic,
+		partition: partition,
+		opts:      opts,
+		names:     names,
+		log:       opts.Logger.With("topic", topic, "partition", partition),
+		reg:       reg,
+	}
+	s.offset.Store(noOffset)
+	return s
+}
+
+// Open opens (or creates) the partition's DB. A store that was not closed
+// cleanly is discarded first, so the table is restored from its changelog.
+func (s *Store) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil {
+		return nil
+	}
+	if err := s.prepareDir(); err != nil {
+		return err
+	}
+	cache := pebble.NewCache(s.opts.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	db, err := pebble.Open(s.dir, s.pebbleOptions(cache))
+	if err != nil {
+		return fmt.Errorf("opening pebble store %s: %w", s.dir, err)
+	}
+	s.db = db
+	if err := s.loadMeta(); err != nil {
+		return errors.Join(err, s.closeDBLocked())
+	}
+	s.recovering = true
+	if len(s.names) > 0 && !s.deferIndex {
+		// Index maintenance reads old values, which may still be in the
+		// pending batch: only an indexed batch can answer that.
+		s.pending = db.NewIndexedBatchWithSize(s.opts.RecoveryBatchBytes + s.opts.RecoveryBatchBytes/4)
+	} else {
+		s.pending = db.NewBatch(
+			pebble.WithInitialSizeBytes(s.opts.RecoveryBatchBytes+s.opts.RecoveryBatchBytes/4),
+			pebble.WithMaxRetainedSizeBytes(2*s.opts.RecoveryBatchBytes),
+		)
+	}
+	s.reg.register(s)
+	return nil
+}
+
+// prepareDir creates the directory, consumes the clean-shutdown marker and
+// discards the contents of a store that was not closed cleanly.
+func (s *Store) prepareDir() error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("creating store directory: %w", err)
+	}
+	clean, err := markerExists(s.dir)
+	if err != nil {
+		return err
+	}
+	if clean {
+		// Remove it before the first write: from now on the directory is
+		// "in use" until Close writes the marker again.
+		return removeMarker(s.dir)
+	}
+	empty, err := isEmptyDir(s.dir)
+	if err != nil || empty {
+		return err
+	}
+	s.log.Warn("state store was not closed cleanly; discarding it to restore the table from its changelog",
+		"dir", s.dir)
+	s.stats.discards.Add(1)
+	return clearDir(s.dir)
+}
+
+// loadMeta reads the offset and decides how indexes are kept during recovery.
+func (s *Store) loadMeta() error {
+	if v, ok, err := s.getMeta(metaOffset); err != nil {
+		return err
+	} else if ok {
+		off, valid := decodeOffset(v)
+		if !valid {
+			return fmt.Errorf("decoding stored offset %x: invalid length", v)
+		}
+		s.offset.Store(off)
+	}
+	fresh, err := s.isEmpty()
+	if err != nil {
+		return err
+	}
+	storedSet, _, err := s.getMeta(metaIndexSet)
+	if err != nil {
+		return err
+	}
+	_, rebuilding, err := s.getMeta(metaIndexRebuild)
+	if err != nil {
+		return err
+	}
+	fp := indexSetFingerprint(s.opts.Indexes)
+	changed := !fresh && !bytes.Equal(storedSet, fp)
+	s.deferIndex = rebuilding || changed || (fresh && len(s.names) > 0)
+	if changed {
+		s.log.Info("index set changed; indexes are rebuilt when recovery ends",
+			"was", string(bytes.ReplaceAll(storedSet, []byte{0}, []byte(","))), "now", s.names)
+	}
+	if s.deferIndex && !rebuilding {
+		// Persist the decision: if this store is closed before recovery
+		// ends, the next Open still knows the index entries are incomplete.
+		if err := s.db.Set(metaIndexRebuild, nil, pebble.NoSync); err != nil {
+			return fmt.Errorf("marking index rebuild: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) getMeta(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %q: %w", key[1:], err)
+	}
+	out := bytes.Clone(v)
+	return out, true, closer.Close()
+}
+
+// isEmpty reports whether the DB holds no key at all.
+func (s *Store) isEmpty() (bool, error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false, fmt.Errorf("checking for an empty store: %w", err)
+	}
+	empty := !it.First()
+	return empty, it.Close()
+}
+
+// Close commits what is pending, flushes everything to sstables, closes
+// the DB and only then writes the clean-shutdown marker. If any step fails
+// the marker is not written and the next Open discards the store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	s.reg.unregister(s)
+	err := s.commitPendingLocked()
+	if err == nil && s.offsetDirty {
+		err = s.putOffsetLocked()
+	}
+	if err == nil {
+		// The WAL is disabled: only flushed memtables survive Close.
+		if ferr := s.db.Flush(); ferr != nil {
+			err = fmt.Errorf("flushing store: %w", ferr)
+		}
+	}
+	err = errors.Join(err, s.closeDBLocked())
+	if err != nil {
+		return err
+	}
+	return writeMarker(s.dir)
+}
+
+func (s *Store) closeDBLocked() error {
+	var err error
+	for _, b := range []*pebble.Batch{s.pending, s.wb} {
+		if b != nil {
+			err = errors.Join(err, b.Close())
+		}
+	}
+	s.pending, s.wb = nil, nil
+	s.dirty.Store(false)
+	if cerr := s.db.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("closing pebble store: %w", cerr))
+	}
+	s.db = nil
+	return err
+}
+
+// Topic and Partition name the table partition the store holds.
+func (s *Store) Topic() string    { return s.topic }
+func (s *Store) Partition() int32 { return s.partition }

@@ -1,0 +1,352 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// getter reads through a DB or an indexed batch (which sees its own writes).
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+// Set stores a row. Its index entries are updated in the same batch: the
+// old value is read, and entries it had but the new value lacks are
+// deleted, new ones added. During recovery the batch is the large pending
+// batch; afterwards each Set is its own batch.
+func (s *Store) Set(key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if s.recovering {
+		if err := s.putRowLocked(s.pending, s.pending, key, value); err != nil {
+			return fmt.Errorf("setting %q: %w", key, err)
+		}
+		s.stats.sets.Add(1)
+		s.dirty.Store(true)
+		// Normally SetOffset commits; this bounds the batch for update
+		// callbacks that write without an offset.
+		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
+	}
+	b := s.writeBatchLocked()
+	if err := s.putRowLocked(b, s.db, key, value); err != nil {
+		b.Reset()
+		return fmt.Errorf("setting %q: %w", key, err)
+	}
+	s.stats.sets.Add(1)
+	return s.applyLocked(b)
+}
+
+// Delete removes a row and all its index entries in one batch.
+func (s *Store) Delete(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if s.recovering {
+		if err := s.deleteRowLocked(s.pending, s.pending, key); err != nil {
+			return fmt.Errorf("deleting %q: %w", key, err)
+		}
+		s.stats.deletes.Add(1)
+		s.dirty.Store(true)
+		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
+	}
+	b := s.writeBatchLocked()
+	if err := s.deleteRowLocked(b, s.db, key); err != nil {
+		b.Reset()
+		return fmt.Errorf("deleting %q: %w", key, err)
+	}
+	s.stats.deletes.Add(1)
+	return s.applyLocked(b)
+}
+
+// SetOffset records the changelog offset the store's contents cover.
+//
+// During recovery Goka calls it after each message's Set/Delete on the same
+// goroutine, so the offset is put into the pending batch just before that
+// batch is committed: each committed recovery batch holds exactly the
+// messages up to the offset it stores. After recovery Goka calls it from
+// the producer's callback, once the changelog write of an earlier Set is
+// acknowledged; the offset is then written with the next row's batch, or
+// by MarkRecovered/Close. The store never needs it earlier: it is only
+// read back after a clean Close (see doc.go).
+func (s *Store) SetOffset(offset int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	s.offset.Store(offset)
+	s.offsetDirty = true
+	if s.recovering {
+		return s.maybeCommitLocked(s.opts.RecoveryBatchBytes)
+	}
+	return nil
+}
+
+// MarkRecovered commits the recovery batch, builds the index entries if
+// they were deferred, and switches to one batch per write.
+func (s *Store) MarkRecovered() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if !s.recovering {
+		return nil
+	}
+	if err := s.commitPendingLocked(); err != nil {
+		return err
+	}
+	if s.deferIndex {
+		if err := s.rebuildIndexesLocked(); err != nil {
+			return err
+		}
+		s.deferIndex = false
+	}
+	if err := s.pending.Close(); err != nil {
+		return fmt.Errorf("closing recovery batch: %w", err)
+	}
+	s.pending = nil
+	s.recovering = false
+	return nil
+}
+
+func (s *Store) writeBatchLocked() *pebble.Batch {
+	if s.wb == nil {
+		s.wb = s.db.NewBatch()
+	}
+	return s.wb
+}
+
+// applyLocked commits a single-write batch (with the offset, if it moved)
+// and resets it for reuse.
+func (s *Store) applyLocked(b *pebble.Batch) error {
+	if s.offsetDirty {
+		if err := b.Set(metaOffset, encodeOffset(s.offset.Load()), nil); err != nil {
+			b.Reset()
+			return fmt.Errorf("batching offset: %w", err)
+		}
+	}
+	err := b.Commit(pebble.NoSync)
+	b.Reset()
+	if err != nil {
+		return fmt.Errorf("committing write: %w", err)
+	}
+	s.offsetDirty = false
+	s.stats.commits.Add(1)
+	return nil
+}
+
+func (s *Store) maybeCommitLocked(limit int) error {
+	if s.pending.Len() < limit {
+		return nil
+	}
+	return s.commitPendingLocked()
+}
+
+// commitPendingLocked commits the recovery batch, with the latest offset.
+func (s *Store) commitPendingLocked() error {
+	if s.pending == nil {
+		return nil
+	}
+	if s.offsetDirty {
+		if err := s.pending.Set(metaOffset, encodeOffset(s.offset.Load()), nil); err != nil {
+			return fmt.Errorf("batching offset: %w", err)
+		}
+	}
+	if s.pending.Empty() {
+		return nil
+	}
+	if err := s.pending.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("committing recovery batch: %w", err)
+	}
+	s.pending.Reset()
+	s.offsetDirty = false
+	s.dirty.Store(false)
+	s.stats.commits.Add(1)
+	return nil
+}
+
+// putOffsetLocked writes the offset on its own (Close after recovery).
+func (s *Store) putOffsetLocked() error {
+	if err := s.db.Set(metaOffset, encodeOffset(s.offset.Load()), pebble.NoSync); err != nil {
+		return fmt.Errorf("writing offset: %w", err)
+	}
+	s.offsetDirty = false
+	return nil
+}
+
+// putRowLocked adds a row and its index changes to b; old values are read
+// through r. It allocates nothing when no index is maintained.
+func (s *Store) putRowLocked(b *pebble.Batch, r getter, key string, value []byte) error {
+	if s.maintainIndexes() {
+		if err := s.reindexLocked(b, r, key, value, true); err != nil {
+			return err
+		}
+	}
+	op := b.SetDeferred(1+len(key), len(value))
+	op.Key[0] = spaceData
+	copy(op.Key[1:], key)
+	copy(op.Value, value)
+	return op.Finish()
+}
+
+func (s *Store) deleteRowLocked(b *pebble.Batch, r getter, key string) error {
+	if s.maintainIndexes() {
+		if err := s.reindexLocked(b, r, key, nil, false); err != nil {
+			return err
+		}
+	}
+	op := b.DeleteDeferred(1 + len(key))
+	op.Key[0] = spaceData
+	copy(op.Key[1:], key)
+	return op.Finish()
+}
+
+// maintainIndexes: index entries are kept per write (not rebuilt later).
+func (s *Store) maintainIndexes() bool {
+	return len(s.names) > 0 && !s.deferIndex
+}
+
+// reindexLocked reads key's old value through r and adds to b the index
+// changes that replace it with value (or remove it, if !hasNew).
+func (s *Store) reindexLocked(b *pebble.Batch, r getter, key string, value []byte, hasNew bool) error {
+	s.keyBuf = appendDataKey(s.keyBuf[:0], key)
+	old, closer, err := r.Get(s.keyBuf)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return s.indexDiff(b, key, nil, false, value, hasNew)
+	case err != nil:
+		return fmt.Errorf("reading old value: %w", err)
+	}
+	if hasNew && bytes.Equal(old, value) {
+		return closer.Close()
+	}
+	err = s.indexDiff(b, key, old, true, value, hasNew)
+	return errors.Join(err, closer.Close())
+}
+
+// indexDiff adds to b, for every index, the deletion of entries only the
+// old value has and the insertion of entries only the new value has.
+func (s *Store) indexDiff(b *pebble.Batch, key string, old []byte, hasOld bool, value []byte, hasNew bool) error {
+	for _, name := range s.names {
+		fn := s.opts.Indexes[name]
+		var oldKeys, newKeys []string
+		var err error
+		if hasOld {
+			if oldKeys, err = indexKeys(fn, name, key, old); err != nil {
+				return err
+			}
+		}
+		if hasNew {
+			if newKeys, err = indexKeys(fn, name, key, value); err != nil {
+				return err
+			}
+		}
+		i, j := 0, 0
+		for i < len(oldKeys) || j < len(newKeys) {
+			switch {
+			case j == len(newKeys) || (i < len(oldKeys) && oldKeys[i] < newKeys[j]):
+				s.keyBuf = appendIndexKey(s.keyBuf[:0], name, oldKeys[i], key)
+				if err := b.Delete(s.keyBuf, nil); err != nil {
+					return fmt.Errorf("batching index delete: %w", err)
+				}
+				s.stats.indexDeletes.Add(1)
+				i++
+			case i == len(oldKeys) || newKeys[j] < oldKeys[i]:
+				s.keyBuf = appendIndexKey(s.keyBuf[:0], name, newKeys[j], key)
+				if err := b.Set(s.keyBuf, nil, nil); err != nil {
+					return fmt.Errorf("batching index entry: %w", err)
+				}
+				s.stats.indexPuts.Add(1)
+				j++
+			default: // in both: unchanged
+				i++
+				j++
+			}
+		}
+	}
+	return nil
+}
+
+// indexKeys runs an indexer and returns its keys sorted, without
+// duplicates, checked for zero bytes.
+func indexKeys(fn Indexer, name, key string, value []byte) ([]string, error) {
+	keys, err := fn(key, value)
+	if err != nil {
+		return nil, fmt.Errorf("index %q: %w", name, err)
+	}
+	for _, k := range keys {
+		if strings.IndexByte(k, sep) >= 0 {
+			return nil, fmt.Errorf("index %q: key %q: %w", name, k, ErrInvalidIndexKey)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
+// rebuildIndexesLocked drops every index entry and derives them again from
+// all rows, in large unsynced batches. The last batch records the index set
+// and clears the rebuild flag, so an interrupted rebuild is redone.
+func (s *Store) rebuildIndexesLocked() error {
+	start := time.Now()
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(indexLower, indexUpper, nil); err != nil {
+		return fmt.Errorf("batching index range delete: %w", err)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: dataLower, UpperBound: dataUpper})
+	if err != nil {
+		return fmt.Errorf("iterating rows for index rebuild: %w", err)
+	}
+	rows := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return errors.Join(fmt.Errorf("reading row for index rebuild: %w", err), it.Close())
+		}
+		if err := s.indexDiff(b, string(it.Key()[1:]), nil, false, v, true); err != nil {
+			return errors.Join(fmt.Errorf("rebuilding indexes: %w", err), it.Close())
+		}
+		rows++
+		if b.Len() >= s.opts.RecoveryBatchBytes {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return errors.Join(fmt.Errorf("committing index rebuild: %w", err), it.Close())
+			}
+			b.Reset()
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("iterating rows for index rebuild: %w", err)
+	}
+	if err := b.Set(metaIndexSet, indexSetFingerprint(s.opts.Indexes), nil); err != nil {
+		return fmt.Errorf("batching index set: %w", err)
+	}
+	if err := b.Delete(metaIndexRebuild, nil); err != nil {
+		return fmt.Errorf("batching index rebuild flag: %w", err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("committing index rebuild: %w", err)
+	}
+	s.stats.rebuilds.Add(1)
+	level := slog.LevelInfo
+	if rows == 0 {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "rebuilt partition-local indexes", "indexes", s.names, "rows", rows,
+		"duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
