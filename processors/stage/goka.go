@@ -13,6 +13,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 
+	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -22,7 +23,9 @@ type Env struct {
 	Catalogue topics.Catalogue
 	// Storage builds the local state of group and join tables.
 	Storage storage.Builder
-	Log     *slog.Logger
+	// Registry finds the open stores Storage built, for index scans.
+	Registry *state.Registry
+	Log      *slog.Logger
 }
 
 // SaramaConfig returns a fresh sarama configuration for Goka clients.
@@ -39,6 +42,9 @@ func SaramaConfig(clientID string) *sarama.Config {
 	// Stages start from the oldest record the first time a group runs, so
 	// records produced before a stage was deployed are not skipped.
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	// The CDC bridge writes rows and checkpoints in transactions: never
+	// read rows of an aborted one.
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
 	c.Producer.Flush.Frequency = 5 * time.Millisecond
 	return c
 }

@@ -1,0 +1,90 @@
+// Package audience is the user-extraction stage. An item-wide audience
+// request (everyone who favourited an item) arrives on every partition of
+// audience.requests; each partition answers from its own copy of
+// member-state-table, with a lookup in the partition-local index
+// favourite item → member, and emits one offer candidate per member keyed by
+// that member. No list of all favouriters is ever built, and no partition
+// reads another's data (DESIGN.md, idea 3).
+package audience
+
+import (
+	"fmt"
+
+	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/processors/state"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Group is the consumer group.
+const Group = topics.GroupAudience
+
+var members = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "rtm_audience_members_total",
+	Help: "Members found for audience requests, by campaign.",
+}, []string{"campaign"})
+
+// Indexes are those of the joined member-state-table.
+func Indexes() map[string]state.Indexer { return memberstate.Indexes() }
+
+type extractor struct{ env stage.Env }
+
+// Graph is the stage's topology. The join gives this group its own,
+// indexed copy of member-state-table, co-partitioned with the requests.
+func (x *extractor) Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(Group),
+		goka.Input(goka.Stream(topics.AudienceRequests), stage.Raw, x.request),
+		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Output(goka.Stream(topics.OffersCandidates), topics.OfferCodec{}),
+		stage.DLQOutput(),
+	)
+}
+
+// New returns the audience processor. env must come from stage.NewEnv with
+// Indexes().
+func New(env stage.Env) (*goka.Processor, error) {
+	x := &extractor{env: env}
+	return goka.NewProcessor(env.Brokers, x.Graph(), env.ProcessorOptions()...)
+}
+
+func (x *extractor) request(ctx goka.Context, msg any) {
+	req, ok := stage.Decode(ctx, Group, topics.AudienceRequestCodec{}, msg)
+	if !ok {
+		return
+	}
+	if req.Partition != ctx.Partition() {
+		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("request for partition %d arrived on partition %d: the producer does not use murmur2 partitioning", req.Partition, ctx.Partition()))
+		return
+	}
+	if req.Audience != topics.AudienceFavoritesOfItem {
+		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("audience %q is not supported", req.Audience))
+		return
+	}
+	st := x.env.Registry.Store(string(memberstate.Table), ctx.Partition())
+	if st == nil {
+		ctx.Fail(fmt.Errorf("no local store for %s/%d", memberstate.Table, ctx.Partition()))
+		return
+	}
+	n := 0
+	err := st.Lookup(memberstate.FavoritesIndex, req.ItemID, func(member string) error {
+		o := req.Offer
+		o.MemberID = member
+		o.OfferID = topics.OfferID(o.CampaignID, o.Event.EventID, member)
+		o.Decisions = append(o.Decisions[:len(o.Decisions):len(o.Decisions)],
+			topics.Decision{Stage: Group, Outcome: "match", Reason: "favourited " + req.ItemID})
+		o.Stamps = o.Stamps[:len(o.Stamps):len(o.Stamps)]
+		stage.Stamp(&o, Group)
+		ctx.Emit(goka.Stream(topics.OffersCandidates), member, &o)
+		n++
+		return nil
+	})
+	if err != nil {
+		ctx.Fail(fmt.Errorf("scanning %s index on partition %d: %w", memberstate.FavoritesIndex, ctx.Partition(), err))
+	}
+	members.WithLabelValues(req.Offer.CampaignID).Add(float64(n))
+	stage.Emitted.WithLabelValues(Group, topics.OffersCandidates).Add(float64(n))
+}

@@ -1,0 +1,116 @@
+// Package campaign is the campaign-decision stage: it evaluates the
+// published campaign rule tables against each business event and, for every
+// campaign that fires, emits either one offer candidate keyed by the member
+// (member audiences) or an audience request to every partition (item-wide
+// audiences, answered by the audience stage from partition-local indexes).
+package campaign
+
+import (
+	"fmt"
+
+	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Group is the consumer group.
+const Group = topics.GroupCampaign
+
+var fired = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "rtm_campaign_fired_total",
+	Help: "Campaigns fired by events, by campaign and audience.",
+}, []string{"campaign", "audience"})
+
+type decider struct {
+	env   stage.Env
+	rules stage.Rules
+	keys  []string // one key per partition of audience.requests
+}
+
+// Graph is the stage's topology.
+func (d *decider) Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(Group),
+		goka.Input(goka.Stream(topics.Events), stage.Raw, d.event),
+		goka.Output(goka.Stream(topics.OffersCandidates), topics.OfferCodec{}),
+		goka.Output(goka.Stream(topics.AudienceRequests), topics.AudienceRequestCodec{}),
+		stage.DLQOutput(),
+	)
+}
+
+// New returns the campaign processor.
+func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
+	d := &decider{env: env, rules: rs, keys: topics.PartitionKeys("aud-", env.Catalogue.Partitions)}
+	return goka.NewProcessor(env.Brokers, d.Graph(), env.ProcessorOptions()...)
+}
+
+func summary(e *topics.Event) topics.EventSummary {
+	return topics.EventSummary{EventID: e.EventID, Type: e.Type, ItemID: e.ItemID, Brand: e.Brand,
+		Category: e.Category, OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct, At: e.At}
+}
+
+func (d *decider) event(ctx goka.Context, msg any) {
+	e, ok := stage.Decode(ctx, Group, topics.EventCodec{}, msg)
+	if !ok {
+		return
+	}
+	set := d.rules.Current()
+	facts := &rules.Facts{Event: rules.Event{
+		Type: e.Type, ItemID: e.ItemID, MemberID: e.MemberID, Brand: e.Brand, Category: e.Category,
+		OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct, Stock: e.Stock, At: e.At, Attrs: e.Attrs,
+	}}
+	var decisions []rules.Decision
+	for _, t := range set.Kind(rules.KindCampaign) {
+		var err error
+		if decisions, err = t.Decide(decisions, facts); err != nil {
+			stage.DeadLetter(ctx, Group, msg, err)
+			return
+		}
+	}
+	for _, dec := range decisions {
+		d.fire(ctx, e, dec, msg)
+	}
+}
+
+func (d *decider) fire(ctx goka.Context, e *topics.Event, dec rules.Decision, msg any) {
+	c := dec.Campaign
+	offer := topics.Offer{
+		CampaignID: c.Campaign, RulesVersion: dec.Table + "@" + dec.Version, Event: summary(e),
+		Audience: c.Audience, Priority: c.Priority, Template: c.Template, Timing: c.Timing,
+		Decisions: []topics.Decision{{Stage: Group, Table: dec.Table, Rule: dec.Rule, Outcome: "fire"}},
+	}
+	if c.ExpiresAfter > 0 {
+		offer.ExpiresAt = e.At.Add(c.ExpiresAfter)
+	}
+	stage.Stamp(&offer, Group)
+	fired.WithLabelValues(c.Campaign, c.Audience).Inc()
+	switch c.Audience {
+	case topics.AudienceMember, "":
+		if e.MemberID == "" {
+			stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s targets the event's member, but event %s has no member_id (%s)", c.Campaign, e.EventID, dec.Trace))
+			return
+		}
+		offer.MemberID = e.MemberID
+		offer.OfferID = topics.OfferID(c.Campaign, e.EventID, e.MemberID)
+		ctx.Emit(goka.Stream(topics.OffersCandidates), e.MemberID, &offer)
+		stage.Emitted.WithLabelValues(Group, topics.OffersCandidates).Inc()
+	case topics.AudienceFavoritesOfItem:
+		if e.ItemID == "" {
+			stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s targets favourites of the event's item, but event %s has no item_id (%s)", c.Campaign, e.EventID, dec.Trace))
+			return
+		}
+		// One copy per partition: each answers from its own index.
+		for p, key := range d.keys {
+			ctx.Emit(goka.Stream(topics.AudienceRequests), key, &topics.AudienceRequest{
+				RequestID: topics.RequestID(c.Campaign, e.EventID), Audience: c.Audience, ItemID: e.ItemID,
+				Partition: int32(p), Offer: offer, At: e.At,
+			})
+		}
+		stage.Emitted.WithLabelValues(Group, topics.AudienceRequests).Add(float64(len(d.keys)))
+	default:
+		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s: audience %q is not supported yet (%s)", c.Campaign, c.Audience, dec.Trace))
+	}
+}

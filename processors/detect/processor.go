@@ -1,0 +1,186 @@
+package detect
+
+import (
+	"context"
+	"time"
+
+	"github.com/lovoo/goka"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/processors/state"
+	"github.com/rtm-project/rtm/processors/timer"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Group is the consumer group.
+const Group = topics.GroupDetect
+
+// Config tunes detection.
+type Config struct {
+	// CartWindow is how long a cart may wait for an order before it counts
+	// as abandoned. Default 1h.
+	CartWindow time.Duration
+	// TickInterval is how often due checks are released. Default 1s.
+	TickInterval time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.CartWindow <= 0 {
+		c.CartWindow = time.Hour
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = time.Second
+	}
+	return c
+}
+
+// Indexes are the partition-local indexes of detect-table.
+func Indexes() map[string]state.Indexer { return map[string]state.Indexer{DueIndex: IndexDue} }
+
+var table = goka.GroupTable(goka.Group(Group))
+
+type detector struct {
+	env stage.Env
+	cfg Config
+}
+
+// Graph is the stage's topology.
+func (d *detector) Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(Group),
+		goka.Input(goka.Stream(topics.CDCItems), stage.Raw, d.item),
+		goka.Input(goka.Stream(topics.CDCCartItems), stage.Raw, d.cart),
+		goka.Input(goka.Stream(topics.CDCOrders), stage.Raw, d.order),
+		goka.Loop(stage.Raw, d.loop),
+		goka.Persist(Codec{}),
+		goka.Output(goka.Stream(topics.Events), topics.EventCodec{}),
+		stage.DLQOutput(),
+	)
+}
+
+// Stage is a runnable detect stage: the processor and its ticker.
+type Stage struct {
+	d    *detector
+	proc *goka.Processor
+}
+
+// New returns the detect stage. env must come from stage.NewEnv with
+// Indexes().
+func New(env stage.Env, cfg Config) (*Stage, error) {
+	d := &detector{env: env, cfg: cfg.withDefaults()}
+	p, err := goka.NewProcessor(env.Brokers, d.Graph(), env.ProcessorOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	return &Stage{d: d, proc: p}, nil
+}
+
+// Run runs the processor and its ticker until ctx is done or either fails.
+func (s *Stage) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.proc.Run(ctx) })
+	g.Go(func() error {
+		return timer.RunTicker(ctx, s.d.env, goka.Stream(topics.LoopOf(Group)), s.d.cfg.TickInterval)
+	})
+	return g.Wait()
+}
+
+func value(ctx goka.Context) *State {
+	if v, ok := ctx.Value().(*State); ok && v != nil {
+		return v
+	}
+	return &State{}
+}
+
+func emit(ctx goka.Context, key string, events []topics.Event) {
+	for i := range events {
+		ctx.Emit(goka.Stream(topics.Events), key, &events[i])
+		stage.Emitted.WithLabelValues(Group, topics.Events).Inc()
+	}
+}
+
+func (d *detector) item(ctx goka.Context, msg any) {
+	r, ok := stage.Decode(ctx, Group, topics.CDCCodec{}, msg)
+	if !ok {
+		return
+	}
+	s := value(ctx)
+	if s.Item == nil {
+		s.Item = &ItemState{}
+	}
+	events, changed, err := ApplyItem(s.Item, r)
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
+	}
+	if changed {
+		ctx.SetValue(s)
+	}
+	emit(ctx, ctx.Key(), events)
+}
+
+func (d *detector) member(ctx goka.Context) *State {
+	s := value(ctx)
+	if s.Member == nil {
+		s.Member = &MemberState{}
+	}
+	return s
+}
+
+func (d *detector) cart(ctx goka.Context, msg any) {
+	r, ok := stage.Decode(ctx, Group, topics.CDCCodec{}, msg)
+	if !ok {
+		return
+	}
+	s := d.member(ctx)
+	changed, err := ApplyCart(s.Member, r, d.cfg.CartWindow)
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
+	}
+	if changed {
+		ctx.SetValue(s)
+	}
+}
+
+func (d *detector) order(ctx goka.Context, msg any) {
+	r, ok := stage.Decode(ctx, Group, topics.CDCCodec{}, msg)
+	if !ok {
+		return
+	}
+	s := d.member(ctx)
+	events, changed, err := ApplyOrder(s.Member, r, d.cfg.CartWindow)
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
+	}
+	if changed {
+		ctx.SetValue(s)
+	}
+	emit(ctx, ctx.Key(), events)
+}
+
+func (d *detector) loop(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	v, err := timer.Codec{}.Decode(raw)
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
+	}
+	m := v.(*timer.Message)
+	switch m.Kind {
+	case timer.Tick:
+		if err := timer.HandleTick(ctx, d.env, table, DueIndex, m.At); err != nil {
+			ctx.Fail(err) // the local store is gone: let the supervisor restart the stage
+		}
+	case timer.Release:
+		s := value(ctx)
+		ev, changed := Release(s.Member, ctx.Key(), m.At)
+		if changed {
+			ctx.SetValue(s)
+		}
+		if ev != nil {
+			emit(ctx, ctx.Key(), []topics.Event{*ev})
+		}
+	}
+}

@@ -1,0 +1,114 @@
+// Package filter is the member-filtering stage: it joins each offer
+// candidate with the member's profile (co-partitioned, read locally) and
+// evaluates the published filter rule tables. Survivors go to
+// offers.filtered; every exclusion goes to offers.excluded with the deciding
+// rule and reason, and is counted by reason.
+package filter
+
+import (
+	"strings"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Group is the consumer group.
+const Group = topics.GroupFilter
+
+// Reasons that do not come from a rule table: these hold whatever the
+// marketers publish.
+const (
+	ReasonUnknownMember = "unknown_member"
+	ReasonWithdrawn     = "withdrawn"
+	ReasonRuleError     = "rule_error"
+)
+
+var excluded = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "rtm_filter_excluded_total",
+	Help: "Offers excluded by member filtering, by reason.",
+}, []string{"reason"})
+
+type filter struct {
+	env   stage.Env
+	rules stage.Rules
+	now   func() time.Time
+}
+
+// Graph is the stage's topology.
+func (f *filter) Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(Group),
+		goka.Input(goka.Stream(topics.OffersCandidates), stage.Raw, f.offer),
+		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Output(goka.Stream(topics.OffersFiltered), topics.OfferCodec{}),
+		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
+		stage.DLQOutput(),
+	)
+}
+
+// New returns the filter processor.
+func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
+	f := &filter{env: env, rules: rs, now: time.Now}
+	return goka.NewProcessor(env.Brokers, f.Graph(), env.ProcessorOptions()...)
+}
+
+// Decide returns the exclusion decision for an offer to a member, or false
+// when the offer passes. It is the stage's logic without Kafka.
+func Decide(set *rules.Set, o *topics.Offer, p *memberstate.Profile, now time.Time) (topics.Decision, bool) {
+	switch {
+	case p == nil || !p.Exists:
+		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonUnknownMember}, true
+	case !p.Targetable():
+		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonWithdrawn}, true
+	}
+	facts := &rules.Facts{
+		Event:    stage.EventFacts(&o.Event),
+		Member:   p.Facts(now),
+		Campaign: stage.CampaignFacts(o),
+	}
+	for _, t := range set.Kind(rules.KindFilter) {
+		d, ok, err := t.Evaluate(facts)
+		if err != nil {
+			// A rule that cannot be evaluated excludes: sending on a broken
+			// rule is worse than not sending.
+			return topics.Decision{Stage: Group, Table: t.Name(), Outcome: "exclude", Reason: ReasonRuleError + ": " + err.Error()}, true
+		}
+		if ok && d.Filter.Exclude {
+			reason := d.Filter.Reason
+			if reason == "" {
+				reason = d.Rule
+			}
+			return topics.Decision{Stage: Group, Table: d.Table + "@" + d.Version, Rule: d.Rule, Outcome: "exclude", Reason: reason}, true
+		}
+	}
+	return topics.Decision{Stage: Group, Outcome: "pass"}, false
+}
+
+func (f *filter) offer(ctx goka.Context, msg any) {
+	o, ok := stage.Decode(ctx, Group, topics.OfferCodec{}, msg)
+	if !ok {
+		return
+	}
+	p, _ := ctx.Join(memberstate.Table).(*memberstate.Profile)
+	d, exclude := Decide(f.rules.Current(), o, p, f.now())
+	o.Decisions = append(o.Decisions, d)
+	stage.Stamp(o, Group)
+	if exclude {
+		label := d.Reason // rule reasons are a small, marketer-defined set
+		if strings.HasPrefix(label, ReasonRuleError) {
+			label = ReasonRuleError
+		}
+		excluded.WithLabelValues(label).Inc()
+		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
+		stage.Emitted.WithLabelValues(Group, topics.OffersExcluded).Inc()
+		return
+	}
+	ctx.Emit(goka.Stream(topics.OffersFiltered), ctx.Key(), o)
+	stage.Emitted.WithLabelValues(Group, topics.OffersFiltered).Inc()
+}

@@ -1,0 +1,246 @@
+// Package memberstate is the member-state stage: one profile per member,
+// built from the shop's change rows, behaviour events and delivery results,
+// kept in the group table member-state-table (a compacted changelog plus a
+// partition-local Pebble store) with a partition-local index
+// favourite item → member.
+//
+// Every update is idempotent, because Goka processing is at-least-once:
+// change rows apply only when their Change Tracking version is newer than the
+// one recorded for that row, behaviour events and delivery results only when
+// their ID has not been seen. Nothing is a blind increment.
+package memberstate
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/bytedance/sonic"
+
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Limits that keep a profile small: it is read on every offer.
+const (
+	maxOrders      = 20
+	maxRecentSends = 50
+	maxSeenIDs     = 512
+	// engagementHalfLife is the time after which a send, open or click
+	// counts half. Decay is computed from event times, not the wall clock,
+	// so a replay yields the same profile.
+	engagementHalfLife = 30 * 24 * time.Hour
+)
+
+// Profile is a member's state. It is the value of member-state-table, JSON
+// (readable with kcat).
+type Profile struct {
+	MemberID string `json:"member_id"`
+	// Exists is false until a members row arrives and after it is deleted;
+	// such a member is never targeted.
+	Exists       bool      `json:"exists"`
+	Email        string    `json:"email,omitempty"`
+	LineUserID   string    `json:"line_user_id,omitempty"`
+	PushToken    string    `json:"push_token,omitempty"`
+	MailOptIn    bool      `json:"mail_opt_in"`
+	LineOptIn    bool      `json:"line_opt_in"`
+	PushOptIn    bool      `json:"push_opt_in"`
+	Status       string    `json:"status,omitempty"`
+	IsDebug      bool      `json:"is_debug"`
+	Gender       string    `json:"gender,omitempty"`
+	Birthday     string    `json:"birthday,omitempty"`
+	Prefecture   string    `json:"prefecture,omitempty"`
+	Timezone     string    `json:"timezone,omitempty"`
+	RegisteredAt time.Time `json:"registered_at,omitzero"`
+
+	// Versions is the last applied Change Tracking version per source row
+	// ("members", "fav/<item>", "order/<id>", "cart/<item>"), kept after a
+	// delete so that a late, older change is still recognised as stale.
+	Versions map[string]int64 `json:"versions,omitempty"`
+
+	Favorites   map[string]time.Time `json:"favorites,omitempty"`
+	Cart        map[string]CartLine  `json:"cart,omitempty"`
+	Orders      []Order              `json:"orders,omitempty"` // newest last, at most maxOrders
+	OrdersCount int                  `json:"orders_count"`
+	LastOrderAt time.Time            `json:"last_order_at,omitzero"`
+
+	// Engagement per channel (MAIL, LINE, PUSH, INAPP), time-decayed.
+	Engagement map[string]Engagement `json:"engagement,omitempty"`
+	// Activity counts behaviour by hour of day in the member's time zone.
+	Activity    [24]uint32 `json:"activity"`
+	RecentSends []Send     `json:"recent_sends,omitempty"`
+	// Seen holds the most recent behaviour-event and delivery-result IDs
+	// applied, so a redelivered one is not counted twice.
+	Seen []string `json:"seen,omitempty"`
+}
+
+// CartLine is an item in the member's cart.
+type CartLine struct {
+	Quantity int       `json:"quantity"`
+	AddedAt  time.Time `json:"added_at"`
+}
+
+// Order is a recent order.
+type Order struct {
+	OrderID string    `json:"order_id"`
+	ItemID  string    `json:"item_id"`
+	Status  string    `json:"status"`
+	Total   float64   `json:"total"`
+	At      time.Time `json:"at"`
+}
+
+// Engagement is a channel's decayed send, open and click counts as of At.
+type Engagement struct {
+	Sent    float64   `json:"sent"`
+	Opened  float64   `json:"opened"`
+	Clicked float64   `json:"clicked"`
+	At      time.Time `json:"at"`
+}
+
+// Send is a delivery the member received.
+type Send struct {
+	DeliveryID string    `json:"delivery_id"`
+	CampaignID string    `json:"campaign_id"`
+	Channel    string    `json:"channel"`
+	At         time.Time `json:"at"`
+}
+
+// Targetable reports whether the member may be sent anything at all.
+func (p *Profile) Targetable() bool { return p != nil && p.Exists && p.Status != "withdrawn" }
+
+// Reachable lists the channels the member can be reached on now: opted in
+// and with an address. The in-app inbox reaches every targetable member.
+func (p *Profile) Reachable() []string {
+	if !p.Targetable() {
+		return nil
+	}
+	var out []string
+	if p.MailOptIn && p.Email != "" {
+		out = append(out, topics.ChannelMail)
+	}
+	if p.LineOptIn && p.LineUserID != "" {
+		out = append(out, topics.ChannelLine)
+	}
+	if p.PushOptIn && p.PushToken != "" {
+		out = append(out, topics.ChannelPush)
+	}
+	return append(out, topics.ChannelInApp)
+}
+
+// Facts maps the profile to the marketer-facing rule facts, as of now.
+func (p *Profile) Facts(now time.Time) rules.Member {
+	m := rules.Member{
+		MemberID: p.MemberID, Email: p.Email, Status: p.Status, IsDebug: p.IsDebug, Gender: p.Gender,
+		Birthday: p.Birthday, Prefecture: p.Prefecture, Timezone: p.Timezone,
+		MailOptIn: p.MailOptIn, LineOptIn: p.LineOptIn, PushOptIn: p.PushOptIn,
+		Reachable: p.Reachable(), FavoritesCount: len(p.Favorites), OrdersCount: p.OrdersCount,
+		DaysSinceLastOrder: -1,
+	}
+	if !p.Exists {
+		m.Status = "deleted"
+	}
+	if b, err := time.Parse(time.DateOnly, p.Birthday); err == nil {
+		m.Age = age(b, now)
+	}
+	if !p.LastOrderAt.IsZero() {
+		m.DaysSinceLastOrder = int(now.Sub(p.LastOrderAt) / (24 * time.Hour))
+	}
+	for _, s := range p.RecentSends {
+		if now.Sub(s.At) < 24*time.Hour {
+			m.SentToday++
+		}
+		if now.Sub(s.At) < 7*24*time.Hour {
+			m.SentThisWeek++
+		}
+	}
+	return m
+}
+
+func age(birth, now time.Time) int {
+	a := now.Year() - birth.Year()
+	if now.YearDay() < birth.YearDay() {
+		a--
+	}
+	return a
+}
+
+// BestHour returns the member's most active local hour, and false when
+// there is no activity yet.
+func (p *Profile) BestHour() (int, bool) {
+	best, n := 0, uint32(0)
+	for h, c := range p.Activity {
+		if c > n {
+			best, n = h, c
+		}
+	}
+	return best, n > 0
+}
+
+// Location returns the member's time zone, UTC when unknown.
+func (p *Profile) Location() *time.Location { return location(p.Timezone) }
+
+var locations sync.Map // IANA name → *time.Location
+
+func location(name string) *time.Location {
+	if name == "" {
+		return time.UTC
+	}
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location)
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		l = time.UTC
+	}
+	locations.Store(name, l)
+	return l
+}
+
+func (p *Profile) seen(id string) bool { return slices.Contains(p.Seen, id) }
+
+func (p *Profile) remember(id string) {
+	p.Seen = append(p.Seen, id)
+	if len(p.Seen) > maxSeenIDs {
+		p.Seen = slices.Delete(p.Seen, 0, len(p.Seen)-maxSeenIDs)
+	}
+}
+
+// Codec is the member-state-table codec.
+type Codec struct{}
+
+func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
+func (Codec) Decode(b []byte) (any, error) {
+	p := new(Profile)
+	if err := sonic.Unmarshal(b, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// FavoritesIndex is the name of the partition-local index
+// favourite item → member.
+const FavoritesIndex = "fav"
+
+// IndexFavorites is the Indexer of FavoritesIndex: the items a targetable
+// member favourited. Withdrawn and deleted members have no entries, so an
+// audience scan never finds them.
+func IndexFavorites(_ string, value []byte) ([]string, error) {
+	var p struct {
+		Exists    bool                 `json:"exists"`
+		Status    string               `json:"status"`
+		Favorites map[string]time.Time `json:"favorites"`
+	}
+	if err := sonic.Unmarshal(value, &p); err != nil {
+		return nil, nil // not a profile: nothing to index
+	}
+	if !p.Exists || p.Status == "withdrawn" {
+		return nil, nil
+	}
+	keys := make([]string, 0, len(p.Favorites))
+	for item := range p.Favorites {
+		if item != "" {
+			keys = append(keys, item)
+		}
+	}
+	return keys, nil
+}

@@ -1,0 +1,139 @@
+package memberstate
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rtm-project/rtm/topics"
+)
+
+func rec(table, op string, v int64, key map[string]any, row any) *topics.CDCRecord {
+	r := &topics.CDCRecord{Table: table, Op: op, Version: v, Key: key}
+	if row != nil {
+		r.Row, _ = json.Marshal(row)
+	}
+	return r
+}
+
+func memberRec(op string, v int64, status string) *topics.CDCRecord {
+	var row any
+	if op != topics.OpDelete {
+		row = topics.MemberRow{MemberID: "M1", Email: "a@example.jp", MailOptIn: true, Status: status, Timezone: "Asia/Tokyo"}
+	}
+	return rec("members", op, v, map[string]any{"member_id": "M1"}, row)
+}
+
+func favRec(op string, v int64, item string) *topics.CDCRecord {
+	var row any
+	if op != topics.OpDelete {
+		row = topics.FavoriteRow{MemberID: "M1", ItemID: item}
+	}
+	return rec("favorites", op, v, map[string]any{"member_id": "M1", "item_id": item}, row)
+}
+
+func index(t *testing.T, p *Profile) []string {
+	t.Helper()
+	b, err := Codec{}.Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := IndexFavorites(p.MemberID, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func TestApplyCDCAndFavoritesIndex(t *testing.T) {
+	cases := []struct {
+		name   string
+		steps  []*topics.CDCRecord
+		wantIx []string
+		wantOK bool // targetable
+	}{
+		{"member with favourites", []*topics.CDCRecord{memberRec("i", 1, "active"), favRec("i", 2, "I1"), favRec("i", 3, "I2")}, []string{"I1", "I2"}, true},
+		{"favourite removed", []*topics.CDCRecord{memberRec("i", 1, "active"), favRec("i", 2, "I1"), favRec("d", 3, "I1")}, []string{}, true},
+		{"late stale insert after delete ignored", []*topics.CDCRecord{memberRec("i", 1, "active"), favRec("d", 5, "I1"), favRec("i", 4, "I1")}, []string{}, true},
+		{"withdrawn member not indexed", []*topics.CDCRecord{memberRec("i", 1, "active"), favRec("i", 2, "I1"), memberRec("u", 3, "withdrawn")}, []string{}, false},
+		{"deleted member not indexed", []*topics.CDCRecord{memberRec("i", 1, "active"), favRec("i", 2, "I1"), memberRec("d", 3, "")}, []string{}, false},
+		{"favourites before member row", []*topics.CDCRecord{favRec("i", 1, "I1")}, []string{}, false},
+		{"out-of-order member update ignored", []*topics.CDCRecord{memberRec("i", 1, "active"), memberRec("u", 3, "withdrawn"), memberRec("u", 2, "active")}, []string{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Profile{MemberID: "M1"}
+			for _, r := range tc.steps {
+				if _, err := p.ApplyCDC(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := index(t, p); !slices.Equal(got, tc.wantIx) && !(len(got) == 0 && len(tc.wantIx) == 0) {
+				t.Errorf("index %v, want %v", got, tc.wantIx)
+			}
+			if p.Targetable() != tc.wantOK {
+				t.Errorf("targetable %v, want %v", p.Targetable(), tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestOrdersCountedOnce(t *testing.T) {
+	p := &Profile{MemberID: "M1"}
+	o := func(v int64, status string) *topics.CDCRecord {
+		return rec("orders", "u", v, map[string]any{"order_id": "O1"}, topics.OrderRow{OrderID: "O1", MemberID: "M1", Status: status, OrderedAt: time.Unix(100, 0)})
+	}
+	for _, r := range []*topics.CDCRecord{o(1, "placed"), o(1, "placed"), o(2, "shipped")} {
+		if _, err := p.ApplyCDC(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.OrdersCount != 1 || len(p.Orders) != 1 || p.Orders[0].Status != "shipped" {
+		t.Fatalf("orders %+v, count %d", p.Orders, p.OrdersCount)
+	}
+}
+
+func TestBehaviorIsIdempotentAndLocal(t *testing.T) {
+	p := &Profile{MemberID: "M1", Timezone: "Asia/Tokyo"}
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) // 21:00 in Tokyo
+	click := &topics.BehaviorEvent{EventID: "e1", MemberID: "M1", Type: "click", At: at, Attrs: map[string]string{"channel": "LINE"}}
+	if !p.ApplyBehavior(click) || p.ApplyBehavior(click) {
+		t.Fatal("a redelivered event must apply once")
+	}
+	if p.Activity[21] != 1 {
+		t.Fatalf("activity %v: want one at 21h local", p.Activity)
+	}
+	if h, ok := p.BestHour(); !ok || h != 21 {
+		t.Fatalf("best hour %d %v", h, ok)
+	}
+	if g := p.Engagement["LINE"]; g.Clicked != 1 {
+		t.Fatalf("engagement %+v", g)
+	}
+	p.ApplyBehavior(&topics.BehaviorEvent{EventID: "e2", MemberID: "M1", Type: "unsubscribe", At: at, Attrs: map[string]string{"channel": "MAIL"}})
+	p.MailOptIn, p.Email, p.Exists, p.Status = true, "a@x", true, "active"
+	p.ApplyBehavior(&topics.BehaviorEvent{EventID: "e3", MemberID: "M1", Type: "unsubscribe", At: at, Attrs: map[string]string{"channel": "MAIL"}})
+	if p.MailOptIn || slices.Contains(p.Reachable(), "MAIL") {
+		t.Fatal("unsubscribe from MAIL must opt out")
+	}
+}
+
+func TestEngagementDecays(t *testing.T) {
+	p := &Profile{MemberID: "M1"}
+	at := time.Unix(0, 0)
+	p.ApplyResult(&topics.DeliveryResult{DeliveryID: "d1", MemberID: "M1", Channel: "MAIL", Status: "sent", At: at})
+	p.ApplyResult(&topics.DeliveryResult{DeliveryID: "d1", MemberID: "M1", Channel: "MAIL", Status: "sent", At: at})
+	g := p.EngagementAt("MAIL", at.Add(engagementHalfLife))
+	if math.Abs(g.Sent-0.5) > 1e-9 {
+		t.Fatalf("one send after a half-life counts %v, want 0.5", g.Sent)
+	}
+	if len(p.RecentSends) != 1 {
+		t.Fatalf("recent sends %+v", p.RecentSends)
+	}
+	f := p.Facts(at.Add(time.Hour))
+	if f.SentToday != 1 || f.SentThisWeek != 1 {
+		t.Fatalf("facts %+v", f)
+	}
+}

@@ -1,0 +1,473 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/internal/testkit"
+	"github.com/rtm-project/rtm/processors/audience"
+	"github.com/rtm-project/rtm/processors/filter"
+	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/state"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+const testPartitions = 4
+
+// swappable is a stage.Rules whose set a test replaces mid-stream, as a
+// rules.Watcher does when a workbook is published.
+type swappable struct{ p atomic.Pointer[rules.Set] }
+
+func (s *swappable) Current() *rules.Set { return s.p.Load() }
+
+func exampleRules(t *testing.T) *rules.Set {
+	t.Helper()
+	specs, err := rules.LoadWorkbook("../../rules/examples/rtm-rules.xlsx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []*rules.Table
+	for _, s := range specs {
+		tb, err := rules.Compile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, tb)
+	}
+	set, err := rules.NewSet(tables...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// harness runs stages against an embedded broker and feeds them CDC rows.
+type harness struct {
+	t       *testing.T
+	addr    string
+	cfg     Config
+	client  *kgo.Client
+	version atomic.Int64
+	stops   map[string]func()
+	built   map[string]*Stage
+}
+
+func newHarness(t *testing.T, rs *swappable) *harness {
+	b := testkit.Broker(t, "")
+	cat := topics.New(testPartitions, 1)
+	cl := testkit.Client(t, b.Addr(), kgo.DefaultProduceTopic(""))
+	if _, err := topics.Apply(testkit.Context(t), kadm.NewClient(cl), cat, false); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, addr: b.Addr(), client: cl, stops: map[string]func(){}, built: map[string]*Stage{},
+		cfg: Config{Brokers: []string{b.Addr()}, Catalogue: cat, DataDir: t.TempDir(), Rules: rs, Log: testkit.Logger(t)}}
+	return h
+}
+
+// start runs a stage until stop(name) or the end of the test.
+func (h *harness) start(name string, dataDir string) {
+	h.t.Helper()
+	cfg := h.cfg
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	r, err := Build(name, cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("stage %s: %v", name, err)
+			}
+		})
+	}
+	h.stops[name] = stop
+	h.built[name] = r
+	h.t.Cleanup(stop)
+}
+
+func (h *harness) cdc(table, key string, keyCols map[string]any, op string, row any) {
+	h.t.Helper()
+	rec := &topics.CDCRecord{Table: table, Op: op, Version: h.version.Add(1), Key: keyCols, TS: time.Now().UTC()}
+	if row != nil {
+		b, _ := json.Marshal(row)
+		rec.Row = b
+	}
+	v, err := topics.CDCCodec{}.Encode(rec)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.produce("cdc."+table, key, v)
+}
+
+func (h *harness) produce(topic, key string, value []byte) {
+	h.t.Helper()
+	if err := h.client.ProduceSync(testkit.Context(h.t), &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) member(row topics.MemberRow) {
+	h.cdc("members", row.MemberID, map[string]any{"member_id": row.MemberID}, topics.OpUpdate, row)
+}
+
+func (h *harness) favorite(member, item string) {
+	h.cdc("favorites", member, map[string]any{"member_id": member, "item_id": item}, topics.OpInsert,
+		topics.FavoriteRow{MemberID: member, ItemID: item, CreatedAt: time.Now().UTC()})
+}
+
+func (h *harness) item(op string, row topics.ItemRow) {
+	h.cdc("items", row.ItemID, map[string]any{"item_id": row.ItemID}, op, row)
+}
+
+// collector reads a topic from the start, keeping every record.
+type collector struct {
+	mu   sync.Mutex
+	recs []*kgo.Record
+}
+
+func (h *harness) collect(topic string) *collector {
+	c := &collector{}
+	cl := testkit.Client(h.t, h.addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	h.t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			c.mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) { c.recs = append(c.recs, r) })
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+func (c *collector) len() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.recs) }
+
+func (c *collector) offers(t *testing.T) []*topics.Offer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*topics.Offer
+	for _, r := range c.recs {
+		o, err := topics.OfferCodec{}.DecodeValue(r.Value)
+		if err != nil {
+			t.Fatalf("%s: %v", r.Topic, err)
+		}
+		if want := topics.Partition(r.Key, testPartitions); r.Partition != want || string(r.Key) != o.MemberID {
+			t.Errorf("%s: offer for %s keyed %q on partition %d, want key member_id on %d", r.Topic, o.MemberID, r.Key, r.Partition, want)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func memberIDs(os []*topics.Offer, campaign string) []string {
+	var ids []string
+	for _, o := range os {
+		if o.CampaignID == campaign {
+			ids = append(ids, o.MemberID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// waitIndexed waits until the audience stage's own copy of
+// member-state-table lists n favouriters of item across its partitions.
+func (h *harness) waitIndexed(item string, n int) {
+	h.t.Helper()
+	reg := h.built[audience.Group].Env.Registry
+	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d favouriters of %s in audience's index", n, item), func() bool {
+		count := 0
+		for p := range int32(testPartitions) {
+			st := reg.Store(string(memberstate.Table), p)
+			if st == nil {
+				return false
+			}
+			err := st.Lookup(memberstate.FavoritesIndex, item, func(string) error { count++; return nil })
+			if errors.Is(err, state.ErrIndexNotReady) {
+				return false // still recovering
+			}
+			if err != nil {
+				h.t.Fatal(err)
+			}
+		}
+		return count == n
+	})
+}
+
+func strs(format string, idx ...int) []string {
+	var out []string
+	for _, i := range idx {
+		out = append(out, fmt.Sprintf(format, i))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestStagesOneEndToEnd(t *testing.T) {
+	rs := &swappable{}
+	full := exampleRules(t)
+	rs.p.Store(full)
+	h := newHarness(t, rs)
+	for _, s := range Stages() {
+		h.start(s, "")
+	}
+	filtered := h.collect(topics.OffersFiltered)
+	excluded := h.collect(topics.OffersExcluded)
+	dlq := h.collect(topics.DLQ)
+
+	// 40 members; every even one favourites I1. M00, M10, M20, M30 are debug
+	// users, M04 and M14 opted out of everything, M08 has withdrawn.
+	for i := range 40 {
+		row := topics.MemberRow{MemberID: fmt.Sprintf("M%02d", i), Email: fmt.Sprintf("m%d@example.jp", i),
+			MailOptIn: true, Status: "active", Timezone: "Asia/Tokyo", Prefecture: "東京都"}
+		switch i {
+		case 0, 10, 20, 30:
+			row.IsDebug = true
+		case 4, 14:
+			row.MailOptIn = false
+		case 8:
+			row.Status = "withdrawn"
+		}
+		h.member(row)
+		if i%2 == 0 {
+			h.favorite(row.MemberID, "I1")
+		}
+		if i%5 == 0 {
+			h.favorite(row.MemberID, "I10") // a prefix of nothing: I1 must not match I10
+		}
+	}
+	h.produce(topics.CDCMembers, "M99", []byte(`{"schema_version":1,"table":"members"`)) // malformed
+	h.waitIndexed("I1", 19)                                                              // 20 even members, minus withdrawn M08
+	h.waitProfiles(40)
+
+	h.item(topics.OpInsert, topics.ItemRow{ItemID: "I1", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000, Stock: 3})
+	h.item(topics.OpUpdate, topics.ItemRow{ItemID: "I1", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 3000, Stock: 3})
+
+	pass := strs("M%02d", 2, 6, 12, 16, 18, 22, 24, 26, 28, 32, 34, 36, 38)
+	testkit.Eventually(t, time.Minute, "price-drop offers filtered and excluded", func() bool {
+		return filtered.len() == len(pass) && excluded.len() == 6
+	})
+	if got := memberIDs(filtered.offers(t), "price-drop-big"); !slices.Equal(got, pass) {
+		t.Errorf("filtered members %v, want %v", got, pass)
+	}
+	reasons := map[string]string{}
+	for _, o := range excluded.offers(t) {
+		d := o.Decisions[len(o.Decisions)-1]
+		reasons[o.MemberID] = d.Reason
+		if d.Stage != "filter" || d.Outcome != "exclude" {
+			t.Errorf("%s: last decision %+v", o.MemberID, d)
+		}
+	}
+	wantReasons := map[string]string{"M00": "debug user", "M10": "debug user", "M20": "debug user", "M30": "debug user",
+		"M04": "全チャネル配信停止 (opted out)", "M14": "全チャネル配信停止 (opted out)"}
+	for m, r := range wantReasons {
+		if !strings.Contains(reasons[m], r) {
+			t.Errorf("%s excluded with reason %q, want %q", m, reasons[m], r)
+		}
+	}
+	for _, o := range filtered.offers(t) {
+		if o.RulesVersion == "" || o.OfferID != topics.OfferID(o.CampaignID, o.Event.EventID, o.MemberID) || o.Event.DropPct != 40 {
+			t.Errorf("offer %+v lacks rules version, deterministic ID or event summary", o)
+		}
+		var stages []string
+		for _, s := range o.Stamps {
+			stages = append(stages, s.Stage)
+		}
+		if !slices.Equal(stages, []string{"campaign", "audience", "filter"}) {
+			t.Errorf("offer stamps %v", stages)
+		}
+	}
+	testkit.Eventually(t, 30*time.Second, "the malformed record in the dead-letter topic", func() bool { return dlq.len() >= 1 })
+	dl, err := topics.DeadLetterCodec{}.DecodeValue(dlq.recs[0].Value)
+	if err != nil || dl.Topic != topics.CDCMembers || dl.Stage != "member-state" || !strings.Contains(dl.Reason, "decoding CDCRecord") {
+		t.Errorf("dead letter %+v, %v", dl, err)
+	}
+
+	// Mid-stream: M12 withdraws, and the rules change (the filter table is
+	// withdrawn, so debug users now pass). A second drop then reaches
+	// debug users but never M12.
+	h.member(topics.MemberRow{MemberID: "M12", Email: "m12@example.jp", MailOptIn: true, Status: "withdrawn"})
+	h.waitIndexed("I1", 18)
+	rs.p.Store(full.Without("member-filters"))
+	h.item(topics.OpUpdate, topics.ItemRow{ItemID: "I1", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 2000, Stock: 3})
+	second := append(slices.Clone(pass), "M00", "M04", "M10", "M14", "M20", "M30")
+	second = slices.DeleteFunc(second, func(s string) bool { return s == "M12" })
+	slices.Sort(second)
+	testkit.Eventually(t, time.Minute, "second drop filtered", func() bool { return filtered.len() == len(pass)+len(second) })
+	all := filtered.offers(t)
+	var got []string
+	ids := map[string]bool{}
+	for _, o := range all {
+		if ids[o.OfferID] {
+			t.Errorf("duplicate offer ID %s", o.OfferID)
+		}
+		ids[o.OfferID] = true
+		if o.Event.NewPrice == 2000 {
+			got = append(got, o.MemberID)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, second) {
+		t.Errorf("second drop reached %v, want %v", got, second)
+	}
+}
+
+// TestCartAbandonmentTimer drives the detect stage's timer end to end: a
+// cart with no order within the window becomes a cart_abandoned event (the
+// due-time index, a tick, a loopback release), and the campaign's member
+// audience and filter rules apply to it. A member who orders in time gets
+// nothing; the event is released once.
+func TestCartAbandonmentTimer(t *testing.T) {
+	rs := &swappable{}
+	rs.p.Store(exampleRules(t))
+	h := newHarness(t, rs)
+	h.cfg.Detect.CartWindow = 2 * time.Second
+	h.cfg.Detect.TickInterval = 100 * time.Millisecond
+	for _, s := range Stages() {
+		h.start(s, "")
+	}
+	filtered := h.collect(topics.OffersFiltered)
+	events := h.collect(topics.Events)
+
+	now := time.Now().UTC()
+	for _, m := range []string{"M1", "M2", "M3"} {
+		h.member(topics.MemberRow{MemberID: m, Email: m + "@example.jp", MailOptIn: true, Status: "active"})
+		// An earlier order: the example filter sends cart reminders only to
+		// members who have bought before.
+		h.cdc("orders", m, map[string]any{"order_id": "O-" + m}, topics.OpInsert,
+			topics.OrderRow{OrderID: "O-" + m, MemberID: m, ItemID: "I9", Status: "delivered", OrderedAt: now.Add(-48 * time.Hour)})
+	}
+	h.waitProfiles(3)
+	for _, m := range []string{"M1", "M2", "M3"} {
+		h.cdc("cart_items", m, map[string]any{"member_id": m, "item_id": "I5"}, topics.OpInsert,
+			topics.CartItemRow{MemberID: m, ItemID: "I5", Quantity: 1, AddedAt: now})
+	}
+	// M2 orders within the window; M3's order is for an old cart item only
+	// in the sense that it comes before: it is ignored (ordered_at earlier).
+	h.cdc("orders", "M2", map[string]any{"order_id": "O-2b"}, topics.OpInsert,
+		topics.OrderRow{OrderID: "O-2b", MemberID: "M2", ItemID: "I5", Status: "placed", OrderedAt: now.Add(time.Second)})
+
+	testkit.Eventually(t, time.Minute, "cart reminders for M1 and M3", func() bool { return filtered.len() == 2 })
+	if got := memberIDs(filtered.offers(t), "cart-reminder"); !slices.Equal(got, []string{"M1", "M3"}) {
+		t.Fatalf("cart reminders for %v, want [M1 M3]", got)
+	}
+	// Ticks keep coming; nothing is released twice.
+	time.Sleep(time.Second)
+	n := 0
+	events.mu.Lock()
+	for _, r := range events.recs {
+		if strings.Contains(string(r.Value), `"cart_abandoned"`) {
+			n++
+		}
+	}
+	events.mu.Unlock()
+	if n != 2 || filtered.len() != 2 {
+		t.Fatalf("%d cart_abandoned events and %d offers, want 2 and 2", n, filtered.len())
+	}
+}
+
+// waitProfiles waits until filter's copy of member-state-table has n
+// targetable members.
+func (h *harness) waitProfiles(n int) {
+	h.t.Helper()
+	reg := h.built[filter.Group].Env.Registry
+	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d member profiles in filter's table", n), func() bool {
+		count := 0
+		for p := range int32(testPartitions) {
+			st := reg.Store(string(memberstate.Table), p)
+			if st == nil {
+				return false
+			}
+			it, err := st.Iterator()
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			for it.Next() {
+				count++
+			}
+			it.Release()
+		}
+		return count >= n
+	})
+}
+
+// TestStagesRestart stops stages and starts them again — audience on its
+// kept Pebble data, filter on an empty data directory (restored from the
+// changelog) — with events arriving while they are down: nothing is lost and
+// no offer ID appears twice downstream.
+func TestStagesRestart(t *testing.T) {
+	rs := &swappable{}
+	rs.p.Store(exampleRules(t))
+	h := newHarness(t, rs)
+	audienceDir, filterDir := t.TempDir(), t.TempDir()
+	for _, s := range Stages() {
+		switch s {
+		case audience.Group:
+			h.start(s, audienceDir)
+		case filter.Group:
+			h.start(s, filterDir)
+		default:
+			h.start(s, "")
+		}
+	}
+	filtered := h.collect(topics.OffersFiltered)
+	for i := range 30 {
+		m := fmt.Sprintf("M%02d", i)
+		h.member(topics.MemberRow{MemberID: m, Email: m + "@example.jp", MailOptIn: true, Status: "active"})
+		h.favorite(m, "I7")
+	}
+	h.waitIndexed("I7", 30)
+	h.waitProfiles(30)
+	price := 10000.0
+	drop := func() {
+		price *= 0.6
+		h.item(topics.OpUpdate, topics.ItemRow{ItemID: "I7", Brand: "B", Category: "家電", Price: price, Stock: 1})
+	}
+	h.item(topics.OpInsert, topics.ItemRow{ItemID: "I7", Brand: "B", Category: "家電", Price: price, Stock: 1})
+	drop()
+	testkit.Eventually(t, time.Minute, "first drop", func() bool { return filtered.len() == 30 })
+
+	h.stops[audience.Group]()
+	h.stops[filter.Group]()
+	drop() // arrives while audience and filter are down
+	h.start(audience.Group, audienceDir)
+	h.start(filter.Group, t.TempDir()) // empty: restores member-state-table from the changelog
+	testkit.Eventually(t, time.Minute, "second drop after restart", func() bool { return filtered.len() >= 60 })
+	drop()
+	testkit.Eventually(t, time.Minute, "third drop", func() bool { return filtered.len() >= 90 })
+	time.Sleep(500 * time.Millisecond) // let any duplicate arrive before counting
+	ids := map[string]int{}
+	for _, o := range filtered.offers(t) {
+		ids[o.OfferID]++
+	}
+	for id, n := range ids {
+		if n > 1 {
+			t.Errorf("offer %s emitted %d times", id, n)
+		}
+	}
+	if len(ids) != 90 {
+		t.Errorf("%d distinct offers, want 90", len(ids))
+	}
+}

@@ -1,0 +1,28 @@
+package stage
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics every stage shares; stage-specific ones live with the stage.
+var (
+	processed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_stage_records_total",
+		Help: "Input records decoded by a stage.",
+	}, []string{"stage", "topic"})
+	deadLetters = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_stage_dead_letters_total",
+		Help: "Input records a stage sent to the dead-letter topic.",
+	}, []string{"stage", "topic"})
+	// Emitted counts records a stage emitted, by output topic.
+	Emitted = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_stage_emitted_total",
+		Help: "Records emitted by a stage.",
+	}, []string{"stage", "topic"})
+	// Restarts counts supervised restarts of a stage after an error.
+	Restarts = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_stage_restarts_total",
+		Help: "Times a stage was restarted after it stopped with an error.",
+	}, []string{"stage"})
+)

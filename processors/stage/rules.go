@@ -1,0 +1,38 @@
+package stage
+
+import (
+	"time"
+
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Rules is where a stage gets the rule set in force: a rules.Watcher in a
+// running system (hot-swapped as tables are published), a fixed set in
+// tests. Current must be cheap and safe for concurrent use; a stage calls it
+// once per message and uses that one set for the whole decision.
+type Rules interface {
+	Current() *rules.Set
+}
+
+// Fixed is a Rules that never changes.
+type Fixed struct{ Set *rules.Set }
+
+// Current returns the set.
+func (f Fixed) Current() *rules.Set { return f.Set }
+
+// Stamp records that stage handled the offer now.
+func Stamp(o *topics.Offer, stage string) {
+	o.Stamps = append(o.Stamps, topics.StageTime{Stage: stage, At: time.Now().UTC()})
+}
+
+// EventFacts maps an event summary to rule facts.
+func EventFacts(e *topics.EventSummary) rules.Event {
+	return rules.Event{Type: e.Type, ItemID: e.ItemID, Brand: e.Brand, Category: e.Category,
+		OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct, At: e.At}
+}
+
+// CampaignFacts maps an offer's campaign fields to rule facts.
+func CampaignFacts(o *topics.Offer) rules.Campaign {
+	return rules.Campaign{ID: o.CampaignID, Audience: o.Audience, Priority: o.Priority, Template: o.Template, Timing: o.Timing}
+}

@@ -1,0 +1,95 @@
+// Package timer releases delayed work without a clock service (DESIGN.md,
+// "Timers"): a stage keeps due work in its own table under a due-time index;
+// a ticker sends a tick to every partition of the stage's loop topic; the
+// tick's callback scans its own partition's index for what is due and loops
+// each due key back to itself, so the release is an ordinary keyed update of
+// that key's state — idempotent, ordered with the key's other updates, and
+// never lost across restarts (the due entry stays until the release clears
+// it).
+package timer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/lovoo/goka"
+
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Message is what travels on a stage's loop topic.
+type Message struct {
+	// Kind is "tick" (to a partition) or "release" (to a due key).
+	Kind string    `json:"kind"`
+	At   time.Time `json:"at"`
+}
+
+// Kinds of Message.
+const (
+	Tick    = "tick"
+	Release = "release"
+)
+
+// Codec is the loop topic's codec.
+type Codec struct{}
+
+func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
+func (Codec) Decode(b []byte) (any, error) {
+	m := new(Message)
+	if err := sonic.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("decoding loop message: %w", err)
+	}
+	return m, nil
+}
+
+// DueKey encodes a time so that byte order is time order.
+func DueKey(t time.Time) string { return fmt.Sprintf("%020d", t.UnixNano()) }
+
+// HandleTick scans the partition's due index for entries due at or before
+// the tick's time and loops a release to each. table is the group table
+// topic whose store holds the index.
+func HandleTick(ctx goka.Context, env stage.Env, table goka.Table, index string, at time.Time) error {
+	st := env.Registry.Store(string(table), ctx.Partition())
+	if st == nil {
+		return fmt.Errorf("no local store for %s/%d", table, ctx.Partition())
+	}
+	// Loop edges use raw bytes (a malformed loop record must not stop the
+	// stage), so the release is encoded here.
+	release, err := Codec{}.Encode(&Message{Kind: Release, At: at})
+	if err != nil {
+		return err
+	}
+	return st.ScanIndexRange(index, "", DueKey(at.Add(time.Nanosecond)), func(_, key string) error {
+		ctx.Loopback(key, release)
+		return nil
+	})
+}
+
+// RunTicker sends a tick to every partition of loop every interval until ctx
+// is done. Every instance of a stage may run one: a duplicate tick finds
+// nothing left to release.
+func RunTicker(ctx context.Context, env stage.Env, loop goka.Stream, interval time.Duration) error {
+	em, err := goka.NewEmitter(env.Brokers, loop, Codec{}, env.EmitterOptions()...)
+	if err != nil {
+		return fmt.Errorf("starting ticker on %s: %w", loop, err)
+	}
+	defer em.Finish()
+	keys := topics.PartitionKeys("tick-", env.Catalogue.Partitions)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			for _, k := range keys {
+				if _, err := em.Emit(k, &Message{Kind: Tick, At: now.UTC()}); err != nil {
+					return fmt.Errorf("ticking %s: %w", loop, err)
+				}
+			}
+		}
+	}
+}

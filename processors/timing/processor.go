@@ -1,0 +1,164 @@
+package timing
+
+import (
+	"context"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/processors/state"
+	"github.com/rtm-project/rtm/processors/timer"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Group is the consumer group.
+const Group = topics.GroupTiming
+
+var (
+	table     = goka.GroupTable(goka.Group(Group))
+	decisions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_timing_decisions_total",
+		Help: "Timing decisions: send_now, held, released, or the drop reason.",
+	}, []string{"outcome"})
+)
+
+// Config tunes the stage.
+type Config struct {
+	// TickInterval is how often held offers are released; they go out
+	// within about one interval of their due time. Default 1s.
+	TickInterval time.Duration
+}
+
+// Indexes are the partition-local indexes of timing-table.
+func Indexes() map[string]state.Indexer { return map[string]state.Indexer{DueIndex: IndexDue} }
+
+type scheduler struct {
+	env   stage.Env
+	rules stage.Rules
+	cfg   Config
+	now   func() time.Time
+}
+
+// Graph is the stage's topology.
+func (s *scheduler) Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(Group),
+		goka.Input(goka.Stream(topics.OffersRouted), stage.Raw, s.offer),
+		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Loop(stage.Raw, s.loop),
+		goka.Persist(Codec{}),
+		goka.Output(goka.Stream(topics.OffersReady), topics.OfferCodec{}),
+		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
+		stage.DLQOutput(),
+	)
+}
+
+// Stage is a runnable timing stage: the processor and its ticker.
+type Stage struct {
+	s    *scheduler
+	proc *goka.Processor
+}
+
+// New returns the timing stage. env must come from stage.NewEnv with
+// Indexes().
+func New(env stage.Env, rs stage.Rules, cfg Config) (*Stage, error) {
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
+	s := &scheduler{env: env, rules: rs, cfg: cfg, now: time.Now}
+	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	return &Stage{s: s, proc: p}, nil
+}
+
+// Run runs the processor and its ticker until ctx is done or either fails.
+func (st *Stage) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return st.proc.Run(ctx) })
+	g.Go(func() error {
+		return timer.RunTicker(ctx, st.s.env, goka.Stream(topics.LoopOf(Group)), st.s.cfg.TickInterval)
+	})
+	return g.Wait()
+}
+
+func ledger(ctx goka.Context) *Ledger {
+	if l, ok := ctx.Value().(*Ledger); ok && l != nil {
+		return l
+	}
+	return &Ledger{}
+}
+
+func (s *scheduler) offer(ctx goka.Context, msg any) {
+	o, ok := stage.Decode(ctx, Group, topics.OfferCodec{}, msg)
+	if !ok {
+		return
+	}
+	l := ledger(ctx)
+	p, _ := ctx.Join(memberstate.Table).(*memberstate.Profile)
+	now := s.now()
+	v := Schedule(l, s.rules.Current(), o, p, now)
+	if v.Duplicate {
+		decisions.WithLabelValues("duplicate").Inc()
+		return
+	}
+	o.Decisions = append(o.Decisions, v.Decision)
+	stage.Stamp(o, Group)
+	switch {
+	case v.Dropped():
+		decisions.WithLabelValues(v.Decision.Reason).Inc()
+		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
+	case v.SendAt.After(now):
+		decisions.WithLabelValues("held").Inc()
+		o.SendAt = v.SendAt
+		l.hold(*o, v.SendAt)
+	default:
+		decisions.WithLabelValues("send_now").Inc()
+		o.SendAt = v.SendAt
+		ctx.Emit(goka.Stream(topics.OffersReady), ctx.Key(), o)
+		stage.Emitted.WithLabelValues(Group, topics.OffersReady).Inc()
+	}
+	ctx.SetValue(l)
+}
+
+func (s *scheduler) loop(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	v, err := timer.Codec{}.Decode(raw)
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
+	}
+	m := v.(*timer.Message)
+	switch m.Kind {
+	case timer.Tick:
+		if err := timer.HandleTick(ctx, s.env, table, DueIndex, m.At); err != nil {
+			ctx.Fail(err)
+		}
+	case timer.Release:
+		l := ledger(ctx)
+		due := l.due(m.At)
+		if len(due) == 0 {
+			return // a duplicate release: already done
+		}
+		for _, h := range due {
+			o := h.Offer
+			stage.Stamp(&o, Group)
+			if !o.ExpiresAt.IsZero() && !m.At.Before(o.ExpiresAt) {
+				o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonExpired})
+				decisions.WithLabelValues(ReasonExpired).Inc()
+				ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), &o)
+				continue
+			}
+			o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "release"})
+			decisions.WithLabelValues("released").Inc()
+			ctx.Emit(goka.Stream(topics.OffersReady), ctx.Key(), &o)
+			stage.Emitted.WithLabelValues(Group, topics.OffersReady).Inc()
+		}
+		ctx.SetValue(l)
+	}
+}
