@@ -37,8 +37,11 @@ type Config struct {
 	LogLevel    string `yaml:"log_level"`
 	LogFormat   string `yaml:"log_format"`
 	// HTTPAddr serves /healthz and /metrics.
-	HTTPAddr string        `yaml:"http_addr"`
-	Broker   broker.Config `yaml:"broker"`
+	HTTPAddr string `yaml:"http_addr"`
+	// CartWindow is how long a cart waits for an order before it counts as
+	// abandoned.
+	CartWindow time.Duration `yaml:"cart_window"`
+	Broker     broker.Config `yaml:"broker"`
 }
 
 // Defaults returns the documented defaults.
@@ -51,6 +54,7 @@ func Defaults() Config {
 		LogLevel:    "info",
 		LogFormat:   "text",
 		HTTPAddr:    "127.0.0.1:8080",
+		CartWindow:  time.Hour,
 		Broker:      broker.Defaults(),
 	}
 }
@@ -93,6 +97,13 @@ var Fields = []Field{
 	{"http_addr", "RTM_HTTP_ADDR", "http-addr", "address of /healthz and /metrics",
 		func(c *Config) string { return c.HTTPAddr },
 		func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
+	{"cart_window", "RTM_CART_WINDOW", "cart-window", "how long a cart waits for an order before it counts as abandoned",
+		func(c *Config) string { return c.CartWindow.String() },
+		func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			c.CartWindow = d
+			return err
+		}},
 	{"broker.addr", "RTM_BROKER_ADDR", "broker-addr", "listen address of the embedded broker",
 		func(c *Config) string { return c.Broker.Addr },
 		func(c *Config, v string) error { c.Broker.Addr = v; return nil }},
@@ -178,6 +189,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log_format: %q is not text or json", c.LogFormat))
+	}
+	if c.CartWindow <= 0 {
+		errs = append(errs, fmt.Errorf("cart_window: %v must be positive", c.CartWindow))
 	}
 	if c.Broker.CleanerInterval <= 0 {
 		errs = append(errs, fmt.Errorf("broker.cleaner_interval: %v must be positive", c.Broker.CleanerInterval))

@@ -30,6 +30,9 @@ type Watcher struct {
 	mu     sync.Mutex
 	change chan struct{} // closed and replaced on every swap
 	ready  chan struct{} // closed once caught up with the topic at start
+	// readyOnce lets Run be called again after an error (a supervisor
+	// restarting it) without closing ready twice.
+	readyOnce sync.Once
 }
 
 // WatcherOption configures a Watcher.
@@ -103,10 +106,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		return true
 	}
-	readyClosed := false
 	if caughtUp() {
-		close(w.ready)
-		readyClosed = true
+		w.readyOnce.Do(func() { close(w.ready) })
 	}
 	for {
 		fs := cl.PollFetches(ctx)
@@ -132,10 +133,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if changed {
 			w.swap(next)
 		}
-		if !readyClosed && caughtUp() {
-			close(w.ready)
-			readyClosed = true
-			w.log.Info("rules loaded", "tables", w.Current().Len())
+		if caughtUp() {
+			w.readyOnce.Do(func() {
+				close(w.ready)
+				w.log.Info("rules loaded", "tables", w.Current().Len())
+			})
 		}
 	}
 }
