@@ -59,3 +59,19 @@ func naiveRequest(ctx context.Context, cl *kgo.Client, _ int) error {
 	}
 	return cl.ProduceSync(ctx, &kgo.Record{Topic: naiveTopic, Key: []byte(hotItem), Value: v}).FirstErr()
 }
+
+// localRequest emits the audience request RTM's campaign stage would: one
+// copy per partition, keyed to land on it.
+func localRequest(ctx context.Context, cl *kgo.Client, parts int32) error {
+	for p, key := range topics.PartitionKeys("aud-", parts) {
+		v, err := topics.AudienceRequestCodec{}.Encode(&topics.AudienceRequest{
+			RequestID: "local-direct", Audience: topics.AudienceFavoritesOfItem, ItemID: hotItem, Partition: int32(p),
+			Offer: topics.Offer{CampaignID: "local-direct", RulesVersion: "bench", Event: topics.EventSummary{EventID: "local-event", Type: "price_drop", ItemID: hotItem}},
+		})
+		if err != nil {
+			return err
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: topics.AudienceRequests, Key: []byte(key), Value: v}, nil)
+	}
+	return cl.Flush(ctx)
+}

@@ -25,13 +25,16 @@ import (
 
 // result is one storage's measurement, printed by the child as JSON.
 type result struct {
-	Storage   string
-	Recovery  time.Duration // view.Run until the view is running
-	Records   int
-	PeakRSS   int64 // VmHWM, bytes
-	GetP50    time.Duration
-	GetP99    time.Duration
-	GetsFound int // Gets that found their key (a check: all, except for discard)
+	Storage  string
+	Recovery time.Duration // view.Run until the view is running
+	Records  int
+	PeakRSS  int64 // VmHWM at the end (after the Gets), bytes
+	// RecoveryRSS is VmHWM when recovery ended: the peak of recovery
+	// alone, before the Gets fill the block cache.
+	RecoveryRSS int64
+	GetP50      time.Duration
+	GetP99      time.Duration
+	GetsFound   int // Gets that found their key (a check: all, except for discard)
 }
 
 // builders are the storages under comparison.
@@ -86,6 +89,9 @@ func runChild(ctx context.Context, name, dir string, cfg config) error {
 		return fmt.Errorf("view stopped before it recovered: %w", err)
 	}
 	r := result{Storage: name, Recovery: time.Since(start), Records: cfg.Records}
+	if r.RecoveryRSS, err = peakRSS(); err != nil {
+		return err
+	}
 
 	mu.Lock()
 	s := st

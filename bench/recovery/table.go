@@ -17,18 +17,19 @@ func printTable(w io.Writer, rs []result, cfg config) error {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "storage\trecovery\trecords/s\tpeak RSS\tGet p50\tGet p99\tfound\t\n")
+	fmt.Fprintf(tw, "storage\trecovery\trecords/s\tRSS recovery\tRSS with Gets\tGet p50\tGet p99\tfound\t\n")
 	for _, r := range rs {
 		rate := float64(r.Records) / r.Recovery.Seconds()
-		fmt.Fprintf(tw, "%s\t%s\t%.0fk\t%.0f MiB\t%s\t%s\t%d/%d\t\n", r.Storage, r.Recovery.Round(time.Millisecond),
-			rate/1000, float64(r.PeakRSS)/(1<<20), r.GetP50, r.GetP99, r.GetsFound, cfg.Gets)
+		fmt.Fprintf(tw, "%s\t%s\t%.0fk\t%.0f MiB\t%.0f MiB\t%s\t%s\t%d/%d\t\n", r.Storage, r.Recovery.Round(time.Millisecond),
+			rate/1000, float64(r.RecoveryRSS)/(1<<20), float64(r.PeakRSS)/(1<<20), r.GetP50, r.GetP99, r.GetsFound, cfg.Gets)
 	}
 	if base != nil {
-		fmt.Fprintf(tw, "\t\t\t\t\t\t\t\n")
-		fmt.Fprintf(tw, "vs leveldb\t\trate\tpeak RSS\tGet p50\tGet p99\t\t\n")
+		fmt.Fprintf(tw, "\t\t\t\t\t\t\t\t\n")
+		fmt.Fprintf(tw, "vs leveldb\t\trate\tRSS recovery\tRSS with Gets\tGet p50\tGet p99\t\t\n")
 		for _, r := range rs {
-			fmt.Fprintf(tw, "%s\t\t%.2fx\t%.2fx\t%.2fx\t%.2fx\t\t\n", r.Storage,
+			fmt.Fprintf(tw, "%s\t\t%.2fx\t%.2fx\t%.2fx\t%.2fx\t%.2fx\t\t\n", r.Storage,
 				base.Recovery.Seconds()/r.Recovery.Seconds(),
+				float64(r.RecoveryRSS)/float64(base.RecoveryRSS),
 				float64(r.PeakRSS)/float64(base.PeakRSS),
 				float64(r.GetP50)/float64(base.GetP50), float64(r.GetP99)/float64(base.GetP99))
 		}

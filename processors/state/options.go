@@ -28,7 +28,7 @@ type Indexer func(key string, value []byte) ([]string, error)
 // and in the write path.
 const (
 	defaultMemTableSize       = 16 << 20
-	defaultCacheSize          = 8 << 20
+	defaultCacheSize          = 64 << 20
 	defaultRecoveryBatchBytes = 4 << 20
 )
 
@@ -50,8 +50,9 @@ type Options struct {
 	// up to four times this per partition while recovering. Default 16 MiB.
 	MemTableSize uint64
 
-	// CacheSize is the Pebble block cache size in bytes, per partition.
-	// Default 8 MiB.
+	// CacheSize is the Pebble block cache in bytes, shared by all the
+	// partitions a Builder opens (the busy ones get the room). Point reads
+	// (joins, Goka Get) miss it on every table larger than it. Default 64 MiB.
 	CacheSize int64
 
 	// RecoveryBatchBytes is how large the write batch grows while the

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/lovoo/goka/storage"
 )
 
@@ -72,12 +73,15 @@ func Builder(root string, opts Options, reg *Registry) (storage.Builder, error) 
 		return nil, err
 	}
 	opts = opts.withDefaults()
+	// One block cache for every partition of this builder; the builder's
+	// reference lives as long as the process.
+	cache := pebble.NewCache(opts.CacheSize)
 	return func(topic string, partition int32) (storage.Storage, error) {
 		if topic == "" || filepath.Base(topic) != topic {
 			return nil, fmt.Errorf("building state store: topic %q is not a plain name", topic)
 		}
 		dir := filepath.Join(root, topic, strconv.Itoa(int(partition)))
-		return newStore(dir, topic, partition, opts, reg), nil
+		return newStore(dir, topic, partition, opts, reg, cache), nil
 	}, nil
 }
 
@@ -87,5 +91,6 @@ func New(dir string, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return newStore(dir, "", -1, opts.withDefaults(), nil), nil
+	opts = opts.withDefaults()
+	return newStore(dir, "", -1, opts, nil, pebble.NewCache(opts.CacheSize)), nil
 }

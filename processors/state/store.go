@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,7 @@ type Store struct {
 	names     []string // sorted index names
 	log       *slog.Logger
 	reg       *Registry
+	cache     *pebble.Cache // shared with the builder's other stores
 
 	mu sync.RWMutex
 	db *pebble.DB
@@ -68,6 +70,11 @@ type Store struct {
 	// keyBuf is the writer's scratch buffer for Pebble keys.
 	keyBuf []byte
 
+	// compactCancel and compactDone stop and await the post-recovery
+	// compaction (see MarkRecovered) before the DB closes.
+	compactCancel context.CancelFunc
+	compactDone   chan struct{}
+
 	offset atomic.Int64 // latest offset given to SetOffset, or noOffset
 	dirty  atomic.Bool  // pending holds writes a reader must not miss
 	stats  counters
@@ -75,7 +82,7 @@ type Store struct {
 
 var _ storage.Storage = (*Store)(nil)
 
-func newStore(dir, topic string, partition int32, opts Options, reg *Registry) *Store {
+func newStore(dir, topic string, partition int32, opts Options, reg *Registry, cache *pebble.Cache) *Store {
 	names := make([]string, 0, len(opts.Indexes))
 	for name := range opts.Indexes {
 		names = append(names, name)
@@ -89,6 +96,7 @@ func newStore(dir, topic string, partition int32, opts Options, reg *Registry) *
 		names:     names,
 		log:       opts.Logger.With("topic", topic, "partition", partition),
 		reg:       reg,
+		cache:     cache,
 	}
 	s.offset.Store(noOffset)
 	return s
@@ -105,9 +113,7 @@ func (s *Store) Open() error {
 	if err := s.prepareDir(); err != nil {
 		return err
 	}
-	cache := pebble.NewCache(s.opts.CacheSize)
-	defer cache.Unref() // the DB holds its own reference
-	db, err := pebble.Open(s.dir, s.pebbleOptions(cache))
+	db, err := pebble.Open(s.dir, s.pebbleOptions(s.cache))
 	if err != nil {
 		return fmt.Errorf("opening pebble store %s: %w", s.dir, err)
 	}
@@ -245,6 +251,11 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeDBLocked() error {
+	if s.compactCancel != nil {
+		s.compactCancel()
+		<-s.compactDone
+		s.compactCancel, s.compactDone = nil, nil
+	}
 	var err error
 	for _, b := range []*pebble.Batch{s.pending, s.wb} {
 		if b != nil {

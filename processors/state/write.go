@@ -121,6 +121,22 @@ func (s *Store) MarkRecovered() error {
 	}
 	s.pending = nil
 	s.recovering = false
+	// A changelog replay leaves a deep L0 of files that each span the
+	// whole key range, and every point read (Goka's Get, a join) then
+	// consults all of them. Compact once, in the background, so reads after
+	// recovery touch one file per level; writes and reads go on meanwhile.
+	// Close cancels it and waits, since Pebble panics on a compaction of
+	// a closed DB.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	s.compactCancel, s.compactDone = cancel, done
+	db := s.db
+	go func() {
+		defer close(done)
+		if err := db.Compact(ctx, []byte{}, []byte{0xff}, false); err != nil && ctx.Err() == nil {
+			s.log.Debug("post-recovery compaction failed", "dir", s.dir, "err", err)
+		}
+	}()
 	return nil
 }
 
