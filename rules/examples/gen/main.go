@@ -100,6 +100,21 @@ var templates = []Template{
 	{"cart-reminder-mail", "MAIL", "カートに商品が残っています",
 		"カートに入れた商品のお手続きがまだ完了していません。\n{{if .member.segments}}会員様限定のご案内もございます。{{end}}",
 		"", "https://shop.example.jp/cart"},
+	// Every campaign has a template on every channel: the channel stage may
+	// pick any of them, and render uses the sibling of the named template
+	// for the chosen channel (price-drop-line → price-drop-push).
+	{"price-drop-push", "PUSH", "お気に入り商品が値下げ", "「{{.event.brand}}」の商品が {{.event.drop_pct | pct}} 値下げ: {{.event.new_price | yen}}", "",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=push&utm_campaign={{.campaign.id}}"},
+	{"price-drop-inapp", "INAPP", "お気に入り商品が値下げされました", "{{.event.brand}}: {{.event.old_price | yen}} → {{.event.new_price | yen}}", "",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=inapp&utm_campaign={{.campaign.id}}"},
+	{"back-in-stock-line", "LINE", "", "お気に入りの{{.event.brand}}の商品が再入荷しました（残り{{.event.stock}}点）", "再入荷のお知らせ",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=line"},
+	{"back-in-stock-mail", "MAIL", "【再入荷】{{.event.brand}}の商品が入荷しました", "お気に入りに登録された商品が再入荷しました。\n在庫わずか（{{.event.stock}}点）です。\n", "",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=mail"},
+	{"back-in-stock-inapp", "INAPP", "再入荷しました", "{{.event.brand}}の商品が再入荷しました", "", "https://shop.example.jp/items/{{.event.item_id}}"},
+	{"cart-reminder-line", "LINE", "", "カートに入れた商品が残っています。お手続きはこちらから。", "カートのお知らせ", "https://shop.example.jp/cart?utm_source=line"},
+	{"cart-reminder-push", "PUSH", "カートに商品が残っています", "お手続きがまだ完了していません", "", "https://shop.example.jp/cart?utm_source=push"},
+	{"cart-reminder-inapp", "INAPP", "カートに商品が残っています", "お手続きがまだ完了していません", "", "https://shop.example.jp/cart"},
 }
 
 func main() {
