@@ -358,3 +358,17 @@ func (tx *memTx) Upsert(table string, row map[string]any) error {
 func (tx *memTx) Delete(table string, key map[string]any) error {
 	return tx.write(table, key, "delete")
 }
+
+// StartAt moves an empty source's version (and minimum valid version) to v,
+// as a database restored from a backup would be: a simulator restarted on
+// an existing Kafka then writes versions above those already bridged, so
+// downstream stages, which ignore versions they have seen, take its rows.
+func (m *MemCT) StartAt(v int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.version != 0 {
+		return fmt.Errorf("in-memory change tracking: StartAt(%d) after %d versions were written", v, m.version)
+	}
+	m.version, m.minValid = v, v
+	return nil
+}

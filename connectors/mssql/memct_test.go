@@ -189,3 +189,26 @@ func TestMemCTCleanupAndLimit(t *testing.T) {
 	}
 	assertChanges(t, b.Changes, []Change{{Version: 5, Op: "d", Key: map[string]any{"item_id": "I3"}}})
 }
+
+func TestStartAt(t *testing.T) {
+	m, err := NewMemCT(DefaultTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StartAt(100); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Insert("items", map[string]any{"item_id": "I1", "price": 10.0}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Poll(context.Background(), DefaultTables()[1], 100, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.CurrentVersion() != 101 || len(b.Changes) != 1 || b.Changes[0].Version != 101 || b.Resync {
+		t.Fatalf("version %d, batch %+v", m.CurrentVersion(), b)
+	}
+	if err := m.StartAt(5); err == nil {
+		t.Fatal("StartAt after writes succeeded")
+	}
+}
