@@ -32,6 +32,7 @@ const (
 	GroupTiming      = "timing"
 	GroupRender      = "render"
 	GroupSend        = "send"
+	GroupInbox       = "inbox"
 )
 
 // TableOf and LoopOf return Goka's names for a group's table and loop topics.
@@ -148,6 +149,8 @@ func New(partitions int32, replication int16) Catalogue {
 		table(GroupTiming, "member_id", "ledger (processors/timing)", "frequency ledger and held offers with due-time index"),
 		loop(GroupTiming, "tick", "timer ticks that release held offers"),
 		table(GroupSend, "member_id", "sent deliveries (processors/send)", "delivery IDs already sent, for idempotency"),
+		member(InAppMessages, "InAppMessage (connectors/channels)", nil, "in-app messages from the send stage"),
+		table(GroupInbox, "member_id", "Inbox (processors/inbox)", "each member's in-app inbox, served over HTTP"),
 	}
 	for i := range ts {
 		if ts[i].Partitioner == "" {

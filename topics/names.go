@@ -25,6 +25,8 @@ const (
 	OffersReady     = "offers.ready"
 	Deliveries      = "deliveries"
 	DeliveryResults = "delivery.results"
+	// InAppMessages carries in-app messages to the inbox stage.
+	InAppMessages = "inapp.messages"
 
 	// Rules is compacted and keyed by rule-table name: the latest published
 	// version of every table. RulesHistory keeps every published version

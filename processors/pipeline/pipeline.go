@@ -5,6 +5,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -17,7 +18,10 @@ import (
 	"github.com/rtm-project/rtm/processors/channel"
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/filter"
+	"github.com/rtm-project/rtm/processors/inbox"
 	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/render"
+	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/processors/timing"
@@ -33,7 +37,10 @@ type Config struct {
 	Rules   stage.Rules
 	Detect  detect.Config
 	Timing  timing.Config
-	Log     *slog.Logger
+	Render  render.Config
+	// Deliverer sends deliveries (the send stage); channels.Router is one.
+	Deliverer send.Deliverer
+	Log       *slog.Logger
 }
 
 // Runner is a built stage.
@@ -57,12 +64,20 @@ var stages = map[string]def{
 	filter.Group:      {nil, func(e stage.Env, c Config) (Runner, error) { return filter.New(e, c.Rules) }},
 	channel.Group:     {nil, func(e stage.Env, c Config) (Runner, error) { return channel.New(e, c.Rules) }},
 	timing.Group:      {timing.Indexes, func(e stage.Env, c Config) (Runner, error) { return timing.New(e, c.Rules, c.Timing) }},
+	render.Group:      {nil, func(e stage.Env, c Config) (Runner, error) { return render.New(e, c.Rules, c.Render) }},
+	send.Group: {nil, func(e stage.Env, c Config) (Runner, error) {
+		if c.Deliverer == nil {
+			return nil, errors.New("no channel adapters configured")
+		}
+		return send.New(e, c.Deliverer)
+	}},
+	inbox.Group: {nil, func(e stage.Env, _ Config) (Runner, error) { return inbox.New(e) }},
 }
 
 // Stages lists the stages that exist, in pipeline order.
 func Stages() []string {
 	order := []string{memberstate.Group, detect.Group, campaign.Group, audience.Group, filter.Group,
-		channel.Group, timing.Group}
+		channel.Group, timing.Group, render.Group, send.Group, inbox.Group}
 	return slices.DeleteFunc(order, func(s string) bool { _, ok := stages[s]; return !ok })
 }
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/audience"
+	"github.com/rtm-project/rtm/processors/campaign"
+	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/filter"
 	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/state"
@@ -25,6 +27,9 @@ import (
 )
 
 const testPartitions = 4
+
+// stagesOne are the stages from change rows to offers.filtered.
+var stagesOne = []string{memberstate.Group, detect.Group, campaign.Group, audience.Group, filter.Group}
 
 // swappable is a stage.Rules whose set a test replaces mid-stream, as a
 // rules.Watcher does when a workbook is published.
@@ -230,7 +235,7 @@ func TestStagesOneEndToEnd(t *testing.T) {
 	full := exampleRules(t)
 	rs.p.Store(full)
 	h := newHarness(t, rs)
-	for _, s := range Stages() {
+	for _, s := range stagesOne {
 		h.start(s, "")
 	}
 	filtered := h.collect(topics.OffersFiltered)
@@ -345,7 +350,7 @@ func TestCartAbandonmentTimer(t *testing.T) {
 	h := newHarness(t, rs)
 	h.cfg.Detect.CartWindow = 2 * time.Second
 	h.cfg.Detect.TickInterval = 100 * time.Millisecond
-	for _, s := range Stages() {
+	for _, s := range stagesOne {
 		h.start(s, "")
 	}
 	filtered := h.collect(topics.OffersFiltered)
@@ -422,7 +427,7 @@ func TestStagesRestart(t *testing.T) {
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)
 	audienceDir, filterDir := t.TempDir(), t.TempDir()
-	for _, s := range Stages() {
+	for _, s := range stagesOne {
 		switch s {
 		case audience.Group:
 			h.start(s, audienceDir)

@@ -1,0 +1,123 @@
+// Package inbox keeps every member's in-app inbox: the in-app adapter
+// appends messages to inapp.messages; this stage folds them into the
+// compacted table inbox-table keyed by member (the newest messages, each
+// delivery ID once), and Handler serves it over HTTP from a Goka view.
+package inbox
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	"github.com/bytedance/sonic"
+	"github.com/lovoo/goka"
+
+	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Group is the consumer group; its table is the inbox.
+const Group = topics.GroupInbox
+
+// Table is the inbox table topic.
+var Table = goka.GroupTable(goka.Group(Group))
+
+// maxMessages is how many messages an inbox keeps.
+const maxMessages = 50
+
+// Inbox is a member's in-app messages, newest first.
+type Inbox struct {
+	Messages []channels.InAppMessage `json:"messages"`
+}
+
+// Add adds m unless its delivery ID is already there (a redelivered send).
+func (b *Inbox) Add(m channels.InAppMessage) bool {
+	if slices.ContainsFunc(b.Messages, func(x channels.InAppMessage) bool { return x.DeliveryID == m.DeliveryID }) {
+		return false
+	}
+	b.Messages = slices.Insert(b.Messages, 0, m)
+	if len(b.Messages) > maxMessages {
+		b.Messages = b.Messages[:maxMessages]
+	}
+	return true
+}
+
+// Codec is the inbox-table codec.
+type Codec struct{}
+
+func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
+func (Codec) Decode(b []byte) (any, error) {
+	in := new(Inbox)
+	if err := sonic.Unmarshal(b, in); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// Graph is the stage's topology.
+func Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(Group),
+		goka.Input(goka.Stream(channels.InAppTopic), stage.Raw, add),
+		goka.Persist(Codec{}),
+		stage.DLQOutput(),
+	)
+}
+
+// New returns the inbox processor.
+func New(env stage.Env) (*goka.Processor, error) {
+	return goka.NewProcessor(env.Brokers, Graph(), env.ProcessorOptions()...)
+}
+
+func add(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	var m channels.InAppMessage
+	if err := sonic.Unmarshal(raw, &m); err != nil || m.DeliveryID == "" {
+		if err == nil {
+			err = errMissingDeliveryID
+		}
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
+	}
+	in, _ := ctx.Value().(*Inbox)
+	if in == nil {
+		in = &Inbox{}
+	}
+	if in.Add(m) {
+		ctx.SetValue(in)
+	}
+}
+
+type inboxError string
+
+func (e inboxError) Error() string { return string(e) }
+
+const errMissingDeliveryID = inboxError("in-app message without delivery_id")
+
+// NewView returns a view of the inbox table for Handler.
+func NewView(env stage.Env) (*goka.View, error) {
+	return goka.NewView(env.Brokers, Table, Codec{}, env.ViewOptions()...)
+}
+
+// Handler serves GET /v1/inbox/{member_id}: the member's messages as JSON.
+func Handler(v *goka.View) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/inbox/{member}", func(w http.ResponseWriter, r *http.Request) {
+		if !v.Recovered() {
+			http.Error(w, "inbox is loading", http.StatusServiceUnavailable)
+			return
+		}
+		val, err := v.Get(r.PathValue("member"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		in, _ := val.(*Inbox)
+		if in == nil {
+			in = &Inbox{Messages: []channels.InAppMessage{}}
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		json.NewEncoder(w).Encode(in)
+	})
+	return mux
+}

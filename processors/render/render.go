@@ -1,0 +1,252 @@
+// Package render is the content-generation stage: it renders the template
+// table's content for the offer's channel (Go text/template over member,
+// event and campaign) into the channel's payload — LINE Messaging API push
+// JSON, an e-mail with text and HTML bodies and one-click unsubscribe
+// headers, an FCM HTTP v1 message, an in-app message — rewrites the link to
+// the collector's signed click-tracking URL, adds the open pixel to mail,
+// and emits the delivery on `deliveries`. A template that fails renders
+// nothing and goes to the dead-letter topic with the template ID and error.
+package render
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"strings"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/connectors/collector"
+	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Group is the consumer group.
+const Group = topics.GroupRender
+
+// Config is how rendered messages point back at the shop.
+type Config struct {
+	// TrackingBase is the collector's public base URL, e.g.
+	// https://t.shop.example.jp; links become TrackingBase/t/c/<token> and
+	// mail gets TrackingBase/t/o/<token> as its open pixel.
+	TrackingBase string
+	// TrackingSecret signs tracking tokens; the collector verifies them.
+	TrackingSecret []byte
+	// MailFrom is the sender of every mail.
+	MailFrom string
+	// UnsubscribeMailto and UnsubscribeURL go into List-Unsubscribe.
+	UnsubscribeMailto, UnsubscribeURL string
+}
+
+// Validate reports every missing setting.
+func (c Config) Validate() error {
+	var errs []error
+	if !strings.HasPrefix(c.TrackingBase, "http://") && !strings.HasPrefix(c.TrackingBase, "https://") {
+		errs = append(errs, fmt.Errorf("render: tracking base %q must be an http(s) URL", c.TrackingBase))
+	}
+	if len(c.TrackingSecret) < 16 {
+		errs = append(errs, errors.New("render: tracking secret must be at least 16 bytes"))
+	}
+	if c.MailFrom == "" {
+		errs = append(errs, errors.New("render: mail sender is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Renderer turns offers into deliveries.
+type Renderer struct {
+	cfg Config
+}
+
+// NewRenderer validates cfg.
+func NewRenderer(cfg Config) (*Renderer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Renderer{cfg: cfg}, nil
+}
+
+// TemplateError is a template that cannot be found or executed; the offer
+// goes to the dead-letter topic with it.
+type TemplateError struct {
+	TemplateID string
+	Channel    string
+	Err        error
+}
+
+func (e *TemplateError) Error() string {
+	return fmt.Sprintf("template %q for %s: %v", e.TemplateID, e.Channel, e.Err)
+}
+func (e *TemplateError) Unwrap() error { return e.Err }
+
+// FindTemplate returns the template for an offer's template ID on channel.
+// Campaign tables name one template (e.g. price-drop-line); when the
+// channel stage picked another channel, the sibling with the same base and
+// that channel's suffix is used (price-drop-mail), else any template of
+// the base on that channel.
+func FindTemplate(set *rules.Set, id, channel string) (*rules.Template, error) {
+	if t, ok := set.Template(id); ok && t.Channel == channel {
+		return t, nil
+	}
+	base := id
+	for _, ch := range []string{topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp} {
+		base = strings.TrimSuffix(base, "-"+strings.ToLower(ch))
+	}
+	if t, ok := set.Template(base + "-" + strings.ToLower(channel)); ok && t.Channel == channel {
+		return t, nil
+	}
+	for _, tb := range set.Kind(rules.KindTemplate) {
+		for _, t := range tb.Templates() {
+			if t.Channel == channel && strings.HasPrefix(t.ID, base) {
+				return t, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no template %q (or a sibling of %q) for channel %s", id, base, channel)
+}
+
+// Render renders an offer for its channel to a delivery.
+func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *memberstate.Profile, now time.Time) (*topics.Delivery, error) {
+	tp, err := FindTemplate(set, o.Template, o.Channel)
+	if err != nil {
+		return nil, &TemplateError{TemplateID: o.Template, Channel: o.Channel, Err: err}
+	}
+	facts := &rules.Facts{Event: stage.EventFacts(&o.Event), Member: p.Facts(now), Campaign: stage.CampaignFacts(o)}
+	out, err := tp.Render(facts)
+	if err != nil {
+		return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}
+	}
+	deliveryID := topics.DeliveryID(o.OfferID, o.Channel)
+	link := out.URL
+	if link != "" {
+		tok, err := collector.SignClick(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID, out.URL)
+		if err != nil {
+			return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: fmt.Errorf("tracking link: %w", err)}
+		}
+		link = strings.TrimRight(r.cfg.TrackingBase, "/") + "/t/c/" + tok
+	}
+	var payload channels.Payload
+	switch o.Channel {
+	case topics.ChannelMail:
+		payload, err = r.mail(p, out, deliveryID, o, link)
+	case topics.ChannelLine:
+		payload = line(p, out, link)
+	case topics.ChannelPush:
+		payload = channels.NewPush(p.PushToken, out.Subject, out.Body, map[string]string{"url": link, "delivery_id": deliveryID})
+	case topics.ChannelInApp:
+		payload = channels.NewInApp(o.MemberID, out.Subject, out.Body, link)
+	default:
+		err = fmt.Errorf("unknown channel %q", o.Channel)
+	}
+	if err != nil {
+		return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}
+	}
+	d, err := channels.NewDelivery(o, payload)
+	if err != nil {
+		return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}
+	}
+	return d, nil
+}
+
+func (r *Renderer) mail(p *memberstate.Profile, out rules.Rendered, deliveryID string, o *topics.Offer, link string) (channels.Payload, error) {
+	pixel, err := collector.SignOpen(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID)
+	if err != nil {
+		return nil, fmt.Errorf("open pixel: %w", err)
+	}
+	text := out.Body
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html><body><p>`)
+	b.WriteString(strings.ReplaceAll(html.EscapeString(out.Body), "\n", "<br>"))
+	b.WriteString(`</p>`)
+	if link != "" {
+		text += "\n\n" + link
+		fmt.Fprintf(&b, `<p><a href="%s">%s</a></p>`, html.EscapeString(link), html.EscapeString(orDefault(out.AltText, "詳しく見る")))
+	}
+	fmt.Fprintf(&b, `<img src="%s/t/o/%s" width="1" height="1" alt=""></body></html>`, strings.TrimRight(r.cfg.TrackingBase, "/"), pixel)
+	return channels.NewMail(p.Email, r.cfg.MailFrom, out.Subject, text, b.String()).
+		WithUnsubscribe(r.cfg.UnsubscribeMailto, r.cfg.UnsubscribeURL), nil
+}
+
+// line renders a flex bubble with a button when the template has alt text
+// (LINE requires altText for flex messages), otherwise a text message.
+func line(p *memberstate.Profile, out rules.Rendered, link string) channels.Payload {
+	text := out.Body
+	if out.AltText == "" || link == "" {
+		if link != "" {
+			text += "\n" + link
+		}
+		return channels.NewLineText(p.LineUserID, text)
+	}
+	bubble := map[string]any{
+		"type": "bubble",
+		"body": map[string]any{"type": "box", "layout": "vertical", "contents": []any{
+			map[string]any{"type": "text", "text": text, "wrap": true},
+		}},
+		"footer": map[string]any{"type": "box", "layout": "vertical", "contents": []any{
+			map[string]any{"type": "button", "style": "primary", "action": map[string]any{"type": "uri", "label": "詳しく見る", "uri": link}},
+		}},
+	}
+	contents, _ := json.Marshal(bubble)
+	return channels.NewLineFlex(p.LineUserID, out.AltText, contents)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+type processor struct {
+	r     *Renderer
+	rules stage.Rules
+	now   func() time.Time
+}
+
+// Graph is the stage's topology.
+func (pr *processor) Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(Group),
+		goka.Input(goka.Stream(topics.OffersReady), stage.Raw, pr.offer),
+		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Output(goka.Stream(topics.Deliveries), topics.DeliveryCodec{}),
+		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
+		stage.DLQOutput(),
+	)
+}
+
+// New returns the render processor.
+func New(env stage.Env, rs stage.Rules, cfg Config) (*goka.Processor, error) {
+	r, err := NewRenderer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pr := &processor{r: r, rules: rs, now: time.Now}
+	return goka.NewProcessor(env.Brokers, pr.Graph(), env.ProcessorOptions()...)
+}
+
+func (pr *processor) offer(ctx goka.Context, msg any) {
+	o, ok := stage.Decode(ctx, Group, topics.OfferCodec{}, msg)
+	if !ok {
+		return
+	}
+	p, _ := ctx.Join(memberstate.Table).(*memberstate.Profile)
+	if !p.Targetable() {
+		// Withdrawn or deleted since it was filtered: send nothing.
+		o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "exclude", Reason: "withdrawn"})
+		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
+		return
+	}
+	d, err := pr.r.Render(pr.rules.Current(), o, p, pr.now())
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
+	}
+	d.Stamps = append(o.Stamps, topics.StageTime{Stage: Group, At: time.Now().UTC()})
+	ctx.Emit(goka.Stream(topics.Deliveries), ctx.Key(), d)
+	stage.Emitted.WithLabelValues(Group, topics.Deliveries).Inc()
+}

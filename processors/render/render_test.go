@@ -1,0 +1,139 @@
+package render
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/connectors/collector"
+	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+func exampleSet(t *testing.T) *rules.Set {
+	t.Helper()
+	specs, err := rules.LoadWorkbook("../../rules/examples/rtm-rules.xlsx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts []*rules.Table
+	for _, s := range specs {
+		tb, err := rules.Compile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, tb)
+	}
+	set, err := rules.NewSet(ts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func renderer(t *testing.T) *Renderer {
+	r, err := NewRenderer(Config{TrackingBase: "https://t.example.jp", TrackingSecret: secret, MailFrom: "shop@example.jp",
+		UnsubscribeMailto: "unsubscribe@example.jp", UnsubscribeURL: "https://shop.example.jp/unsubscribe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func profile() *memberstate.Profile {
+	return &memberstate.Profile{MemberID: "M1", Exists: true, Status: "active", Email: "m1@example.jp", MailOptIn: true,
+		LineUserID: "U0123456789abcdef0123456789abcdef", LineOptIn: true, PushToken: "tok", PushOptIn: true}
+}
+
+func priceDrop(channel string) *topics.Offer {
+	return &topics.Offer{OfferID: "of-1", CampaignID: "price-drop-big", MemberID: "M1", Template: "price-drop-line", Channel: channel,
+		Event: topics.EventSummary{EventID: "e1", Type: "price_drop", ItemID: "I1", Brand: "ナチュラルライフ", OldPrice: 5000, NewPrice: 3000, DropPct: 40}}
+}
+
+func TestRenderEveryChannel(t *testing.T) {
+	set := exampleSet(t)
+	r := renderer(t)
+	for _, ch := range []string{topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp} {
+		t.Run(ch, func(t *testing.T) {
+			o := priceDrop(ch)
+			if ch == topics.ChannelPush || ch == topics.ChannelInApp {
+				o.Template = "back-in-stock-push" // the example workbook's push template
+				o.Event.Type = "back_in_stock"
+			}
+			d, err := r.Render(set, o, profile(), time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.DeliveryID != topics.DeliveryID("of-1", ch) || d.Channel != ch || d.MemberID != "M1" {
+				t.Fatalf("delivery %+v", d)
+			}
+			payload := string(d.Payload)
+			switch ch {
+			case topics.ChannelMail:
+				var m channels.MailPayload
+				json.Unmarshal(d.Payload, &m)
+				if m.To != "m1@example.jp" || m.Headers["List-Unsubscribe-Post"] != "List-Unsubscribe=One-Click" ||
+					!strings.Contains(m.Headers["List-Unsubscribe"], "https://shop.example.jp/unsubscribe") {
+					t.Fatalf("mail %+v", m)
+				}
+				if !strings.Contains(m.HTML, "https://t.example.jp/t/o/") || !strings.Contains(m.Text, "https://t.example.jp/t/c/") {
+					t.Fatalf("mail lacks open pixel or tracked link:\n%s\n%s", m.HTML, m.Text)
+				}
+				if !strings.Contains(m.Subject, "ナチュラルライフ") {
+					t.Fatalf("subject %q", m.Subject)
+				}
+				tok := m.Text[strings.Index(m.Text, "/t/c/")+5:]
+				tr, err := collector.Verify(secret, strings.TrimSpace(tok), "click")
+				if err != nil || !strings.HasPrefix(tr.URL, "https://shop.example.jp/items/I1") {
+					t.Fatalf("click token %+v, %v", tr, err)
+				}
+			case topics.ChannelLine:
+				if !strings.Contains(payload, `"to":"U0123456789abcdef0123456789abcdef"`) || !strings.Contains(payload, "/t/c/") {
+					t.Fatalf("line payload %s", payload)
+				}
+			case topics.ChannelPush:
+				if !strings.Contains(payload, `"token":"tok"`) {
+					t.Fatalf("push payload %s", payload)
+				}
+			case topics.ChannelInApp:
+				if !strings.Contains(payload, `"title":"再入荷しました"`) || !strings.Contains(payload, "/t/c/") {
+					t.Fatalf("in-app payload %s", payload)
+				}
+			}
+		})
+	}
+}
+
+func TestTemplateErrors(t *testing.T) {
+	set := exampleSet(t)
+	o := priceDrop(topics.ChannelMail)
+	o.Template = "no-such-template"
+	_, err := renderer(t).Render(set, o, profile(), time.Now())
+	var te *TemplateError
+	if !errors.As(err, &te) || te.TemplateID != "no-such-template" || te.Channel != "MAIL" {
+		t.Fatalf("want a TemplateError naming the template, got %v", err)
+	}
+	p := profile()
+	p.Email = "not an address"
+	_, err = renderer(t).Render(set, priceDrop(topics.ChannelMail), p, time.Now())
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "to") {
+		t.Fatalf("want an invalid-payload TemplateError, got %v", err)
+	}
+}
+
+func TestFindTemplateSibling(t *testing.T) {
+	set := exampleSet(t)
+	tp, err := FindTemplate(set, "price-drop-line", topics.ChannelMail)
+	if err != nil || tp.ID != "price-drop-mail" {
+		t.Fatalf("got %v, %v", tp, err)
+	}
+	if _, err := FindTemplate(set, "nope", topics.ChannelMail); err == nil {
+		t.Fatal("found a template for an unknown ID")
+	}
+}
