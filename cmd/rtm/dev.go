@@ -1,73 +1,343 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/broker"
+	"github.com/rtm-project/rtm/config"
+	"github.com/rtm-project/rtm/connectors/collector"
+	"github.com/rtm-project/rtm/connectors/mssql"
+	"github.com/rtm-project/rtm/connectors/simulator"
+	"github.com/rtm-project/rtm/connectors/sinks"
+	"github.com/rtm-project/rtm/processors/inbox"
+	"github.com/rtm-project/rtm/processors/pipeline"
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/rules/examples"
+	"github.com/rtm-project/rtm/topics"
 )
 
+type devOptions struct {
+	noSimulator bool
+	sinks       sinks.Config
+	members     int
+	items       int
+	eventsEvery time.Duration
+}
+
 func newDevCmd() *cobra.Command {
-	return &cobra.Command{
+	var o devOptions
+	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run RTM on one machine: embedded broker, topics, rules and every built stage",
-		Long: `Starts the embedded broker on --broker-addr (data under <data-dir>/kafka, resumed on the
-next start), applies the topic catalogue, publishes rules/examples, and serves /healthz and
-/metrics on --http-addr. Stops cleanly on Ctrl-C.`,
+		Short: "Run the whole system on one machine: broker, topics, rules, simulated shop, every stage, local sinks",
+		Long: `Starts the embedded broker on --broker-addr (data under <data-dir>, resumed on the next start),
+applies the topic catalogue, publishes rules/examples, starts local protocol servers for mail, LINE
+and FCM, the behaviour collector, the simulated shop (writing through the real CDC bridge), and every
+stage; serves /healthz, /metrics and the in-app inbox on --http-addr. Ctrl-C stops it cleanly.
+With --no-simulator the same system is fed only by what arrives on the topics (e.g. from kcat).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd)
 			if err != nil {
 				return err
 			}
-			log := cfg.Logger()
-			ctx := cmd.Context()
-
-			bc := cfg.Broker
-			bc.DataDir = filepath.Join(cfg.DataDir, "kafka")
-			b, err := broker.Start(bc, log)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			cfg.Brokers = []string{b.Addr()}
-
-			rep, err := applyTopics(ctx, cfg.Brokers, cfg.Catalogue(), false, log)
-			if err != nil {
-				return fmt.Errorf("applying topics: %w", err)
-			}
-			log.Info("topics applied", "result", rep.String())
-
-			srv, err := serveOps(cfg.HTTPAddr)
-			if err != nil {
-				return err
-			}
-			defer shutdown(srv)
-
-			fmt.Fprintf(cmd.OutOrStdout(), `RTM dev is running.
-  Kafka (embedded):  %s      try: kcat -b %s -L
-  Health, metrics:   http://%s/healthz  http://%s/metrics
-  Data:              %s (kept across restarts; delete it to start afresh)
-Stages are not built yet: this runs the broker and the topic catalogue. Ctrl-C stops.
-`, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.DataDir)
-			<-ctx.Done()
-			log.Info("shutting down")
-			return nil
+			return runDev(cmd.Context(), cfg, o, cmd.OutOrStdout())
 		},
+	}
+	cmd.Flags().BoolVar(&o.noSimulator, "no-simulator", false, "run without the simulated shop and CDC bridge")
+	o.sinks = sinks.Defaults()
+	cmd.Flags().StringVar(&o.sinks.SMTPAddr, "sink-smtp-addr", o.sinks.SMTPAddr, "local mail sink (loopback)")
+	cmd.Flags().StringVar(&o.sinks.HTTPAddr, "sink-http-addr", o.sinks.HTTPAddr, "local LINE and FCM sink (loopback)")
+	cmd.Flags().IntVar(&o.members, "members", 1000, "simulated members")
+	cmd.Flags().IntVar(&o.items, "items", 200, "simulated items")
+	cmd.Flags().DurationVar(&o.eventsEvery, "step", 100*time.Millisecond, "simulated shop: real time between steps")
+	return cmd
+}
+
+// runDev runs everything until ctx is done. Each part stops in reverse
+// order of starting.
+func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer) error {
+	log := cfg.Logger()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	goRun := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				log.Error("component stopped", "component", name, "err", err)
+			}
+		}()
+	}
+
+	bc := cfg.Broker
+	bc.DataDir = filepath.Join(cfg.DataDir, "kafka")
+	b, err := broker.Start(bc, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	cfg.Brokers = []string{b.Addr()}
+	cfg.Replication = 1
+
+	rep, err := applyTopics(ctx, cfg.Brokers, cfg.Catalogue(), false, log)
+	if err != nil {
+		return fmt.Errorf("applying topics: %w", err)
+	}
+	log.Info("topics applied", "result", rep.String())
+	if err := publishExamples(ctx, cfg.Brokers, log); err != nil {
+		return err
+	}
+	if cfg.TrackingSecret == "" {
+		if cfg.TrackingSecret, err = devSecret(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	cfg.TrackingBase = "http://" + cfg.CollectorAddr
+
+	sc := o.sinks
+	sc.EMLDir, sc.Logger = filepath.Join(cfg.DataDir, "mail"), log
+	sk, err := sinks.Start(ctx, sc)
+	if err != nil {
+		return fmt.Errorf("starting local sinks: %w", err)
+	}
+	defer sk.Close()
+	pointChannelsAtSinks(&cfg, sk)
+
+	col, err := startCollector(ctx, cfg, log, goRun)
+	if err != nil {
+		return err
+	}
+	defer col.Close()
+
+	// The in-app inbox, read from its table through a view.
+	env, err := stage.NewEnv(cfg.Brokers, cfg.Catalogue(), cfg.DataDir, "inbox-view", nil, log)
+	if err != nil {
+		return err
+	}
+	view, err := inbox.NewView(env)
+	if err != nil {
+		return err
+	}
+	goRun("inbox view", view.Run)
+	srv, err := serveOps(cfg.HTTPAddr, map[string]http.Handler{"GET /v1/inbox/{member}": inbox.Handler(view)})
+	if err != nil {
+		return err
+	}
+	defer shutdown(srv)
+
+	goRun("stages", func(ctx context.Context) error { return runStages(ctx, cfg, log, pipeline.Stages()) })
+	if !o.noSimulator {
+		if err := startShop(ctx, cfg, o, log, goRun); err != nil {
+			return err
+		}
+	}
+
+	sim := "the simulated shop (its rows go through the real CDC bridge)"
+	if o.noSimulator {
+		sim = "no simulator: produce to cdc.* and behavior.events yourself (see README)"
+	}
+	fmt.Fprintf(out, `RTM dev is running: every stage, %s.
+  Kafka (embedded)   %s            kcat -b %s -L
+  health, metrics    http://%s/healthz   http://%s/metrics
+  in-app inbox       http://%s/v1/inbox/<member_id>
+  collector          http://%s/v1/events (POST), tracking links /t/o/ and /t/c/
+  mail sink          smtp://%s   sent mail: http://%s/sinks/mail  (.eml in %s)
+  LINE and FCM sink  http://%s/sinks/line   http://%s/sinks/push
+  results            kcat -b %s -C -t delivery.results -o beginning
+Data is kept in %s across restarts; delete it to start afresh. Ctrl-C stops.
+`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, cfg.CollectorAddr,
+		sk.SMTP.Addr(), sk.HTTP.Addr(), filepath.Join(cfg.DataDir, "mail"), sk.HTTP.Addr(), sk.HTTP.Addr(), b.Addr(), cfg.DataDir)
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}
+
+// publishExamples publishes the example workbook; unchanged tables are not
+// written again, so a restart publishes nothing.
+func publishExamples(ctx context.Context, brokers []string, log *slog.Logger) error {
+	specs, err := rules.ReadWorkbook(bytes.NewReader(examples.Workbook), examples.WorkbookName)
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(brokers, kgo.TransactionalID("rtm-dev-rules"), kgo.TransactionTimeout(30*time.Second))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rep, err := rules.Publish(pctx, cl, specs, rules.PublishMeta{Author: "rtm dev"})
+	if err != nil {
+		return fmt.Errorf("publishing rules/examples: %w", err)
+	}
+	log.Info("example rules published", "changed", len(rep.Published), "unchanged", len(rep.Unchanged))
+	return nil
+}
+
+// devSecret returns the data directory's tracking secret, creating it once,
+// so tracking links keep working across restarts.
+func devSecret(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "tracking.secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return string(bytes.TrimSpace(b)), nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", err
+	}
+	return s, os.WriteFile(path, []byte(s), 0o600)
+}
+
+// pointChannelsAtSinks makes the real adapters talk to the local sinks.
+func pointChannelsAtSinks(cfg *config.Config, sk *sinks.Sinks) {
+	sc := sk.Config()
+	host, port, _ := net.SplitHostPort(sk.SMTP.Addr())
+	cfg.Channels.SMTP.Host, cfg.Channels.SMTP.TLS = host, "none"
+	cfg.Channels.SMTP.Port, _ = strconv.Atoi(port)
+	cfg.Channels.LINE.BaseURL, cfg.Channels.LINE.ChannelAccessToken = sk.HTTP.URL(), sc.LineToken
+	cfg.Channels.FCM.BaseURL, cfg.Channels.FCM.ProjectID, cfg.Channels.FCM.AccessToken = sk.HTTP.URL(), sc.FCMProject, sc.FCMToken
+}
+
+type closer interface{ Close() }
+
+func startCollector(ctx context.Context, cfg config.Config, log *slog.Logger, goRun func(string, func(context.Context) error)) (closer, error) {
+	p, err := collector.NewProducer(cfg.Brokers)
+	if err != nil {
+		return nil, err
+	}
+	s, err := collector.New(collector.Config{Addr: cfg.CollectorAddr, TrackingSecret: []byte(cfg.TrackingSecret),
+		Registerer: prometheus.DefaultRegisterer}, p, log)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.CollectorAddr)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	goRun("collector", func(ctx context.Context) error { return s.Serve(ctx, ln) })
+	return p, nil
+}
+
+// startShop runs the simulated shop through the real CDC bridge, and makes
+// its members open and click what they are sent.
+func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.Logger, goRun func(string, func(context.Context) error)) error {
+	ct, err := mssql.NewMemCT(mssql.DefaultTables()...)
+	if err != nil {
+		return err
+	}
+	// Continue above what earlier runs bridged, so downstream stages (which
+	// ignore versions they have seen) take the new rows.
+	cps, err := mssql.ReadCheckpoints(ctx, cfg.Brokers, topics.CDCCheckpoints)
+	if err != nil {
+		return err
+	}
+	var top int64
+	for _, v := range cps {
+		top = max(top, v)
+	}
+	if err := ct.StartAt(top); err != nil {
+		return err
+	}
+	bc := mssql.Defaults()
+	bc.Brokers = cfg.Brokers
+	bc.PollInterval = 200 * time.Millisecond
+	bc.TransactionalID = "rtm-dev-cdc"
+	bridge, err := mssql.New(bc, ct, log, prometheus.DefaultRegisterer)
+	if err != nil {
+		return err
+	}
+	goRun("cdc bridge", bridge.Run)
+
+	producer, err := collector.NewProducer(cfg.Brokers)
+	if err != nil {
+		return err
+	}
+	sink := func(ctx context.Context, ev topics.BehaviorEvent) error {
+		v, err := topics.BehaviorEventCodec{}.Encode(&ev)
+		if err != nil {
+			return err
+		}
+		return producer.ProduceSync(ctx, &kgo.Record{Topic: topics.BehaviorEvents, Key: []byte(ev.MemberID), Value: v}).FirstErr()
+	}
+	shop, err := simulator.New(simulator.Config{Seed: 1, Members: o.members, Items: o.items,
+		Start: time.Now().UTC(), StepEvery: o.eventsEvery, Interval: o.eventsEvery}, ct, sink)
+	if err != nil {
+		producer.Close()
+		return err
+	}
+	goRun("simulated shop", func(ctx context.Context) error {
+		defer producer.Close()
+		go replies(ctx, cfg.Brokers, sink, log)
+		return shop.Run(ctx)
+	})
+	return nil
+}
+
+// replies makes simulated members react to what they were sent.
+func replies(ctx context.Context, brokers []string, sink simulator.EventSink, log *slog.Logger) {
+	cl, err := newClient(brokers, kgo.ConsumeTopics(topics.DeliveryResults), kgo.ConsumerGroup("rtm-dev-simulated-members"))
+	if err != nil {
+		log.Error("simulated replies", "err", err)
+		return
+	}
+	defer cl.Close()
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(rec *kgo.Record) {
+			r, err := topics.DeliveryResultCodec{}.DecodeValue(rec.Value)
+			if err != nil {
+				return
+			}
+			if err := simulator.Reply(ctx, sink, *r, time.Now().UTC()); err != nil && !errors.Is(err, context.Canceled) {
+				log.Warn("simulated reply", "err", err)
+			}
+		})
 	}
 }
 
-// serveOps serves /healthz and /metrics until shut down.
-func serveOps(addr string) (*http.Server, error) {
+// serveOpsOrLog serves /healthz and /metrics for a long-running command,
+// logging (not failing) when the address is taken.
+func serveOpsOrLog(addr string, log *slog.Logger) {
+	if _, err := serveOps(addr, nil); err != nil {
+		log.Warn("not serving /healthz and /metrics", "err", err)
+	}
+}
+
+// serveOps serves /healthz, /metrics and extra routes until shut down.
+func serveOps(addr string, extra map[string]http.Handler) (*http.Server, error) {
 	mux := http.NewServeMux()
+	for pattern, h := range extra {
+		mux.Handle(pattern, h)
+	}
 	mux.Handle("GET /metrics", promhttp.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -78,11 +348,7 @@ func serveOps(addr string) (*http.Server, error) {
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			panic(err)
-		}
-	}()
+	go srv.Serve(ln)
 	return srv, nil
 }
 

@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/config"
-	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
@@ -47,7 +44,7 @@ Stages: %s`, strings.Join(pipeline.Stages(), ", ")),
 // once the watcher has applied the rules in force, so no message is decided
 // by an empty rule set.
 func runStages(ctx context.Context, cfg config.Config, log *slog.Logger, names []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := newClient(cfg.Brokers)
 	if err != nil {
 		return err
 	}
@@ -59,12 +56,10 @@ func runStages(ctx context.Context, cfg config.Config, log *slog.Logger, names [
 	case <-ctx.Done():
 		return nil
 	}
-	return pipeline.Run(ctx, pipeline.Config{
-		Brokers:   cfg.Brokers,
-		Catalogue: cfg.Catalogue(),
-		DataDir:   cfg.DataDir,
-		Rules:     w,
-		Detect:    detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
-		Log:       log,
-	}, names...)
+	pc, closeAdapters, err := pipelineConfig(cfg, w, log, names)
+	if err != nil {
+		return err
+	}
+	defer closeAdapters()
+	return pipeline.Run(ctx, pc, names...)
 }

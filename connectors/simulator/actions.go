@@ -94,7 +94,7 @@ func (s *Shop) pageView(ctx context.Context) error {
 }
 
 func (s *Shop) favorite(ctx context.Context) error {
-	m, it := s.activeMember(), s.randomItem()
+	m, it := s.activeMember(), s.popularItem()
 	if m == "" || s.favs.has(m, it.id) {
 		return nil
 	}

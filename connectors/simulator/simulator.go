@@ -135,7 +135,7 @@ func (s *Shop) Seed(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("seeding members: %w", err)
 	}
-	return s.ct.Txn(func(w mssql.Writer) error {
+	err = s.ct.Txn(func(w mssql.Writer) error {
 		for i := range s.cfg.Items {
 			it := s.newItem(fmt.Sprintf("I%04d", i+1))
 			if err := w.Insert("items", it.row); err != nil {
@@ -145,7 +145,38 @@ func (s *Shop) Seed(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// Favourites follow a popularity skew: a few items are everybody's
+	// favourites, most are somebody's.
+	return s.ct.Txn(func(w mssql.Writer) error {
+		for _, m := range s.members {
+			for range s.rnd.IntN(7) {
+				it := s.popularItem()
+				if s.favs.has(m, it.id) {
+					continue
+				}
+				if err := w.Insert("favorites", map[string]any{"member_id": m, "item_id": it.id, "created_at": s.now}); err != nil {
+					return fmt.Errorf("seeding favourites: %w", err)
+				}
+				s.favs.add(m, it.id)
+			}
+		}
+		return nil
+	})
 }
+
+// popularItem picks an item with a popularity skew (low indexes are
+// popular).
+func (s *Shop) popularItem() *item {
+	u := s.rnd.Float64()
+	return s.items[int(float64(len(s.items))*u*u*u)]
+}
+
+// timezones: most members live in Japan; some order from abroad.
+var timezones = []string{"Asia/Tokyo", "Asia/Tokyo", "Asia/Tokyo", "Asia/Tokyo", "Asia/Tokyo", "Asia/Tokyo", "Asia/Tokyo",
+	"Asia/Singapore", "Europe/London", "America/Los_Angeles"}
 
 var (
 	brands      = []string{"Acme", "Hoshi", "Kumo", "Nami", "Sora", "Yama"}
@@ -162,7 +193,7 @@ func (s *Shop) memberRow(id string) map[string]any {
 		"mail_opt_in": r.IntN(10) < 7, "line_opt_in": r.IntN(10) < 5, "push_opt_in": r.IntN(10) < 4,
 		"status": "active", "is_debug": r.IntN(100) == 0, "gender": genders[r.IntN(len(genders))],
 		"birthday": birthday.Format(time.DateOnly), "prefecture": prefectures[r.IntN(len(prefectures))],
-		"timezone": "Asia/Tokyo", "registered_at": s.now.Add(-time.Duration(r.IntN(3*365)) * 24 * time.Hour),
+		"timezone": timezones[r.IntN(len(timezones))], "registered_at": s.now.Add(-time.Duration(r.IntN(3*365)) * 24 * time.Hour),
 	}
 }
 

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/config"
+	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/processors/detect"
+	"github.com/rtm-project/rtm/processors/pipeline"
+	"github.com/rtm-project/rtm/processors/render"
+	"github.com/rtm-project/rtm/processors/send"
+	"github.com/rtm-project/rtm/processors/stage"
+)
+
+// pipelineConfig is what the stages need from the configuration. The send
+// stage's adapters are built only when it runs (they need credentials the
+// other stages do not).
+func pipelineConfig(cfg config.Config, rs stage.Rules, log *slog.Logger, names []string) (pipeline.Config, func(), error) {
+	pc := pipeline.Config{
+		Brokers:   cfg.Brokers,
+		Catalogue: cfg.Catalogue(),
+		DataDir:   cfg.DataDir,
+		Rules:     rs,
+		Detect:    detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
+		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingSecret: []byte(cfg.TrackingSecret),
+			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto, UnsubscribeURL: cfg.Channels.UnsubscribeURL},
+		Log: log,
+	}
+	closeAll := func() {}
+	for _, n := range names {
+		if n == send.Group {
+			d, closer, err := deliverer(cfg, log)
+			if err != nil {
+				return pc, closeAll, err
+			}
+			pc.Deliverer, closeAll = d, closer
+		}
+	}
+	return pc, closeAll, nil
+}
+
+// sendMetrics registers the adapters' metrics once per process.
+var sendMetrics = sync.OnceValues(func() (*channels.Metrics, error) { return channels.NewMetrics(prometheus.DefaultRegisterer) })
+
+// deliverer builds every channel's adapter behind its rate limit and retries.
+func deliverer(cfg config.Config, log *slog.Logger) (send.Deliverer, func(), error) {
+	m, err := sendMetrics()
+	if err != nil {
+		return nil, nil, err
+	}
+	inappClient, err := channels.NewInAppProducer(cfg.Brokers)
+	if err != nil {
+		return nil, nil, err
+	}
+	smtp, err1 := channels.NewSMTPAdapter(cfg.Channels.SMTP, log)
+	line, err2 := channels.NewLineAdapter(cfg.Channels.LINE, log)
+	fcm, err3 := channels.NewFCMAdapter(cfg.Channels.FCM, log)
+	inapp, err4 := channels.NewInAppAdapter(channels.InAppDefaults(), inappClient)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		inappClient.Close()
+		return nil, nil, fmt.Errorf("channel adapters: %w", err)
+	}
+	var ds []*channels.Deliverer
+	for _, a := range []channels.Adapter{smtp, line, fcm, inapp} {
+		d, err := channels.NewDeliverer(a, channels.DelivererConfig{Metrics: m, Logger: log})
+		if err != nil {
+			inappClient.Close()
+			return nil, nil, err
+		}
+		ds = append(ds, d)
+	}
+	r, err := channels.NewRouter(ds...)
+	if err != nil {
+		inappClient.Close()
+		return nil, nil, err
+	}
+	return r, inappClient.Close, nil
+}
+
+// newClient returns a plain franz-go client for brokers.
+func newClient(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+}
