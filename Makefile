@@ -6,7 +6,7 @@ PKGS      := ./...
 # the packages whose concurrency is our own code.
 RACE_PKGS := ./topics/... ./config/... ./processors/... ./rules/...
 
-.PHONY: run test test-race bench bench-json bench-recovery lint build clean
+.PHONY: run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
 
 build:
 	$(GO) build -o bin/rtm ./cmd/rtm
@@ -34,3 +34,9 @@ lint:
 
 clean:
 	rm -rf bin
+
+bench-audience:
+	$(GO) run ./bench/audience -members 1000000 -favouriters 100000
+
+bench-grule:
+	cd bench/grule && $(GO) test -run '^$$' -bench . -benchmem -count 5
