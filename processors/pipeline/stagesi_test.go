@@ -265,7 +265,7 @@ func TestStagesOneEndToEnd(t *testing.T) {
 	}
 	h.produce(topics.CDCMembers, "M99", []byte(`{"schema_version":1,"table":"members"`)) // malformed
 	h.waitIndexed("I1", 19)                                                              // 20 even members, minus withdrawn M08
-	h.waitProfiles(40)
+	h.waitProfilesBy(filter.Group, 40)
 
 	h.item(topics.OpInsert, topics.ItemRow{ItemID: "I1", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000, Stock: 3})
 	h.item(topics.OpUpdate, topics.ItemRow{ItemID: "I1", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 3000, Stock: 3})
@@ -364,7 +364,7 @@ func TestCartAbandonmentTimer(t *testing.T) {
 		h.cdc("orders", m, map[string]any{"order_id": "O-" + m}, topics.OpInsert,
 			topics.OrderRow{OrderID: "O-" + m, MemberID: m, ItemID: "I9", Status: "delivered", OrderedAt: now.Add(-48 * time.Hour)})
 	}
-	h.waitProfiles(3)
+	h.waitProfilesBy(filter.Group, 3)
 	for _, m := range []string{"M1", "M2", "M3"} {
 		h.cdc("cart_items", m, map[string]any{"member_id": m, "item_id": "I5"}, topics.OpInsert,
 			topics.CartItemRow{MemberID: m, ItemID: "I5", Quantity: 1, AddedAt: now})
@@ -393,31 +393,6 @@ func TestCartAbandonmentTimer(t *testing.T) {
 	}
 }
 
-// waitProfiles waits until filter's copy of member-state-table has n
-// targetable members.
-func (h *harness) waitProfiles(n int) {
-	h.t.Helper()
-	reg := h.built[filter.Group].Env.Registry
-	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d member profiles in filter's table", n), func() bool {
-		count := 0
-		for p := range int32(testPartitions) {
-			st := reg.Store(string(memberstate.Table), p)
-			if st == nil {
-				return false
-			}
-			it, err := st.Iterator()
-			if err != nil {
-				h.t.Fatal(err)
-			}
-			for it.Next() {
-				count++
-			}
-			it.Release()
-		}
-		return count >= n
-	})
-}
-
 // TestStagesRestart stops stages and starts them again — audience on its
 // kept Pebble data, filter on an empty data directory (restored from the
 // changelog) — with events arriving while they are down: nothing is lost and
@@ -444,7 +419,7 @@ func TestStagesRestart(t *testing.T) {
 		h.favorite(m, "I7")
 	}
 	h.waitIndexed("I7", 30)
-	h.waitProfiles(30)
+	h.waitProfilesBy(filter.Group, 30)
 	price := 10000.0
 	drop := func() {
 		price *= 0.6

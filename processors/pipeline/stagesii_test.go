@@ -1,0 +1,243 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtm-project/rtm/internal/testkit"
+	"github.com/rtm-project/rtm/processors/channel"
+	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/timing"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// table compiles a one-table rule set from action columns and rows.
+func table(t *testing.T, name string, kind rules.Kind, actions []string, rows ...[]any) *rules.Table {
+	t.Helper()
+	spec := rules.TableSpec{Name: name, Kind: kind, HitPolicy: rules.HitFirst, Sheet: name}
+	for _, a := range actions {
+		spec.Columns = append(spec.Columns, rules.Column{Type: rules.ColAction, Template: a})
+	}
+	for i, r := range rows {
+		row := rules.Row{Row: 5 + i}
+		for _, v := range r {
+			row.Cells = append(row.Cells, rules.Value{V: v})
+		}
+		spec.Rows = append(spec.Rows, row)
+	}
+	tb, err := rules.Compile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
+func set(t *testing.T, tables ...*rules.Table) *rules.Set {
+	t.Helper()
+	s, err := rules.NewSet(tables...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (h *harness) offer(topic string, o *topics.Offer) {
+	h.t.Helper()
+	v, err := topics.OfferCodec{}.Encode(o)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.produce(topic, o.MemberID, v)
+}
+
+func (h *harness) result(r topics.DeliveryResult) {
+	v, _ := topics.DeliveryResultCodec{}.Encode(&r)
+	h.produce(topics.DeliveryResults, r.MemberID, v)
+}
+
+func (h *harness) behavior(e topics.BehaviorEvent) {
+	v, _ := topics.BehaviorEventCodec{}.Encode(&e)
+	h.produce(topics.BehaviorEvents, e.MemberID, v)
+}
+
+// TestCapsHoldUnderBurstsAndReplays: ten campaigns for one member at once
+// against a day cap of 3 let exactly three through, and replaying all ten
+// takes no further slot and emits nothing.
+func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
+	rs := &swappable{}
+	rs.p.Store(set(t,
+		table(t, "timing", rules.KindTiming, []string{"cap_day", "cap_week"}, []any{3.0, 10.0}),
+		table(t, "channels", rules.KindChannel, []string{"channels", "strategy"}, []any{"MAIL", "fixed"})))
+	h := newHarness(t, rs)
+	for _, s := range []string{memberstate.Group, channel.Group, timing.Group} {
+		h.start(s, "")
+	}
+	ready, excluded := h.collect(topics.OffersReady), h.collect(topics.OffersExcluded)
+	h.member(topics.MemberRow{MemberID: "M1", Email: "m1@example.jp", MailOptIn: true, Status: "active", Timezone: "UTC"})
+	h.waitProfilesBy(timing.Group, 1)
+
+	burst := make([]*topics.Offer, 10)
+	for i := range burst {
+		burst[i] = &topics.Offer{OfferID: fmt.Sprintf("of-burst-%d", i), CampaignID: fmt.Sprintf("c%d", i), MemberID: "M1", Timing: "now"}
+		h.offer(topics.OffersFiltered, burst[i])
+	}
+	testkit.Eventually(t, time.Minute, "10 decisions", func() bool { return ready.len()+excluded.len() == 10 })
+	for _, o := range burst { // replay
+		h.offer(topics.OffersFiltered, o)
+	}
+	// A new offer after the replays, on the same member's partition: once
+	// it is decided (capped), every replay before it has been processed.
+	h.offer(topics.OffersFiltered, &topics.Offer{OfferID: "of-sentinel", CampaignID: "cx", MemberID: "M1", Timing: "now"})
+	testkit.Eventually(t, time.Minute, "the sentinel decided", func() bool { return excluded.len() == 8 })
+	if ready.len() != 3 {
+		t.Fatalf("%d offers passed a day cap of 3 under a burst and its replay", ready.len())
+	}
+	for _, o := range excluded.offers(t) {
+		if d := o.Decisions[len(o.Decisions)-1]; d.Stage != "timing" || d.Reason != timing.ReasonCapDay {
+			t.Errorf("%s excluded by %+v, want the day cap", o.OfferID, d)
+		}
+	}
+}
+
+// TestChannelFollowsEngagement: in `best` mode a member who only ever
+// clicks LINE gets LINE.
+func TestChannelFollowsEngagement(t *testing.T) {
+	rs := &swappable{}
+	rs.p.Store(set(t, table(t, "channels", rules.KindChannel, []string{"channels", "strategy"}, []any{"MAIL,PUSH,LINE", "best"})))
+	h := newHarness(t, rs)
+	for _, s := range []string{memberstate.Group, channel.Group} {
+		h.start(s, "")
+	}
+	routed := h.collect(topics.OffersRouted)
+	h.member(topics.MemberRow{MemberID: "M5", Email: "m5@example.jp", MailOptIn: true, LineUserID: "U5", LineOptIn: true,
+		PushToken: "p5", PushOptIn: true, Status: "active", Timezone: "UTC"})
+	at := time.Now().Add(-time.Hour).UTC()
+	for _, ch := range []string{"MAIL", "PUSH", "LINE"} {
+		for i := range 15 {
+			h.result(topics.DeliveryResult{DeliveryID: fmt.Sprintf("d-%s-%d", ch, i), MemberID: "M5", Channel: ch, Status: "sent", At: at})
+		}
+	}
+	for i := range 10 {
+		h.behavior(topics.BehaviorEvent{EventID: fmt.Sprintf("click-%d", i), MemberID: "M5", Type: "click", At: at,
+			DeliveryID: fmt.Sprintf("d-LINE-%d", i), Attrs: map[string]string{"channel": "LINE"}})
+	}
+	h.waitFor(channel.Group, "M5's engagement", func(v []byte) bool {
+		var p memberstate.Profile
+		json.Unmarshal(v, &p)
+		return p.Engagement["LINE"].Clicked == 10 && p.Engagement["MAIL"].Sent == 15 && p.Engagement["PUSH"].Sent == 15
+	})
+	for i := range 20 {
+		h.offer(topics.OffersFiltered, &topics.Offer{OfferID: fmt.Sprintf("of-eng-%d", i), CampaignID: "c", MemberID: "M5"})
+	}
+	testkit.Eventually(t, time.Minute, "20 routed offers", func() bool { return routed.len() == 20 })
+	line := 0
+	for _, o := range routed.offers(t) {
+		if o.Channel == "LINE" {
+			line++
+		}
+	}
+	if line < 18 {
+		t.Fatalf("LINE chosen for %d of 20 offers; the member only ever clicks LINE", line)
+	}
+}
+
+// TestHeldOffersReleasedAcrossRestart: an offer held by quiet hours is
+// released when they end, although the timing stage was stopped and
+// started again while it was held — on time and exactly once.
+func TestHeldOffersReleasedAcrossRestart(t *testing.T) {
+	// Quiet hours from this minute to the next (UTC member): the offer is
+	// held until the next full minute. Start early in a minute, so the
+	// restart happens inside the window.
+	now := time.Now().UTC()
+	if now.Second() > 40 {
+		time.Sleep(time.Duration(61-now.Second()) * time.Second)
+		now = time.Now().UTC()
+	}
+	due := now.Truncate(time.Minute).Add(time.Minute)
+	quiet := fmt.Sprintf("%02d:%02d-%02d:%02d", now.Hour(), now.Minute(), due.Hour(), due.Minute())
+	rs := &swappable{}
+	rs.p.Store(set(t, table(t, "timing", rules.KindTiming, []string{"quiet_hours", "cap_day"}, []any{quiet, 5.0})))
+	h := newHarness(t, rs)
+	h.cfg.Timing.TickInterval = 200 * time.Millisecond
+	dir := t.TempDir()
+	h.start(memberstate.Group, "")
+	h.start(timing.Group, dir)
+	ready := h.collect(topics.OffersReady)
+	h.member(topics.MemberRow{MemberID: "M7", Email: "m7@example.jp", MailOptIn: true, Status: "active", Timezone: "UTC"})
+	h.waitProfilesBy(timing.Group, 1)
+	h.offer(topics.OffersRouted, &topics.Offer{OfferID: "of-held", CampaignID: "c", MemberID: "M7", Channel: "MAIL", Timing: "now"})
+	h.waitFor(timing.Group, "the offer held in the ledger", func(v []byte) bool { return strings.Contains(string(v), `"held":[`) })
+
+	h.stops[timing.Group]()
+	if ready.len() != 0 {
+		t.Fatal("released during quiet hours")
+	}
+	h.start(timing.Group, dir)
+	testkit.Eventually(t, 2*time.Minute, "the held offer released", func() bool { return ready.len() == 1 })
+	ready.mu.Lock()
+	released := ready.recs[0].Timestamp
+	ready.mu.Unlock()
+	if late := released.Sub(due); late < 0 || late > 2*time.Second {
+		t.Errorf("released at %v, %v after its due time %v (want within 2s)", released, late, due)
+	}
+	time.Sleep(time.Second) // more ticks: nothing is released twice
+	if ready.len() != 1 {
+		t.Fatalf("released %d times", ready.len())
+	}
+}
+
+// waitFor polls stage's local stores until some value satisfies cond.
+func (h *harness) waitFor(stage, what string, cond func([]byte) bool) {
+	h.t.Helper()
+	reg := h.built[stage].Env.Registry
+	testkit.Eventually(h.t, time.Minute, what, func() bool {
+		for p := range int32(testPartitions) {
+			for _, tbl := range []string{string(memberstate.Table), topics.TableOf(stage)} {
+				st := reg.Store(tbl, p)
+				if st == nil {
+					continue
+				}
+				it, err := st.Iterator()
+				if err != nil {
+					continue
+				}
+				for it.Next() {
+					if v, err := it.Value(); err == nil && cond(v) {
+						it.Release()
+						return true
+					}
+				}
+				it.Release()
+			}
+		}
+		return false
+	})
+}
+
+// waitProfilesBy waits until stage's copy of member-state-table has n rows.
+func (h *harness) waitProfilesBy(stage string, n int) {
+	h.t.Helper()
+	reg := h.built[stage].Env.Registry
+	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d profiles in %s's table", n, stage), func() bool {
+		count := 0
+		for p := range int32(testPartitions) {
+			st := reg.Store(string(memberstate.Table), p)
+			if st == nil {
+				return false
+			}
+			it, err := st.Iterator()
+			if err != nil {
+				return false
+			}
+			for it.Next() {
+				count++
+			}
+			it.Release()
+		}
+		return count >= n
+	})
+}
