@@ -1,0 +1,337 @@
+// Command delivery measures RTM from a change row to delivery.results on
+// the embedded broker, every stage in one process, the real channel
+// adapters talking to the local protocol sinks:
+//
+//	go run ./bench/delivery -scenario throughput -members 1000000 -favouriters 100000
+//	go run ./bench/delivery -scenario latency -events 1000
+//
+// throughput: one price drop on an item favourited by -favouriters of
+// -members; makespan from the cdc.items record to the last
+// delivery.results record, and deliveries/s.
+// latency: -events price drops, one at a time, each on an item favourited by
+// one member; the time from each cdc.items record to its delivery.results
+// record, p50 and p99.
+//
+// Members are reachable on LINE only and live in a time zone where it is
+// noon, so the example rules send at once. The adapters' rate limits are
+// lifted (the sinks have none); in production LINE's default is 2,000/s.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/broker"
+	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/connectors/sinks"
+	"github.com/rtm-project/rtm/processors/detect"
+	"github.com/rtm-project/rtm/processors/pipeline"
+	"github.com/rtm-project/rtm/processors/render"
+	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/processors/timing"
+	"github.com/rtm-project/rtm/rules"
+	"github.com/rtm-project/rtm/topics"
+)
+
+func main() {
+	scenario := flag.String("scenario", "throughput", "throughput or latency")
+	members := flag.Int("members", 1_000_000, "members (throughput)")
+	favs := flag.Int("favouriters", 100_000, "favouriters of the dropped item (throughput)")
+	events := flag.Int("events", 1000, "single-member events (latency)")
+	parts := flag.Int("partitions", 16, "partitions")
+	workbook := flag.String("rules", "rules/examples/rtm-rules.xlsx", "rules workbook")
+	flag.Parse()
+	if err := run(*scenario, *members, *favs, *events, int32(*parts), *workbook); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// noonZone is a fixed-offset zone where it is about noon now: no quiet hours.
+func noonZone() string {
+	k := 12 - time.Now().UTC().Hour()
+	switch {
+	case k > 0:
+		return fmt.Sprintf("Etc/GMT-%d", k)
+	case k < 0:
+		return fmt.Sprintf("Etc/GMT+%d", -k)
+	}
+	return "UTC"
+}
+
+func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir, err := os.MkdirTemp("", "rtm-bench-delivery")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bc := broker.Defaults()
+	bc.Addr = "127.0.0.1:0"
+	b, err := broker.Start(bc, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	brokers := []string{b.Addr()}
+	cat := topics.New(parts, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxBufferedRecords(100_000), kgo.ProducerLinger(0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if _, err := topics.Apply(ctx, kadm.NewClient(cl), cat, false); err != nil {
+		return err
+	}
+	set, err := loadRules(workbook)
+	if err != nil {
+		return err
+	}
+	sk, err := sinks.Start(ctx, sinks.Config{SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Keep: 10, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer sk.Close()
+	lineCfg := channels.LineDefaults()
+	lineCfg.BaseURL, lineCfg.ChannelAccessToken = sk.HTTP.URL(), sk.Config().LineToken
+	line, err := channels.NewLineAdapter(lineCfg, log)
+	if err != nil {
+		return err
+	}
+	dl, err := channels.NewDeliverer(line, channels.DelivererConfig{RatePerSecond: -1})
+	if err != nil {
+		return err
+	}
+	inappClient, err := channels.NewInAppProducer(brokers)
+	if err != nil {
+		return err
+	}
+	defer inappClient.Close()
+	inapp, err := channels.NewInAppAdapter(channels.InAppDefaults(), inappClient)
+	if err != nil {
+		return err
+	}
+	dlInApp, err := channels.NewDeliverer(inapp, channels.DelivererConfig{RatePerSecond: -1})
+	if err != nil {
+		return err
+	}
+	router, err := channels.NewRouter(dl, dlInApp)
+	if err != nil {
+		return err
+	}
+
+	tz := noonZone()
+	member := func(i int) string { return fmt.Sprintf("M%08d", i) }
+	version := int64(0)
+	produceCDC := func(table, key string, k map[string]any, op string, row any) {
+		version++
+		rb, _ := json.Marshal(row)
+		v, err := topics.CDCCodec{}.Encode(&topics.CDCRecord{Table: table, Op: op, Version: version, Key: k, Row: rb, TS: time.Now().UTC()})
+		if err != nil {
+			panic(err)
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: "cdc." + table, Key: []byte(key), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				panic(err)
+			}
+		})
+	}
+	addMember := func(i int, items ...string) {
+		m := member(i)
+		produceCDC("members", m, map[string]any{"member_id": m}, "i", topics.MemberRow{MemberID: m, LineUserID: "U" + m,
+			LineOptIn: true, Status: "active", Timezone: tz})
+		for _, it := range items {
+			produceCDC("favorites", m, map[string]any{"member_id": m, "item_id": it}, "i", topics.FavoriteRow{MemberID: m, ItemID: it})
+		}
+	}
+	item := func(id string, op string, price float64) {
+		produceCDC("items", id, map[string]any{"item_id": id}, op, topics.ItemRow{ItemID: id, Brand: "B", Category: "家電", Price: price, Stock: 5})
+	}
+
+	n := nMembers
+	if scenario == "latency" {
+		n = nEvents
+	}
+	t0 := time.Now()
+	for i := range n {
+		switch {
+		case scenario == "latency":
+			addMember(i, fmt.Sprintf("L%06d", i))
+			item(fmt.Sprintf("L%06d", i), "i", 10000)
+		case i < nFavs:
+			addMember(i, "I-HOT")
+		default:
+			addMember(i)
+		}
+	}
+	if scenario != "latency" {
+		item("I-HOT", "i", 10000)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("loaded %d members in %v\n", n, time.Since(t0).Round(time.Millisecond))
+
+	pc := pipeline.Config{Brokers: brokers, Catalogue: cat, DataDir: dir, Rules: stage.Fixed{Set: set}, Log: log,
+		Detect: detect.Config{TickInterval: time.Second}, Timing: timing.Config{TickInterval: 200 * time.Millisecond},
+		Render:    render.Config{TrackingBase: "http://127.0.0.1:8081", TrackingSecret: []byte("bench-secret-0123456789abcdef"), MailFrom: "shop@example.jp"},
+		Deliverer: router}
+	go pipeline.Run(ctx, pc, pipeline.Stages()...)
+	adm := kadm.NewClient(cl)
+	t1 := time.Now()
+	for _, g := range []string{"member-state", "detect"} {
+		if err := waitLag(ctx, adm, g); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("member-state and detect caught up in %v\n", time.Since(t1).Round(time.Millisecond))
+
+	results := newCounter(ctx, brokers)
+	// Let the joins of the later stages restore member-state-table.
+	for _, g := range []string{"audience", "filter", "channel", "timing", "render"} {
+		if err := waitMember(ctx, adm, g); err != nil {
+			return err
+		}
+	}
+	time.Sleep(3 * time.Second)
+
+	switch scenario {
+	case "latency":
+		var lat []time.Duration
+		for i := range nEvents {
+			start := time.Now()
+			item(fmt.Sprintf("L%06d", i), "u", 6000)
+			if err := cl.Flush(ctx); err != nil {
+				return err
+			}
+			results.waitFor(ctx, i+1)
+			lat = append(lat, time.Since(start))
+		}
+		slices.Sort(lat)
+		fmt.Printf("\nlatency, cdc.items record → its delivery.results record, %d events one at a time:\n", nEvents)
+		fmt.Printf("  p50 %v  p90 %v  p99 %v  max %v\n", lat[len(lat)/2].Round(time.Millisecond/10), lat[len(lat)*9/10].Round(time.Millisecond/10),
+			lat[len(lat)*99/100].Round(time.Millisecond/10), lat[len(lat)-1].Round(time.Millisecond/10))
+	default:
+		start := time.Now()
+		item("I-HOT", "u", 6000)
+		if err := cl.Flush(ctx); err != nil {
+			return err
+		}
+		last := results.waitFor(ctx, nFavs)
+		d := last.Sub(start)
+		fmt.Printf("\n%d favouriters of %d members, %d partitions: price drop → last delivery.results %v, %.0f deliveries/s\n",
+			nFavs, nMembers, parts, d.Round(time.Millisecond), float64(nFavs)/d.Seconds())
+		fmt.Printf("%d sent (LINE sink accepted %d requests; the rest in-app)\n", results.sent.Load(), sk.HTTP.Line.Requests())
+	}
+	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", vmHWM())
+	return nil
+}
+
+func loadRules(path string) (*rules.Set, error) {
+	specs, err := rules.LoadWorkbook(path)
+	if err != nil {
+		return nil, err
+	}
+	var ts []*rules.Table
+	for _, s := range specs {
+		t, err := rules.Compile(s)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+	}
+	return rules.NewSet(ts...)
+}
+
+func waitLag(ctx context.Context, adm *kadm.Client, group string) error {
+	for ctx.Err() == nil {
+		time.Sleep(300 * time.Millisecond)
+		lags, err := adm.Lag(ctx, group)
+		if err != nil {
+			continue
+		}
+		l, ok := lags[group]
+		if ok && l.FetchErr == nil && l.DescribeErr == nil && len(l.Lag) > 0 && l.Lag.Total() == 0 {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// waitMember waits until a group has joined (its members are assigned).
+func waitMember(ctx context.Context, adm *kadm.Client, group string) error {
+	for ctx.Err() == nil {
+		gs, err := adm.DescribeGroups(ctx, group)
+		if err == nil && gs[group].State == "Stable" {
+			return nil
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return ctx.Err()
+}
+
+type counter struct {
+	n, sent atomic.Int64
+	last    atomic.Int64
+}
+
+func newCounter(ctx context.Context, brokers []string) *counter {
+	c := &counter{}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics.DeliveryResults),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond))
+	if err != nil {
+		panic(err)
+	}
+	go func() {
+		defer cl.Close()
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				c.last.Store(r.Timestamp.UnixNano())
+				if strings.Contains(string(r.Value), `"status":"sent"`) {
+					c.sent.Add(1)
+				}
+				c.n.Add(1)
+			})
+		}
+	}()
+	return c
+}
+
+func (c *counter) waitFor(ctx context.Context, n int) time.Time {
+	report := time.Now().Add(10 * time.Second)
+	for c.n.Load() < int64(n) && ctx.Err() == nil {
+		time.Sleep(200 * time.Microsecond)
+		if time.Now().After(report) {
+			fmt.Fprintf(os.Stderr, "waiting: %d of %d delivery results\n", c.n.Load(), n)
+			report = time.Now().Add(10 * time.Second)
+		}
+	}
+	return time.Unix(0, c.last.Load())
+}
+
+func vmHWM() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
