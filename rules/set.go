@@ -125,3 +125,16 @@ func (s *Set) Versions() map[string]string {
 
 // Templates returns the templates of a template table, in row order.
 func (t *Table) Templates() []*Template { return t.templates }
+
+// CompileSet compiles specs (as LoadWorkbook returns them) into a Set.
+func CompileSet(specs []TableSpec) (*Set, error) {
+	tables := make([]*Table, 0, len(specs))
+	for _, s := range specs {
+		t, err := Compile(s)
+		if err != nil {
+			return nil, err
+		}
+		tables = append(tables, t)
+	}
+	return NewSet(tables...)
+}

@@ -256,15 +256,7 @@ func loadRules(path string) (*rules.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ts []*rules.Table
-	for _, s := range specs {
-		t, err := rules.Compile(s)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return rules.NewSet(ts...)
+	return rules.CompileSet(specs)
 }
 
 func produceCDC(ctx context.Context, cl *kgo.Client, table, key string, k map[string]any, v int64, row any) {

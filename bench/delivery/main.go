@@ -190,24 +190,38 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		Detect: detect.Config{TickInterval: time.Second}, Timing: timing.Config{TickInterval: 200 * time.Millisecond},
 		Render:    render.Config{TrackingBase: "http://127.0.0.1:8081", TrackingSecret: []byte("bench-secret-0123456789abcdef"), MailFrom: "shop@example.jp"},
 		Deliverer: router}
-	go pipeline.Run(ctx, pc, pipeline.Stages()...)
 	adm := kadm.NewClient(cl)
 	t1 := time.Now()
-	for _, g := range []string{"member-state", "detect"} {
-		if err := waitLag(ctx, adm, g); err != nil {
+	var built []*pipeline.Stage
+	for _, name := range pipeline.Stages() {
+		st, err := pipeline.Build(name, pc)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := st.Run(ctx); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+				os.Exit(1)
+			}
+		}()
+		built = append(built, st)
+		if name == "detect" { // member-state and detect have read everything
+			for _, g := range []string{"member-state", "detect"} {
+				if err := waitLag(ctx, adm, g); err != nil {
+					return err
+				}
+			}
+			fmt.Printf("member-state and detect caught up in %v\n", time.Since(t1).Round(time.Millisecond))
+		}
+	}
+	t2 := time.Now()
+	for _, st := range built {
+		if err := st.WaitReady(ctx); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("member-state and detect caught up in %v\n", time.Since(t1).Round(time.Millisecond))
-
+	fmt.Printf("every stage recovered its tables and joins in %v\n", time.Since(t2).Round(time.Millisecond))
 	results := newCounter(ctx, brokers)
-	// Let the joins of the later stages restore member-state-table.
-	for _, g := range []string{"audience", "filter", "channel", "timing", "render"} {
-		if err := waitMember(ctx, adm, g); err != nil {
-			return err
-		}
-	}
-	time.Sleep(3 * time.Second)
 
 	switch scenario {
 	case "latency":
@@ -246,15 +260,7 @@ func loadRules(path string) (*rules.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ts []*rules.Table
-	for _, s := range specs {
-		t, err := rules.Compile(s)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return rules.NewSet(ts...)
+	return rules.CompileSet(specs)
 }
 
 func waitLag(ctx context.Context, adm *kadm.Client, group string) error {
@@ -268,18 +274,6 @@ func waitLag(ctx context.Context, adm *kadm.Client, group string) error {
 		if ok && l.FetchErr == nil && l.DescribeErr == nil && len(l.Lag) > 0 && l.Lag.Total() == 0 {
 			return nil
 		}
-	}
-	return ctx.Err()
-}
-
-// waitMember waits until a group has joined (its members are assigned).
-func waitMember(ctx context.Context, adm *kadm.Client, group string) error {
-	for ctx.Err() == nil {
-		gs, err := adm.DescribeGroups(ctx, group)
-		if err == nil && gs[group].State == "Stable" {
-			return nil
-		}
-		time.Sleep(300 * time.Millisecond)
 	}
 	return ctx.Err()
 }

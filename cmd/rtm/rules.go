@@ -84,7 +84,7 @@ table, and renders the templates a campaign decision names. Nothing is published
 			if err != nil {
 				return err
 			}
-			set, err := compileSet(specs)
+			set, err := rules.CompileSet(specs)
 			if err != nil {
 				return err
 			}
@@ -160,18 +160,6 @@ func readScenarios(path string) ([]scenario, error) {
 		return nil, fmt.Errorf("facts %s: %w", path, err)
 	}
 	return []scenario{one}, nil
-}
-
-func compileSet(specs []rules.TableSpec) (*rules.Set, error) {
-	var ts []*rules.Table
-	for _, s := range specs {
-		t, err := rules.Compile(s)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return rules.NewSet(ts...)
 }
 
 // rulesClient returns a client for the rules commands; publishing needs a

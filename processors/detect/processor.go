@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
@@ -77,12 +76,7 @@ func New(env stage.Env, cfg Config) (*Stage, error) {
 
 // Run runs the processor and its ticker until ctx is done or either fails.
 func (s *Stage) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.proc.Run(ctx) })
-	g.Go(func() error {
-		return timer.RunTicker(ctx, s.d.env, goka.Stream(topics.LoopOf(Group)), s.d.cfg.TickInterval)
-	})
-	return g.Wait()
+	return timer.Run(ctx, s.proc, s.d.env, goka.Stream(topics.LoopOf(Group)), s.d.cfg.TickInterval)
 }
 
 func value(ctx goka.Context) *State {
@@ -183,4 +177,9 @@ func (d *detector) loop(ctx goka.Context, msg any) {
 			emit(ctx, ctx.Key(), []topics.Event{*ev})
 		}
 	}
+}
+
+// WaitForReadyContext waits until the processor has recovered and runs.
+func (s *Stage) WaitForReadyContext(ctx context.Context) error {
+	return s.proc.WaitForReadyContext(ctx)
 }

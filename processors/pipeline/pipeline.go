@@ -88,6 +88,15 @@ type Stage struct {
 	Env stage.Env
 }
 
+// WaitReady waits until the stage has recovered its tables and joins and
+// processes input (Goka processors' WaitForReady).
+func (s *Stage) WaitReady(ctx context.Context) error {
+	if r, ok := s.Runner.(interface{ WaitForReadyContext(context.Context) error }); ok {
+		return r.WaitForReadyContext(ctx)
+	}
+	return nil
+}
+
 // Build builds one stage.
 func Build(name string, cfg Config) (*Stage, error) {
 	d, ok := stages[name]

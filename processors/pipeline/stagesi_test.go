@@ -43,15 +43,7 @@ func exampleRules(t *testing.T) *rules.Set {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tables []*rules.Table
-	for _, s := range specs {
-		tb, err := rules.Compile(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, tb)
-	}
-	set, err := rules.NewSet(tables...)
+	set, err := rules.CompileSet(specs)
 	if err != nil {
 		t.Fatal(err)
 	}

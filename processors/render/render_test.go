@@ -22,15 +22,7 @@ func exampleSet(t *testing.T) *rules.Set {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ts []*rules.Table
-	for _, s := range specs {
-		tb, err := rules.Compile(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts = append(ts, tb)
-	}
-	set, err := rules.NewSet(ts...)
+	set, err := rules.CompileSet(specs)
 	if err != nil {
 		t.Fatal(err)
 	}

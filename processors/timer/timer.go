@@ -15,6 +15,7 @@ import (
 
 	"github.com/bytedance/sonic"
 	"github.com/lovoo/goka"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/topics"
@@ -92,4 +93,13 @@ func RunTicker(ctx context.Context, env stage.Env, loop goka.Stream, interval ti
 			}
 		}
 	}
+}
+
+// Run runs a stage's processor and its ticker until ctx is done or either
+// fails.
+func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Stream, interval time.Duration) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return proc.Run(ctx) })
+	g.Go(func() error { return RunTicker(ctx, env, loop, interval) })
+	return g.Wait()
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -79,12 +78,7 @@ func New(env stage.Env, rs stage.Rules, cfg Config) (*Stage, error) {
 
 // Run runs the processor and its ticker until ctx is done or either fails.
 func (st *Stage) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return st.proc.Run(ctx) })
-	g.Go(func() error {
-		return timer.RunTicker(ctx, st.s.env, goka.Stream(topics.LoopOf(Group)), st.s.cfg.TickInterval)
-	})
-	return g.Wait()
+	return timer.Run(ctx, st.proc, st.s.env, goka.Stream(topics.LoopOf(Group)), st.s.cfg.TickInterval)
 }
 
 func ledger(ctx goka.Context) *Ledger {
@@ -161,4 +155,9 @@ func (s *scheduler) loop(ctx goka.Context, msg any) {
 		}
 		ctx.SetValue(l)
 	}
+}
+
+// WaitForReadyContext waits until the processor has recovered and runs.
+func (st *Stage) WaitForReadyContext(ctx context.Context) error {
+	return st.proc.WaitForReadyContext(ctx)
 }
