@@ -1,15 +1,20 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/connectors/sinks"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/channel"
 	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/processors/timing"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -241,3 +246,88 @@ func (h *harness) waitProfilesBy(stage string, n int) {
 		return count >= n
 	})
 }
+
+// crashAfterSend delivers, then panics before the send stage can record the
+// delivery: a crash between sending and recording.
+type crashAfterSend struct {
+	next    send.Deliverer
+	crashed atomic.Bool
+}
+
+func (c *crashAfterSend) Deliver(ctx context.Context, d *topics.Delivery) channels.Outcome {
+	out := c.next.Deliver(ctx, d)
+	if c.crashed.CompareAndSwap(false, true) {
+		panic("simulated crash after the channel accepted the message")
+	}
+	return out
+}
+
+// TestSendCrashBetweenSendAndRecord: the send stage dies after LINE accepted
+// a push but before it recorded the delivery; restarted, it processes the
+// delivery again, and LINE (deduplicating on X-Line-Retry-Key, derived from
+// the delivery ID) accepts it once.
+func TestSendCrashBetweenSendAndRecord(t *testing.T) {
+	ctx := testkit.Context(t)
+	sk, err := sinks.Start(ctx, sinks.Config{SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	lc := channels.LineDefaults()
+	lc.BaseURL, lc.ChannelAccessToken = sk.HTTP.URL(), sk.Config().LineToken
+	line, err := channels.NewLineAdapter(lc, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := channels.NewDeliverer(line, channels.DelivererConfig{RatePerSecond: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &swappable{}
+	rs.p.Store(set(t))
+	h := newHarness(t, rs)
+	crash := &crashAfterSend{next: dl}
+	h.cfg.Deliverer = crash
+	dir := t.TempDir()
+	results := h.collect(topics.DeliveryResults)
+
+	r, err := Build(send.Group, withDataDir(h.cfg, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(context.Background()) }()
+	o := &topics.Offer{OfferID: "of-crash", CampaignID: "c", MemberID: "M9"}
+	d, err := channels.NewDelivery(o, channels.NewLineText("U0123456789abcdef0123456789abcdef", "こんにちは"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := topics.DeliveryCodec{}.Encode(d)
+	h.produce(topics.Deliveries, d.MemberID, v)
+	select {
+	case err := <-runErr:
+		if err == nil || !strings.Contains(err.Error(), "simulated crash") {
+			t.Fatalf("send stage stopped with %v, want the simulated crash", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the send stage did not crash")
+	}
+	if got := len(sk.HTTP.Line.Accepted()); got != 1 || results.len() != 0 {
+		t.Fatalf("before restart: LINE accepted %d, %d results recorded; want 1 and 0", got, results.len())
+	}
+
+	h.start(send.Group, dir) // restart on the same local state
+	testkit.Eventually(t, time.Minute, "the delivery result after restart", func() bool { return results.len() == 1 })
+	if got := len(sk.HTTP.Line.Accepted()); got != 1 {
+		t.Fatalf("LINE accepted the push %d times", got)
+	}
+	if reqs := sk.HTTP.Line.Requests(); reqs != 2 {
+		t.Errorf("LINE saw %d requests, want 2 (the resend was deduplicated by LINE)", reqs)
+	}
+	res, _ := topics.DeliveryResultCodec{}.DecodeValue(results.recs[0].Value)
+	if res.Status != topics.StatusSent || res.DeliveryID != d.DeliveryID {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func withDataDir(c Config, dir string) Config { c.DataDir = dir; return c }
