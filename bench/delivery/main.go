@@ -25,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -52,7 +53,11 @@ func main() {
 	events := flag.Int("events", 1000, "single-member events (latency)")
 	parts := flag.Int("partitions", 16, "partitions")
 	workbook := flag.String("rules", "rules/examples/rtm-rules.xlsx", "rules workbook")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase here")
 	flag.Parse()
+	if *cpuprofile != "" {
+		profilePath = *cpuprofile
+	}
 	if err := run(*scenario, *members, *favs, *events, int32(*parts), *workbook); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -60,6 +65,9 @@ func main() {
 }
 
 // noonZone is a fixed-offset zone where it is about noon now: no quiet hours.
+// profilePath, when set, receives a CPU profile of the measured phase.
+var profilePath string
+
 func noonZone() string {
 	k := 12 - time.Now().UTC().Hour()
 	switch {
@@ -223,6 +231,16 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 	fmt.Printf("every stage recovered its tables and joins in %v\n", time.Since(t2).Round(time.Millisecond))
 	results := newCounter(ctx, brokers)
 
+	if profilePath != "" {
+		f, err := os.Create(profilePath)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	switch scenario {
 	case "latency":
 		var lat []time.Duration
