@@ -67,7 +67,7 @@ type Profile struct {
 	// Engagement per channel (MAIL, LINE, PUSH, INAPP), time-decayed.
 	Engagement map[string]Engagement `json:"engagement,omitempty"`
 	// Activity counts behaviour by hour of day in the member's time zone.
-	Activity    [24]uint32 `json:"activity"`
+	Activity    [24]uint32 `json:"activity,omitzero"`
 	RecentSends []Send     `json:"recent_sends,omitempty"`
 	// Seen holds the most recent behaviour-event and delivery-result IDs
 	// applied, so a redelivered one is not counted twice.

@@ -28,7 +28,7 @@ type Indexer func(key string, value []byte) ([]string, error)
 // and in the write path.
 const (
 	defaultMemTableSize       = 16 << 20
-	defaultCacheSize          = 64 << 20
+	defaultCacheSize          = 256 << 20
 	defaultRecoveryBatchBytes = 4 << 20
 )
 
@@ -52,7 +52,8 @@ type Options struct {
 
 	// CacheSize is the Pebble block cache in bytes, shared by all the
 	// partitions a Builder opens (the busy ones get the room). Point reads
-	// (joins, Goka Get) miss it on every table larger than it. Default 64 MiB.
+	// (joins, Goka Get) miss it on every table larger than it. Default 256 MiB
+	// (it fills only as blocks are read).
 	CacheSize int64
 
 	// RecoveryBatchBytes is how large the write batch grows while the
