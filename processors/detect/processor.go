@@ -50,7 +50,7 @@ func (d *detector) Graph() *goka.GroupGraph {
 		goka.Input(goka.Stream(topics.CDCItems), stage.Raw, d.item),
 		goka.Input(goka.Stream(topics.CDCCartItems), stage.Raw, d.cart),
 		goka.Input(goka.Stream(topics.CDCOrders), stage.Raw, d.order),
-		goka.Loop(stage.Raw, d.loop),
+		goka.Loop(stage.Raw, timer.Loop(d.env, Group, table, DueIndex, d.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.Events), topics.EventCodec{}),
 		stage.DLQOutput(),
@@ -154,28 +154,15 @@ func (d *detector) order(ctx goka.Context, msg any) {
 	emit(ctx, ctx.Key(), events)
 }
 
-func (d *detector) loop(ctx goka.Context, msg any) {
-	raw, _ := msg.([]byte)
-	v, err := timer.Codec{}.Decode(raw)
-	if err != nil {
-		stage.DeadLetter(ctx, Group, msg, err)
-		return
+// release fires the member's due abandonment check.
+func (d *detector) release(ctx goka.Context, at time.Time) {
+	s := value(ctx)
+	ev, changed := Release(s.Member, ctx.Key(), at)
+	if changed {
+		ctx.SetValue(s)
 	}
-	m := v.(*timer.Message)
-	switch m.Kind {
-	case timer.Tick:
-		if err := timer.HandleTick(ctx, d.env, table, DueIndex, m.At); err != nil {
-			ctx.Fail(err) // the local store is gone: let the supervisor restart the stage
-		}
-	case timer.Release:
-		s := value(ctx)
-		ev, changed := Release(s.Member, ctx.Key(), m.At)
-		if changed {
-			ctx.SetValue(s)
-		}
-		if ev != nil {
-			emit(ctx, ctx.Key(), []topics.Event{*ev})
-		}
+	if ev != nil {
+		emit(ctx, ctx.Key(), []topics.Event{*ev})
 	}
 }
 

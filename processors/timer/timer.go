@@ -103,3 +103,28 @@ func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Str
 	g.Go(func() error { return RunTicker(ctx, env, loop, interval) })
 	return g.Wait()
 }
+
+// Loop returns the callback of a timer stage's loop edge: a tick is
+// answered from the partition's due index (HandleTick); a release calls
+// release with the key's context and the tick's time. A record that is
+// neither goes to the dead-letter topic.
+func Loop(env stage.Env, group string, table goka.Table, index string, release func(ctx goka.Context, at time.Time)) goka.ProcessCallback {
+	return func(ctx goka.Context, msg any) {
+		raw, _ := msg.([]byte)
+		v, err := Codec{}.Decode(raw)
+		if err != nil {
+			stage.DeadLetter(ctx, group, msg, err)
+			return
+		}
+		switch m := v.(*Message); m.Kind {
+		case Tick:
+			if err := HandleTick(ctx, env, table, index, m.At); err != nil {
+				ctx.Fail(err) // the local store is gone: let the supervisor restart the stage
+			}
+		case Release:
+			release(ctx, m.At)
+		default:
+			stage.DeadLetter(ctx, group, msg, fmt.Errorf("loop message of unknown kind %q", m.Kind))
+		}
+	}
+}

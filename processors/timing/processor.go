@@ -48,7 +48,7 @@ func (s *scheduler) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersRouted), stage.Raw, s.offer),
 		goka.Join(memberstate.Table, memberstate.Codec{}),
-		goka.Loop(stage.Raw, s.loop),
+		goka.Loop(stage.Raw, timer.Loop(s.env, Group, table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.OffersReady), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
@@ -120,41 +120,28 @@ func (s *scheduler) offer(ctx goka.Context, msg any) {
 	ctx.SetValue(l)
 }
 
-func (s *scheduler) loop(ctx goka.Context, msg any) {
-	raw, _ := msg.([]byte)
-	v, err := timer.Codec{}.Decode(raw)
-	if err != nil {
-		stage.DeadLetter(ctx, Group, msg, err)
-		return
+// release emits the member's held offers that are due.
+func (s *scheduler) release(ctx goka.Context, at time.Time) {
+	l := ledger(ctx)
+	due := l.due(at)
+	if len(due) == 0 {
+		return // a duplicate release: already done
 	}
-	m := v.(*timer.Message)
-	switch m.Kind {
-	case timer.Tick:
-		if err := timer.HandleTick(ctx, s.env, table, DueIndex, m.At); err != nil {
-			ctx.Fail(err)
+	for _, h := range due {
+		o := h.Offer
+		stage.Stamp(&o, Group)
+		if !o.ExpiresAt.IsZero() && !at.Before(o.ExpiresAt) {
+			o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonExpired})
+			decisions.WithLabelValues(ReasonExpired).Inc()
+			ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), &o)
+			continue
 		}
-	case timer.Release:
-		l := ledger(ctx)
-		due := l.due(m.At)
-		if len(due) == 0 {
-			return // a duplicate release: already done
-		}
-		for _, h := range due {
-			o := h.Offer
-			stage.Stamp(&o, Group)
-			if !o.ExpiresAt.IsZero() && !m.At.Before(o.ExpiresAt) {
-				o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonExpired})
-				decisions.WithLabelValues(ReasonExpired).Inc()
-				ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), &o)
-				continue
-			}
-			o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "release"})
-			decisions.WithLabelValues("released").Inc()
-			ctx.Emit(goka.Stream(topics.OffersReady), ctx.Key(), &o)
-			stage.Emitted.WithLabelValues(Group, topics.OffersReady).Inc()
-		}
-		ctx.SetValue(l)
+		o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "release"})
+		decisions.WithLabelValues("released").Inc()
+		ctx.Emit(goka.Stream(topics.OffersReady), ctx.Key(), &o)
+		stage.Emitted.WithLabelValues(Group, topics.OffersReady).Inc()
 	}
+	ctx.SetValue(l)
 }
 
 // WaitForReadyContext waits until the processor has recovered and runs.
