@@ -73,15 +73,23 @@ With --no-simulator the same system is fed only by what arrives on the topics (e
 	return cmd
 }
 
-// runDev runs everything until ctx is done. Each part stops in reverse
-// order of starting.
+// runDev runs everything until ctx is done. On the way out every goroutine
+// (stages, bridge, shop, collector) is stopped and awaited first, and only
+// then are the resources they use (sinks, broker) closed, in reverse order
+// of starting: a stage must be able to commit and flush before the broker
+// goes away, and a delivery must never fail because its sink closed first.
 func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer) error {
 	log := cfg.Logger()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
+	var closers []func()
+	defer func() {
+		cancel()
+		wg.Wait()
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -98,7 +106,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	closers = append(closers, b.Close)
 	cfg.Brokers = []string{b.Addr()}
 	cfg.Replication = 1
 
@@ -123,14 +131,14 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	if err != nil {
 		return fmt.Errorf("starting local sinks: %w", err)
 	}
-	defer sk.Close()
+	closers = append(closers, func() { sk.Close() })
 	pointChannelsAtSinks(&cfg, sk)
 
 	col, err := startCollector(ctx, cfg, log, goRun)
 	if err != nil {
 		return err
 	}
-	defer col.Close()
+	closers = append(closers, col.Close)
 
 	// The in-app inbox, read from its table through a view.
 	env, err := stage.NewEnv(cfg.Brokers, cfg.Catalogue(), cfg.DataDir, "inbox-view", nil, log)
@@ -146,7 +154,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	if err != nil {
 		return err
 	}
-	defer shutdown(srv)
+	closers = append(closers, func() { shutdown(srv) })
 
 	goRun("stages", func(ctx context.Context) error { return runStages(ctx, cfg, log, pipeline.Stages()) })
 	if !o.noSimulator {
@@ -294,11 +302,9 @@ func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.L
 		producer.Close()
 		return err
 	}
-	goRun("simulated shop", func(ctx context.Context) error {
-		defer producer.Close()
-		go replies(ctx, cfg.Brokers, sink, log)
-		return shop.Run(ctx)
-	})
+	goRun("simulated members' replies", func(ctx context.Context) error { replies(ctx, cfg.Brokers, sink, log); return nil })
+	goRun("simulated shop", func(ctx context.Context) error { return shop.Run(ctx) })
+	goRun("shop producer", func(ctx context.Context) error { <-ctx.Done(); producer.Close(); return nil })
 	return nil
 }
 

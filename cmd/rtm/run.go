@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -50,7 +51,11 @@ func runStages(ctx context.Context, cfg config.Config, log *slog.Logger, names [
 	}
 	defer cl.Close()
 	w := rules.NewWatcher(cl, rules.WithLogger(log))
-	go stage.Supervise(ctx, "rules-watcher", log, w.Run)
+	ctx, cancel := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	watching.Go(func() { stage.Supervise(ctx, "rules-watcher", log, w.Run) })
+	defer watching.Wait() // after cancel, before the client closes
+	defer cancel()
 	select {
 	case <-w.Ready():
 	case <-ctx.Done():

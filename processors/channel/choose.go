@@ -45,7 +45,9 @@ const openWeight = 0.3
 
 // Choose picks the channel for an offer, or "" when the member is reachable
 // on none of the listed ones. For `best`, the random draws are seeded from
-// the offer ID, so a replayed offer is routed the same way.
+// the offer ID: a replayed offer meets the same draws, so with unchanged
+// engagement and rules it is routed the same way (what protects against a
+// second send is timing's ledger of decided offer IDs, not this).
 func Choose(p *memberstate.Profile, listed []string, strategy, offerID string, priors map[string]Prior, now time.Time) string {
 	reachable := p.Reachable()
 	var candidates []string

@@ -3,6 +3,7 @@ package memberstate
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/rtm-project/rtm/topics"
@@ -44,6 +45,7 @@ func (p *Profile) ApplyCDC(r *topics.CDCRecord) (bool, error) {
 		p.MailOptIn, p.LineOptIn, p.PushOptIn = row.MailOptIn, row.LineOptIn, row.PushOptIn
 		p.Status, p.IsDebug, p.Gender, p.Birthday = row.Status, row.IsDebug, row.Gender, row.Birthday
 		p.Prefecture, p.Timezone, p.RegisteredAt = row.Prefecture, row.Timezone, row.RegisteredAt
+		p.applyOptOuts()
 		return true, nil
 	case "favorites":
 		item := r.KeyString("item_id")
@@ -159,25 +161,57 @@ func (p *Profile) ApplyBehavior(e *topics.BehaviorEvent) bool {
 			})
 		}
 	case "unsubscribe":
-		switch e.Attrs["channel"] {
-		case topics.ChannelMail:
-			p.MailOptIn = false
-		case topics.ChannelLine:
-			p.LineOptIn = false
-		case topics.ChannelPush:
-			p.PushOptIn = false
-		case "", "all":
-			p.MailOptIn, p.LineOptIn, p.PushOptIn = false, false, false
+		chs := []string{e.Attrs["channel"]}
+		if chs[0] == "" || chs[0] == "all" {
+			chs = []string{topics.ChannelMail, topics.ChannelLine, topics.ChannelPush}
+		}
+		for _, ch := range chs {
+			if flag := p.optIn(ch); flag != nil {
+				*flag = false
+				if p.OptOuts == nil {
+					p.OptOuts = map[string]time.Time{}
+				}
+				p.OptOuts[ch] = e.At
+			}
 		}
 	}
 	return true
+}
+
+func (p *Profile) optIn(channel string) *bool {
+	switch channel {
+	case topics.ChannelMail:
+		return &p.MailOptIn
+	case topics.ChannelLine:
+		return &p.LineOptIn
+	case topics.ChannelPush:
+		return &p.PushOptIn
+	}
+	return nil
+}
+
+// applyOptOuts keeps RTM-side unsubscribes in force over a members row:
+// while the row still says opted in, the shop has not recorded the
+// unsubscribe, so the channel stays off; once a row says opted out, the
+// shop's data is authoritative again (and a later opt-in there is a real
+// re-subscription).
+func (p *Profile) applyOptOuts() {
+	for ch := range p.OptOuts {
+		flag := p.optIn(ch)
+		if flag == nil || !*flag {
+			delete(p.OptOuts, ch)
+			continue
+		}
+		*flag = false
+	}
 }
 
 // ApplyResult applies a delivery result: a sent delivery counts as a send on
 // its channel and is remembered for frequency facts.
 func (p *Profile) ApplyResult(r *topics.DeliveryResult) bool {
 	id := "d/" + r.DeliveryID + "/" + r.Status
-	if p.seen(id) {
+	if p.seen(id) || (r.Status == topics.StatusSent &&
+		slices.ContainsFunc(p.RecentSends, func(s Send) bool { return s.DeliveryID == r.DeliveryID })) {
 		return false
 	}
 	p.remember(id)

@@ -72,6 +72,11 @@ type Profile struct {
 	// Seen holds the most recent behaviour-event and delivery-result IDs
 	// applied, so a redelivered one is not counted twice.
 	Seen []string `json:"seen,omitempty"`
+	// OptOuts are unsubscribes received as behaviour events (channel →
+	// when). They hold against members rows that still say opted in, until
+	// a row shows the shop recorded the opt-out itself (see applyOptOuts):
+	// a one-click unsubscribe must not be undone by an unrelated update.
+	OptOuts map[string]time.Time `json:"opt_outs,omitempty"`
 }
 
 // CartLine is an item in the member's cart.

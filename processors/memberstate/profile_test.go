@@ -137,3 +137,23 @@ func TestEngagementDecays(t *testing.T) {
 		t.Fatalf("facts %+v", f)
 	}
 }
+
+func TestUnsubscribeHoldsUntilTheShopRecordsIt(t *testing.T) {
+	p := &Profile{MemberID: "M1"}
+	at := time.Unix(100, 0)
+	p.ApplyCDC(memberRec("i", 1, "active")) // mail_opt_in true
+	p.ApplyBehavior(&topics.BehaviorEvent{EventID: "u1", MemberID: "M1", Type: "unsubscribe", At: at, Attrs: map[string]string{"channel": "MAIL"}})
+	// An unrelated update of the members row, still saying opted in.
+	p.ApplyCDC(memberRec("u", 2, "active"))
+	if p.MailOptIn || slices.Contains(p.Reachable(), "MAIL") {
+		t.Fatal("a members row undid a one-click unsubscribe")
+	}
+	// The shop records the opt-out; a later opt-in there is a re-subscription.
+	off := rec("members", "u", 3, map[string]any{"member_id": "M1"},
+		topics.MemberRow{MemberID: "M1", Email: "a@example.jp", MailOptIn: false, Status: "active"})
+	p.ApplyCDC(off)
+	p.ApplyCDC(memberRec("u", 4, "active"))
+	if !p.MailOptIn {
+		t.Fatal("a re-subscription recorded by the shop was ignored")
+	}
+}

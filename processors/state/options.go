@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Indexer derives the index keys of one row. It is called with the row's key
@@ -55,6 +57,12 @@ type Options struct {
 	// (joins, Goka Get) miss it on every table larger than it. Default 256 MiB
 	// (it fills only as blocks are read).
 	CacheSize int64
+
+	// Cache, when set, is used instead of a new cache of CacheSize: one
+	// cache shared by every store of the process (the caller owns it).
+	// Builders made again and again (a supervised stage restarting) must
+	// share one, or each would strand a cache.
+	Cache *pebble.Cache
 
 	// RecoveryBatchBytes is how large the write batch grows while the
 	// table is recovered from its changelog before it is committed.

@@ -73,9 +73,12 @@ func Builder(root string, opts Options, reg *Registry) (storage.Builder, error) 
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	// One block cache for every partition of this builder; the builder's
-	// reference lives as long as the process.
-	cache := pebble.NewCache(opts.CacheSize)
+	// One block cache for every partition of this builder: the caller's,
+	// or one whose reference lives as long as the process.
+	cache := opts.Cache
+	if cache == nil {
+		cache = pebble.NewCache(opts.CacheSize)
+	}
 	return func(topic string, partition int32) (storage.Storage, error) {
 		if topic == "" || filepath.Base(topic) != topic {
 			return nil, fmt.Errorf("building state store: topic %q is not a plain name", topic)

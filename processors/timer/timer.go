@@ -10,6 +10,7 @@ package timer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -99,7 +100,15 @@ func RunTicker(ctx context.Context, env stage.Env, loop goka.Stream, interval ti
 // fails.
 func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Stream, interval time.Duration) error {
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return proc.Run(ctx) })
+	g.Go(func() error {
+		err := proc.Run(ctx)
+		if err == nil && ctx.Err() == nil {
+			// Stopped on its own: end the ticker too, so a supervisor
+			// restarts the stage instead of ticking into nothing.
+			err = errors.New("processor stopped")
+		}
+		return err
+	})
 	g.Go(func() error { return RunTicker(ctx, env, loop, interval) })
 	return g.Wait()
 }

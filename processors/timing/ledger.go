@@ -75,7 +75,8 @@ const (
 )
 
 // overCap returns the cap a slot at `at` for campaign would exceed, or "".
-// Windows are the 24 hours and 7 days ending at the send time.
+// A slot counts when it is within 24 hours (7 days) of `at` either way:
+// held offers going out later count as much as those already sent.
 func (l *Ledger) overCap(t rules.TimingOutput, campaign string, at time.Time) string {
 	var day, week, campDay int
 	for _, s := range l.Slots {
@@ -108,6 +109,11 @@ func (l *Ledger) overCap(t rules.TimingOutput, campaign string, at time.Time) st
 func (l *Ledger) hold(o topics.Offer, due time.Time) {
 	i, _ := slices.BinarySearchFunc(l.Held, due, func(h Held, t time.Time) int { return h.Due.Compare(t) })
 	l.Held = slices.Insert(l.Held, i, Held{Due: due, Offer: o})
+}
+
+// free gives back the cap slot of an offer that will not go out after all.
+func (l *Ledger) free(offerID string) {
+	l.Slots = slices.DeleteFunc(l.Slots, func(s Slot) bool { return s.OfferID == offerID })
 }
 
 // due removes and returns the held offers due by now.

@@ -133,6 +133,7 @@ func (s *scheduler) release(ctx goka.Context, at time.Time) {
 		if !o.ExpiresAt.IsZero() && !at.Before(o.ExpiresAt) {
 			o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonExpired})
 			decisions.WithLabelValues(ReasonExpired).Inc()
+			l.free(o.OfferID)
 			ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), &o)
 			continue
 		}

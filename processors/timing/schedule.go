@@ -33,29 +33,35 @@ func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *memberstate.Profile
 	if l.decided(o.OfferID) {
 		return Verdict{Duplicate: true}
 	}
-	l.remember(o.OfferID)
 	l.prune(now)
 	drop := func(table, rule, reason string) Verdict {
 		return Verdict{Decision: topics.Decision{Stage: Group, Table: table, Rule: rule, Outcome: "exclude", Reason: reason}}
 	}
-	if !o.ExpiresAt.IsZero() && !now.Before(o.ExpiresAt) {
-		return drop("", "", ReasonExpired)
+	// The rules are evaluated even without a profile (this stage's copy of
+	// the member table may lag): caps then still apply, from the rows that
+	// need no member facts.
+	facts := &rules.Facts{Campaign: rules.Campaign{ID: o.CampaignID, Audience: o.Audience,
+		Priority: o.Priority, Template: o.Template, Timing: o.Timing}}
+	if p != nil {
+		facts.Member = p.Facts(now)
 	}
 	var out rules.TimingOutput
 	table, rule := "", "default"
-	if p != nil {
-		facts := &rules.Facts{Member: p.Facts(now), Campaign: rules.Campaign{ID: o.CampaignID, Audience: o.Audience,
-			Priority: o.Priority, Template: o.Template, Timing: o.Timing}}
-		for _, t := range set.Kind(rules.KindTiming) {
-			d, ok, err := t.Evaluate(facts)
-			if err != nil {
-				return drop(t.Name(), "", "rule_error: "+err.Error())
-			}
-			if ok {
-				out, table, rule = *d.Timing, d.Table+"@"+d.Version, d.Rule
-				break
-			}
+	for _, t := range set.Kind(rules.KindTiming) {
+		d, ok, err := t.Evaluate(facts)
+		if err != nil {
+			// Not remembered: once the rule is fixed, a replay of this
+			// offer is decided afresh.
+			return drop(t.Name(), "", "rule_error: "+err.Error())
 		}
+		if ok {
+			out, table, rule = *d.Timing, d.Table+"@"+d.Version, d.Rule
+			break
+		}
+	}
+	l.remember(o.OfferID)
+	if !o.ExpiresAt.IsZero() && !now.Before(o.ExpiresAt) {
+		return drop(table, rule, ReasonExpired)
 	}
 	loc := time.UTC
 	if p != nil {
