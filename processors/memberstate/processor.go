@@ -70,9 +70,12 @@ func applyBehavior(ctx goka.Context, msg any) {
 		return
 	}
 	p := current(ctx)
-	if p.ApplyBehavior(e) {
-		ctx.SetValue(p)
+	if p.replayed(string(ctx.Topic()), ctx.Offset()) {
+		return
 	}
+	p.ApplyBehavior(e)
+	p.applied(string(ctx.Topic()), ctx.Offset())
+	ctx.SetValue(p)
 }
 
 func applyResult(ctx goka.Context, msg any) {
@@ -81,7 +84,10 @@ func applyResult(ctx goka.Context, msg any) {
 		return
 	}
 	p := current(ctx)
-	if p.ApplyResult(r) {
-		ctx.SetValue(p)
+	if p.replayed(string(ctx.Topic()), ctx.Offset()) {
+		return
 	}
+	p.ApplyResult(r)
+	p.applied(string(ctx.Topic()), ctx.Offset())
+	ctx.SetValue(p)
 }

@@ -77,6 +77,12 @@ type Profile struct {
 	// a row shows the shop recorded the opt-out itself (see applyOptOuts):
 	// a one-click unsubscribe must not be undone by an unrelated update.
 	OptOuts map[string]time.Time `json:"opt_outs,omitempty"`
+	// Offsets is the last applied offset per input topic of behaviour
+	// events and delivery results. A member's records of a topic are all on
+	// one partition, so their offsets only grow: a record at or below the
+	// mark is a replay (rtm replay, a rebalance) and is skipped, however
+	// far back it goes. Seen still catches a record produced twice.
+	Offsets map[string]int64 `json:"offsets,omitempty"`
 }
 
 // CartLine is an item in the member's cart.
@@ -202,6 +208,20 @@ func location(name string) *time.Location {
 }
 
 func (p *Profile) seen(id string) bool { return slices.Contains(p.Seen, id) }
+
+// replayed reports whether the record at offset of topic was applied before.
+func (p *Profile) replayed(topic string, offset int64) bool {
+	last, ok := p.Offsets[topic]
+	return ok && offset <= last
+}
+
+// applied marks the record at offset of topic as applied.
+func (p *Profile) applied(topic string, offset int64) {
+	if p.Offsets == nil {
+		p.Offsets = map[string]int64{}
+	}
+	p.Offsets[topic] = offset
+}
 
 func (p *Profile) remember(id string) {
 	p.Seen = append(p.Seen, id)

@@ -16,11 +16,10 @@ var ErrGroupActive = errors.New("consumer group has active members; stop the sta
 // Replay rewinds a stage's consumer group on all its input topics to the
 // first offsets at or after from (the zero time: the earliest offsets), so
 // the stage processes those records again when it starts. Replays are safe by
-// construction: IDs are derived from their inputs, and timing and send
-// deduplicate on them, so nothing is sent twice. member-state ignores change
-// rows by version, but recognises replayed behaviour events only among each
-// member's last 512 IDs: replaying member-state from further back counts
-// activity and engagement again.
+// construction: IDs are derived from their inputs, timing and send
+// deduplicate on them, so nothing is sent twice, and member-state ignores
+// change rows by version and behaviour and results by offset, so nothing is
+// counted twice.
 // It returns the number of partitions rewound.
 func Replay(ctx context.Context, adm *kadm.Client, group string, from time.Time) (int, error) {
 	described, err := adm.DescribeGroups(ctx, group)

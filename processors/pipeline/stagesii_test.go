@@ -415,3 +415,42 @@ func TestReplayNeverResends(t *testing.T) {
 		t.Fatalf("after a full replay: LINE accepted %d (was %d), %d delivery results (was 5)", got, accepted, results.len())
 	}
 }
+
+// TestMemberStateReplayCountsNothingTwice replays member-state over more
+// behaviour events than its ring of recent IDs holds: the offsets it keeps
+// per topic recognise every one of them.
+func TestMemberStateReplayCountsNothingTwice(t *testing.T) {
+	rs := &swappable{}
+	rs.p.Store(set(t))
+	h := newHarness(t, rs)
+	h.start(memberstate.Group, "")
+	h.member(topics.MemberRow{MemberID: "M3", Status: "active", Timezone: "UTC"})
+	at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	const n = 600 // more than the ring of 512 recent IDs
+	for i := range n {
+		h.behavior(topics.BehaviorEvent{EventID: fmt.Sprintf("pv-%d", i), MemberID: "M3", Type: "page_view", At: at})
+	}
+	activity := func() uint32 {
+		var got uint32
+		h.waitFor(memberstate.Group, "M3's profile", func(v []byte) bool {
+			var p memberstate.Profile
+			if json.Unmarshal(v, &p) != nil || p.MemberID != "M3" {
+				return false
+			}
+			got = p.Activity[9]
+			return true
+		})
+		return got
+	}
+	testkit.Eventually(t, time.Minute, "600 page views counted", func() bool { return activity() == n })
+	h.stops[memberstate.Group]()
+	if _, err := Replay(testkit.Context(t), kadm.NewClient(h.client), memberstate.Group, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	h.start(memberstate.Group, "")
+	h.behavior(topics.BehaviorEvent{EventID: "pv-last", MemberID: "M3", Type: "page_view", At: at})
+	testkit.Eventually(t, time.Minute, "the new page view counted after the replay", func() bool { return activity() >= n+1 })
+	if got := activity(); got != n+1 {
+		t.Fatalf("activity %d after replaying %d events and adding one, want %d", got, n, n+1)
+	}
+}
