@@ -138,3 +138,13 @@ func CompileSet(specs []TableSpec) (*Set, error) {
 	}
 	return NewSet(tables...)
 }
+
+// LoadSet loads a workbook and compiles it into a Set (tools, tests,
+// benchmarks; running stages get theirs from a Watcher).
+func LoadSet(path string) (*Set, error) {
+	specs, err := LoadWorkbook(path)
+	if err != nil {
+		return nil, err
+	}
+	return CompileSet(specs)
+}

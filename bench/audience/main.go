@@ -14,20 +14,16 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rtm-project/rtm/broker"
+	"github.com/rtm-project/rtm/internal/benchkit"
 	"github.com/rtm-project/rtm/processors/audience"
 	"github.com/rtm-project/rtm/processors/campaign"
 	"github.com/rtm-project/rtm/processors/detect"
@@ -57,32 +53,13 @@ const hotItem = "I-HOT"
 func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, err := os.MkdirTemp("", "rtm-bench-audience")
+	be, err := benchkit.Start(ctx, "audience", parts, kgo.ProducerBatchMaxBytes(16<<20), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	bc := broker.Defaults()
-	bc.Addr = "127.0.0.1:0"
-	b, err := broker.Start(bc, log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	brokers := []string{b.Addr()}
-	cat := topics.New(parts, 1)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(16<<20), kgo.MaxBufferedRecords(100_000))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := topics.Apply(ctx, adm, cat, false); err != nil {
-		return err
-	}
-	set, err := loadRules(workbook)
+	defer be.Close()
+	brokers, cat, cl, adm, log, dir := be.Brokers, be.Catalogue, be.Client, be.Admin, be.Log, be.Dir
+	set, err := rules.LoadSet(workbook)
 	if err != nil {
 		return err
 	}
@@ -146,7 +123,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 		return err
 	}
 	start("member-state", ms)
-	if err := waitLag(ctx, adm, memberstate.Group); err != nil {
+	if err := be.WaitLag(ctx, memberstate.Group); err != nil {
 		return err
 	}
 	fmt.Printf("member-state built %d profiles in %v\n", nMembers, time.Since(t1).Round(time.Millisecond))
@@ -201,9 +178,9 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	time.Sleep(2 * time.Second)
 
 	counter := newCounter(ctx, brokers)
-	var stopProfile func()
-	if cpuprofile != "" {
-		stopProfile = startProfile(cpuprofile)
+	stopProfile, err := benchkit.CPUProfile(cpuprofile)
+	if err != nil {
+		return err
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -234,9 +211,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	lastNaive := counter.waitFor(ctx, "naive", passing)
 	naiveDur := lastNaive.Sub(tNaive)
 	runtime.ReadMemStats(&ms1)
-	if stopProfile != nil {
-		stopProfile()
-	}
+	stopProfile()
 	_ = expected
 
 	fmt.Println()
@@ -246,17 +221,9 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	fmt.Printf("%-52s %12v %14.0f\n", "RTM partition-local index, request → last filtered", direct.Round(time.Millisecond), float64(passing)/direct.Seconds())
 	fmt.Printf("%-52s %12v %14.0f\n", "naive one list in one partition, request → last", naiveDur.Round(time.Millisecond), float64(passing)/naiveDur.Seconds())
 	fmt.Printf("ratio naive/local (from the request): %.2fx\n", naiveDur.Seconds()/direct.Seconds())
-	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", vmHWM())
+	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", benchkit.PeakRSS())
 	fmt.Printf("heap allocated during the measured phase: %d MiB\n", (ms1.TotalAlloc-ms0.TotalAlloc)>>20)
 	return nil
-}
-
-func loadRules(path string) (*rules.Set, error) {
-	specs, err := rules.LoadWorkbook(path)
-	if err != nil {
-		return nil, err
-	}
-	return rules.CompileSet(specs)
 }
 
 func produceCDC(ctx context.Context, cl *kgo.Client, table, key string, k map[string]any, v int64, row any) {
@@ -270,24 +237,6 @@ func produceCDC(ctx context.Context, cl *kgo.Client, table, key string, k map[st
 			panic(err)
 		}
 	})
-}
-
-// waitLag waits until group has consumed everything produced so far.
-func waitLag(ctx context.Context, adm *kadm.Client, group string) error {
-	for {
-		time.Sleep(500 * time.Millisecond)
-		lags, err := adm.Lag(ctx, group)
-		if err != nil {
-			continue
-		}
-		l, ok := lags[group]
-		if !ok || l.FetchErr != nil || l.DescribeErr != nil || len(l.Lag) == 0 {
-			continue
-		}
-		if l.Lag.Total() == 0 {
-			return nil
-		}
-	}
 }
 
 // counter counts offers.filtered records per campaign and remembers when
@@ -338,28 +287,4 @@ func (c *counter) waitFor(ctx context.Context, k string, n int) time.Time {
 		}
 	}
 	return time.Unix(0, c.last[k].Load())
-}
-
-func startProfile(path string) func() {
-	f, err := os.Create(path)
-	if err != nil {
-		panic(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		panic(err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
-}
-
-func vmHWM() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return "unknown"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
-		}
-	}
-	return "unknown"
 }

@@ -22,21 +22,17 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/rtm-project/rtm/broker"
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/connectors/sinks"
+	"github.com/rtm-project/rtm/internal/benchkit"
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/processors/render"
@@ -82,30 +78,13 @@ func noonZone() string {
 func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, err := os.MkdirTemp("", "rtm-bench-delivery")
+	be, err := benchkit.Start(ctx, "delivery", parts, kgo.MaxBufferedRecords(100_000), kgo.ProducerLinger(0))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bc := broker.Defaults()
-	bc.Addr = "127.0.0.1:0"
-	b, err := broker.Start(bc, log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	brokers := []string{b.Addr()}
-	cat := topics.New(parts, 1)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxBufferedRecords(100_000), kgo.ProducerLinger(0))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if _, err := topics.Apply(ctx, kadm.NewClient(cl), cat, false); err != nil {
-		return err
-	}
-	set, err := loadRules(workbook)
+	defer be.Close()
+	brokers, cat, cl, log, dir := be.Brokers, be.Catalogue, be.Client, be.Log, be.Dir
+	set, err := rules.LoadSet(workbook)
 	if err != nil {
 		return err
 	}
@@ -198,7 +177,6 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		Detect: detect.Config{TickInterval: time.Second}, Timing: timing.Config{TickInterval: 200 * time.Millisecond},
 		Render:    render.Config{TrackingBase: "http://127.0.0.1:8081", TrackingSecret: []byte("bench-secret-0123456789abcdef"), MailFrom: "shop@example.jp"},
 		Deliverer: router}
-	adm := kadm.NewClient(cl)
 	t1 := time.Now()
 	var built []*pipeline.Stage
 	for _, name := range pipeline.Stages() {
@@ -215,7 +193,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		built = append(built, st)
 		if name == "detect" { // member-state and detect have read everything
 			for _, g := range []string{"member-state", "detect"} {
-				if err := waitLag(ctx, adm, g); err != nil {
+				if err := be.WaitLag(ctx, g); err != nil {
 					return err
 				}
 			}
@@ -231,16 +209,11 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 	fmt.Printf("every stage recovered its tables and joins in %v\n", time.Since(t2).Round(time.Millisecond))
 	results := newCounter(ctx, brokers)
 
-	if profilePath != "" {
-		f, err := os.Create(profilePath)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := benchkit.CPUProfile(profilePath)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	switch scenario {
 	case "latency":
 		var lat []time.Duration
@@ -269,31 +242,8 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 			nFavs, nMembers, parts, d.Round(time.Millisecond), float64(nFavs)/d.Seconds())
 		fmt.Printf("%d sent (LINE sink accepted %d requests; the rest in-app)\n", results.sent.Load(), sk.HTTP.Line.Requests())
 	}
-	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", vmHWM())
+	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", benchkit.PeakRSS())
 	return nil
-}
-
-func loadRules(path string) (*rules.Set, error) {
-	specs, err := rules.LoadWorkbook(path)
-	if err != nil {
-		return nil, err
-	}
-	return rules.CompileSet(specs)
-}
-
-func waitLag(ctx context.Context, adm *kadm.Client, group string) error {
-	for ctx.Err() == nil {
-		time.Sleep(300 * time.Millisecond)
-		lags, err := adm.Lag(ctx, group)
-		if err != nil {
-			continue
-		}
-		l, ok := lags[group]
-		if ok && l.FetchErr == nil && l.DescribeErr == nil && len(l.Lag) > 0 && l.Lag.Total() == 0 {
-			return nil
-		}
-	}
-	return ctx.Err()
 }
 
 type counter struct {
@@ -333,17 +283,4 @@ func (c *counter) waitFor(ctx context.Context, n int) time.Time {
 		}
 	}
 	return time.Unix(0, c.last.Load())
-}
-
-func vmHWM() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return "unknown"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
-		}
-	}
-	return "unknown"
 }

@@ -187,3 +187,44 @@ func TestTopicsApplyReportsDrift(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesCommands: the example workbook validates, publishes to the
+// embedded broker, `rtm rules list` shows it, and publishing it again
+// changes nothing.
+func TestRulesCommands(t *testing.T) {
+	addr := freeAddr(t)
+	startBroker(t, addr, t.TempDir())
+	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", "2"); err != nil {
+		t.Fatalf("topics apply: %v\n%s", err, out)
+	}
+	const wb = "../../rules/examples/rtm-rules.xlsx"
+	out, err := rtm(t, "rules", "validate", wb)
+	if err != nil || !strings.Contains(out, "ok: 5 tables") {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	out, err = rtm(t, "rules", "publish", "--brokers", addr, "--author", "e2e", wb)
+	if err != nil || !strings.Contains(out, "added campaigns") {
+		t.Fatalf("publish: %v\n%s", err, out)
+	}
+	out, err = rtm(t, "rules", "list", "--brokers", addr)
+	if err != nil {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	for _, table := range []string{"campaigns", "member-filters", "channels", "timing", "templates"} {
+		if !strings.Contains(out, table) || !strings.Contains(out, "e2e") {
+			t.Errorf("rules list lacks %s by e2e:\n%s", table, out)
+		}
+	}
+	if out, err = rtm(t, "rules", "publish", "--brokers", addr, wb); err != nil || !strings.Contains(out, "no changes") {
+		t.Fatalf("second publish: %v\n%s", err, out)
+	}
+	out, err = rtm(t, "rules", "diff", "--brokers", addr, wb)
+	if err != nil {
+		t.Fatalf("diff: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "unchanged ") {
+			t.Errorf("diff after publishing reports a change: %q", l)
+		}
+	}
+}

@@ -162,18 +162,26 @@ func readScenarios(path string) ([]scenario, error) {
 	return []scenario{one}, nil
 }
 
-// rulesClient returns a client for the rules commands; publishing needs a
-// transactional producer so both rules topics change atomically.
-func rulesClient(cmd *cobra.Command, transactional bool) (*kgo.Client, error) {
+// withRulesClient runs f with a client of the configured brokers and a
+// one-minute deadline. Publishing needs a transactional producer, so both
+// rules topics change atomically.
+func withRulesClient(cmd *cobra.Command, transactional bool, f func(context.Context, *kgo.Client) error) error {
 	cfg, err := load(cmd)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}
 	if transactional {
 		opts = append(opts, kgo.TransactionalID("rtm-rules-publish"), kgo.TransactionTimeout(30*time.Second))
 	}
-	return kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+	defer cancel()
+	return f(ctx, cl)
 }
 
 func author(flag string) string {
@@ -210,19 +218,14 @@ func newRulesPublishCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := rulesClient(cmd, true)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			rep, err := rules.Publish(ctx, cl, specs, rules.PublishMeta{Author: author(by), Prune: prune})
-			if err != nil {
-				return err
-			}
-			printChanges(cmd.OutOrStdout(), rep)
-			return nil
+			return withRulesClient(cmd, true, func(ctx context.Context, cl *kgo.Client) error {
+				rep, err := rules.Publish(ctx, cl, specs, rules.PublishMeta{Author: author(by), Prune: prune})
+				if err != nil {
+					return err
+				}
+				printChanges(cmd.OutOrStdout(), rep)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&by, "author", "", "recorded as the publisher (default $USER)")
@@ -236,30 +239,25 @@ func newRulesListCmd() *cobra.Command {
 		Short: "The tables in force: name, kind, version, source, author, time",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := rulesClient(cmd, false)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			live, err := rules.List(ctx, cl)
-			if err != nil {
-				return err
-			}
-			names := make([]string, 0, len(live))
-			for n := range live {
-				names = append(names, n)
-			}
-			slices.Sort(names)
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "TABLE\tKIND\tRULES\tVERSION\tSOURCE\tAUTHOR\tPUBLISHED")
-			for _, n := range names {
-				s := live[n]
-				fmt.Fprintf(w, "%s\t%s\t%d\t%.12s\t%s\t%s\t%s\n", s.Name, s.Kind, len(s.Rows), s.Meta.Version, s.Meta.SourceFile,
-					s.Meta.Author, s.Meta.PublishedAt.Format(time.RFC3339))
-			}
-			return w.Flush()
+			return withRulesClient(cmd, false, func(ctx context.Context, cl *kgo.Client) error {
+				live, err := rules.List(ctx, cl)
+				if err != nil {
+					return err
+				}
+				names := make([]string, 0, len(live))
+				for n := range live {
+					names = append(names, n)
+				}
+				slices.Sort(names)
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "TABLE\tKIND\tRULES\tVERSION\tSOURCE\tAUTHOR\tPUBLISHED")
+				for _, n := range names {
+					s := live[n]
+					fmt.Fprintf(w, "%s\t%s\t%d\t%.12s\t%s\t%s\t%s\n", s.Name, s.Kind, len(s.Rows), s.Meta.Version, s.Meta.SourceFile,
+						s.Meta.Author, s.Meta.PublishedAt.Format(time.RFC3339))
+				}
+				return w.Flush()
+			})
 		},
 	}
 }
@@ -274,21 +272,16 @@ func newRulesDiffCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := rulesClient(cmd, false)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			live, err := rules.List(ctx, cl)
-			if err != nil {
-				return err
-			}
-			for _, c := range rules.Diff(live, specs) {
-				fmt.Fprintln(cmd.OutOrStdout(), c)
-			}
-			return nil
+			return withRulesClient(cmd, false, func(ctx context.Context, cl *kgo.Client) error {
+				live, err := rules.List(ctx, cl)
+				if err != nil {
+					return err
+				}
+				for _, c := range rules.Diff(live, specs) {
+					fmt.Fprintln(cmd.OutOrStdout(), c)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -300,19 +293,14 @@ func newRulesRollbackCmd() *cobra.Command {
 		Short: "Publish an earlier version of a table again (a version prefix is enough)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := rulesClient(cmd, true)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			rep, err := rules.Rollback(ctx, cl, args[0], to, rules.PublishMeta{Author: author(by)})
-			if err != nil {
-				return err
-			}
-			printChanges(cmd.OutOrStdout(), rep)
-			return nil
+			return withRulesClient(cmd, true, func(ctx context.Context, cl *kgo.Client) error {
+				rep, err := rules.Rollback(ctx, cl, args[0], to, rules.PublishMeta{Author: author(by)})
+				if err != nil {
+					return err
+				}
+				printChanges(cmd.OutOrStdout(), rep)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "version to restore (required)")

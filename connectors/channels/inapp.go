@@ -39,13 +39,7 @@ type Producer interface {
 // messages land on the member's partition. extra options are appended
 // (TLS, SASL). The caller closes it.
 func NewInAppProducer(brokers []string, extra ...kgo.Opt) (*kgo.Client, error) {
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(brokers...),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerLinger(0),
-	}, extra...)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(topics.ProducerOpts(brokers), extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("in-app producer: %w", err)
 	}

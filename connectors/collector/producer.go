@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/topics"
 )
 
 // Producer is what the collector needs from Kafka; *kgo.Client implements
@@ -18,13 +20,7 @@ type Producer interface {
 // Kafka's murmur2 key partitioner (topics.Partition), so events land on
 // their member's partition. extra options are appended (e.g. TLS, SASL).
 func NewProducer(brokers []string, extra ...kgo.Opt) (*kgo.Client, error) {
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(brokers...),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerLinger(0),
-	}, extra...)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(topics.ProducerOpts(brokers), extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("collector producer: %w", err)
 	}

@@ -79,39 +79,7 @@ func committed(t testing.TB, addr string) []*kgo.Record {
 	for _, tc := range testTables() {
 		names = append(names, tc.Topic())
 	}
-	ends, err := kadm.NewClient(testkit.Client(t, addr)).ListCommittedOffsets(testkit.Context(t), names...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	todo := map[string]bool{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			todo[fmt.Sprintf("%s/%d", o.Topic, o.Partition)] = true
-		}
-	})
-	cl := testkit.Client(t, addr, kgo.ConsumeTopics(names...), kgo.KeepControlRecords(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	var out []*kgo.Record
-	for len(todo) > 0 {
-		fs := cl.PollFetches(testkit.Context(t))
-		if err := fs.Err0(); err != nil {
-			t.Fatal(err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if e, _ := ends.Lookup(r.Topic, r.Partition); r.Offset >= e.Offset-1 {
-				delete(todo, fmt.Sprintf("%s/%d", r.Topic, r.Partition))
-			}
-			if !r.Attrs.IsControl() && r.Offset < mustLookup(ends, r) {
-				out = append(out, r)
-			}
-		})
-	}
-	return out
-}
-
-func mustLookup(ends kadm.ListedOffsets, r *kgo.Record) int64 {
-	e, _ := ends.Lookup(r.Topic, r.Partition)
-	return e.Offset
+	return testkit.ReadCommitted(t, addr, names...)
 }
 
 // seenChange identifies a change version of one row on Kafka.

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/rtm-project/rtm/connectors/mssql"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/topics"
@@ -193,53 +190,28 @@ func replay(t testing.TB, addr string) map[string]map[string]string {
 	for _, tc := range mssql.DefaultTables() {
 		names = append(names, tc.Topic())
 	}
-	ends, err := kadm.NewClient(testkit.Client(t, addr)).ListCommittedOffsets(testkit.Context(t), names...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	todo := map[string]bool{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			todo[fmt.Sprintf("%s/%d", o.Topic, o.Partition)] = true
-		}
-	})
-	cl := testkit.Client(t, addr, kgo.ConsumeTopics(names...), kgo.KeepControlRecords(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	out := map[string]map[string]string{}
-	for len(todo) > 0 {
-		fs := cl.PollFetches(testkit.Context(t))
-		if err := fs.Err0(); err != nil {
+	for _, r := range testkit.ReadCommitted(t, addr, names...) {
+		rec, err := topics.CDCCodec{}.DecodeValue(r.Value)
+		if err != nil {
 			t.Fatal(err)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			e, _ := ends.Lookup(r.Topic, r.Partition)
-			if r.Offset >= e.Offset-1 {
-				delete(todo, fmt.Sprintf("%s/%d", r.Topic, r.Partition))
-			}
-			if r.Attrs.IsControl() || r.Offset >= e.Offset {
-				return
-			}
-			rec, err := topics.CDCCodec{}.DecodeValue(r.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := decodesAsRow(rec); err != nil {
-				t.Errorf("%s row does not decode into its topics row type: %v", rec.Table, err)
-			}
-			if out[rec.Table] == nil {
-				out[rec.Table] = map[string]string{}
-			}
-			if rec.Op == topics.OpDelete {
-				delete(out[rec.Table], keyOf(rec.Key))
-				return
-			}
-			var row map[string]any
-			if err := json.Unmarshal(rec.Row, &row); err != nil {
-				t.Fatal(err)
-			}
-			j, _ := json.Marshal(row)
-			out[rec.Table][keyOf(rec.Key)] = string(j)
-		})
+		if err := decodesAsRow(rec); err != nil {
+			t.Errorf("%s row does not decode into its topics row type: %v", rec.Table, err)
+		}
+		if out[rec.Table] == nil {
+			out[rec.Table] = map[string]string{}
+		}
+		if rec.Op == topics.OpDelete {
+			delete(out[rec.Table], keyOf(rec.Key))
+			continue
+		}
+		var row map[string]any
+		if err := json.Unmarshal(rec.Row, &row); err != nil {
+			t.Fatal(err)
+		}
+		j, _ := json.Marshal(row)
+		out[rec.Table][keyOf(rec.Key)] = string(j)
 	}
 	for _, tc := range mssql.DefaultTables() {
 		if out[tc.Name] == nil {

@@ -6,6 +6,7 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -117,4 +118,40 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ReadCommitted returns every committed, non-control record of the topics,
+// read with read_committed up to each partition's end at the time of the
+// call: what a transactional consumer downstream sees.
+func ReadCommitted(t testing.TB, addr string, topics ...string) []*kgo.Record {
+	t.Helper()
+	ends, err := kadm.NewClient(Client(t, addr)).ListCommittedOffsets(Context(t), topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	todo := map[string]bool{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			todo[fmt.Sprintf("%s/%d", o.Topic, o.Partition)] = true
+		}
+	})
+	cl := Client(t, addr, kgo.ConsumeTopics(topics...), kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []*kgo.Record
+	for len(todo) > 0 {
+		fs := cl.PollFetches(Context(t))
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, _ := ends.Lookup(r.Topic, r.Partition)
+			if r.Offset >= end.Offset-1 {
+				delete(todo, fmt.Sprintf("%s/%d", r.Topic, r.Partition))
+			}
+			if !r.Attrs.IsControl() && r.Offset < end.Offset {
+				out = append(out, r)
+			}
+		})
+	}
+	return out
 }

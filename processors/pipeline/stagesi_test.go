@@ -39,11 +39,7 @@ func (s *swappable) Current() *rules.Set { return s.p.Load() }
 
 func exampleRules(t *testing.T) *rules.Set {
 	t.Helper()
-	specs, err := rules.LoadWorkbook("../../rules/examples/rtm-rules.xlsx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := rules.CompileSet(specs)
+	set, err := rules.LoadSet("../../rules/examples/rtm-rules.xlsx")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,55 +198,52 @@ func TestHeldOffersReleasedAcrossRestart(t *testing.T) {
 	}
 }
 
-// waitFor polls stage's local stores until some value satisfies cond.
-func (h *harness) waitFor(stage, what string, cond func([]byte) bool) {
-	h.t.Helper()
+// eachRow calls fn with every row of table in stage's local stores until
+// fn returns false; it reports false when a partition's store is not open.
+func (h *harness) eachRow(stage, table string, fn func(v []byte) bool) bool {
 	reg := h.built[stage].Env.Registry
-	testkit.Eventually(h.t, time.Minute, what, func() bool {
-		for p := range int32(testPartitions) {
-			for _, tbl := range []string{string(memberstate.Table), topics.TableOf(stage)} {
-				st := reg.Store(tbl, p)
-				if st == nil {
-					continue
-				}
-				it, err := st.Iterator()
-				if err != nil {
-					continue
-				}
-				for it.Next() {
-					if v, err := it.Value(); err == nil && cond(v) {
-						it.Release()
-						return true
-					}
-				}
+	for p := range int32(testPartitions) {
+		st := reg.Store(table, p)
+		if st == nil {
+			return false
+		}
+		it, err := st.Iterator()
+		if err != nil {
+			return false
+		}
+		for it.Next() {
+			v, err := it.Value()
+			if err == nil && !fn(v) {
 				it.Release()
+				return true
 			}
 		}
-		return false
+		it.Release()
+	}
+	return true
+}
+
+// waitFor polls stage's copy of member-state-table and its own table until
+// some row satisfies cond.
+func (h *harness) waitFor(stage, what string, cond func([]byte) bool) {
+	h.t.Helper()
+	testkit.Eventually(h.t, time.Minute, what, func() bool {
+		found := false
+		for _, tbl := range []string{string(memberstate.Table), topics.TableOf(stage)} {
+			if !found {
+				h.eachRow(stage, tbl, func(v []byte) bool { found = cond(v); return !found })
+			}
+		}
+		return found
 	})
 }
 
 // waitProfilesBy waits until stage's copy of member-state-table has n rows.
 func (h *harness) waitProfilesBy(stage string, n int) {
 	h.t.Helper()
-	reg := h.built[stage].Env.Registry
 	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d profiles in %s's table", n, stage), func() bool {
 		count := 0
-		for p := range int32(testPartitions) {
-			st := reg.Store(string(memberstate.Table), p)
-			if st == nil {
-				return false
-			}
-			it, err := st.Iterator()
-			if err != nil {
-				return false
-			}
-			for it.Next() {
-				count++
-			}
-			it.Release()
-		}
-		return count >= n
+		return h.eachRow(stage, string(memberstate.Table), func([]byte) bool { count++; return true }) && count >= n
 	})
 }
 

@@ -18,11 +18,7 @@ var secret = []byte("0123456789abcdef0123456789abcdef")
 
 func exampleSet(t *testing.T) *rules.Set {
 	t.Helper()
-	specs, err := rules.LoadWorkbook("../../rules/examples/rtm-rules.xlsx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := rules.CompileSet(specs)
+	set, err := rules.LoadSet("../../rules/examples/rtm-rules.xlsx")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,24 +32,11 @@ func (s *Store) Get(key string) ([]byte, error) {
 	return out, closer.Close()
 }
 
-// Has reports whether the row exists.
+// Has reports whether the row exists. (Goka calls it rarely; it shares
+// Get's path, copy included.)
 func (s *Store) Has(key string) (bool, error) {
-	if err := s.commitForRead(); err != nil {
-		return false, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return false, ErrClosed
-	}
-	_, closer, err := s.db.Get(appendDataKey(make([]byte, 0, 1+len(key)), key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("checking %q: %w", key, err)
-	}
-	return true, closer.Close()
+	v, err := s.Get(key)
+	return v != nil, err
 }
 
 // GetOffset returns the latest offset given to SetOffset (or, after Open,

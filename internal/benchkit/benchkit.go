@@ -1,0 +1,117 @@
+// Package benchkit is what RTM's benchmark programs share: an embedded
+// broker with the topic catalogue applied, waiting for a consumer group to
+// catch up, CPU profiles and peak memory.
+package benchkit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/broker"
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Env is an in-process Kafka with RTM's topics and a client to it.
+type Env struct {
+	Dir       string // scratch directory for the stages' state
+	Brokers   []string
+	Catalogue topics.Catalogue
+	Client    *kgo.Client
+	Admin     *kadm.Client
+	Log       *slog.Logger // discards: benchmarks print only results
+	broker    *broker.Broker
+}
+
+// Start starts the embedded broker on a free port, applies the catalogue
+// with parts partitions, and opens a client with clientOpts.
+func Start(ctx context.Context, name string, parts int32, clientOpts ...kgo.Opt) (*Env, error) {
+	e := &Env{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Catalogue: topics.New(parts, 1)}
+	var err error
+	if e.Dir, err = os.MkdirTemp("", "rtm-bench-"+name); err != nil {
+		return nil, err
+	}
+	bc := broker.Defaults()
+	bc.Addr = "127.0.0.1:0"
+	if e.broker, err = broker.Start(bc, e.Log); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.Brokers = []string{e.broker.Addr()}
+	if e.Client, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(e.Brokers...)}, clientOpts...)...); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.Admin = kadm.NewClient(e.Client)
+	if _, err := topics.Apply(ctx, e.Admin, e.Catalogue, false); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close stops everything and removes the scratch directory.
+func (e *Env) Close() {
+	if e.Client != nil {
+		e.Client.Close()
+	}
+	if e.broker != nil {
+		e.broker.Close()
+	}
+	os.RemoveAll(e.Dir)
+}
+
+// WaitLag waits until group has consumed everything produced so far.
+func (e *Env) WaitLag(ctx context.Context, group string) error {
+	for ctx.Err() == nil {
+		time.Sleep(300 * time.Millisecond)
+		lags, err := e.Admin.Lag(ctx, group)
+		if err != nil {
+			continue
+		}
+		l, ok := lags[group]
+		if ok && l.FetchErr == nil && l.DescribeErr == nil && len(l.Lag) > 0 && l.Lag.Total() == 0 {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// CPUProfile starts a CPU profile written to path; call the returned stop.
+// An empty path profiles nothing.
+func CPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// PeakRSS is the process's peak resident set size (VmHWM), as text.
+func PeakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return "unknown"
+}
