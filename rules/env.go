@@ -111,14 +111,6 @@ func (f *field) view(base *Facts) any {
 	return v
 }
 
-// factNames returns the fact names in declaration order.
-func factNames() []string {
-	out := make([]string, len(facts))
-	for i, f := range facts {
-		out[i] = f.name
-	}
-	return out
-}
 
 // fieldsOf returns the flat field names of a fact, sorted.
 func fieldsOf(fact string) []string {

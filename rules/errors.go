@@ -94,23 +94,6 @@ func (l *errorList) add(sheet, cell string, kind error, format string, args ...a
 	l.list = append(l.list, &CellError{File: l.file, Sheet: sheet, Cell: cell, Msg: fmt.Sprintf(format, args...), Err: kind})
 }
 
-// merge adds the cell errors of err (an *Errors or *CellError) or err itself.
-func (l *errorList) merge(err error) {
-	if err == nil {
-		return
-	}
-	var es *Errors
-	if errors.As(err, &es) {
-		l.list = append(l.list, es.List...)
-		return
-	}
-	var ce *CellError
-	if errors.As(err, &ce) {
-		l.list = append(l.list, ce)
-		return
-	}
-	l.list = append(l.list, &CellError{File: l.file, Msg: err.Error(), Err: err})
-}
 
 func (l *errorList) err() error {
 	if len(l.list) == 0 {
