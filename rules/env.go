@@ -111,7 +111,6 @@ func (f *field) view(base *Facts) any {
 	return v
 }
 
-
 // fieldsOf returns the flat field names of a fact, sorted.
 func fieldsOf(fact string) []string {
 	var out []string

@@ -94,7 +94,6 @@ func (l *errorList) add(sheet, cell string, kind error, format string, args ...a
 	l.list = append(l.list, &CellError{File: l.file, Sheet: sheet, Cell: cell, Msg: fmt.Sprintf(format, args...), Err: kind})
 }
 
-
 func (l *errorList) err() error {
 	if len(l.list) == 0 {
 		return nil
