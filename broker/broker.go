@@ -5,6 +5,8 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,6 +31,15 @@ type Config struct {
 	// DefaultPartitions is used for auto-created topics (RTM creates its
 	// topics explicitly; this only affects ad-hoc topics from tools).
 	DefaultPartitions int32 `yaml:"default_partitions"`
+	// TLSCertFile and TLSKeyFile, when set, make the broker speak TLS only.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// SASLMechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), when set, makes
+	// the broker require SASL; SASLUsername and SASLPassword are its
+	// superuser, the one account clients authenticate as.
+	SASLMechanism string `yaml:"sasl_mechanism"`
+	SASLUsername  string `yaml:"sasl_username"`
+	SASLPassword  string `yaml:"sasl_password"`
 }
 
 // Defaults returns the documented defaults.
@@ -75,6 +86,11 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(filepath.Clean(cfg.DataDir)))
 	}
+	sec, err := cfg.securityOpts()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, sec...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded broker on %s: %w", cfg.Addr, err)
@@ -82,6 +98,32 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	b := &Broker{cluster: c, addr: c.ListenAddrs()[0]}
 	log.Info("embedded broker listening", "addr", b.addr, "data_dir", cfg.DataDir)
 	return b, nil
+}
+
+// securityOpts turns on TLS and SASL as configured.
+func (cfg Config) securityOpts() ([]kfake.Opt, error) {
+	var opts []kfake.Opt
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("broker: tls_cert_file and tls_key_file go together")
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker TLS certificate: %w", err)
+		}
+		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	switch cfg.SASLMechanism {
+	case "":
+		return opts, nil
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		return nil, fmt.Errorf("broker: sasl_mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cfg.SASLMechanism)
+	}
+	if cfg.SASLUsername == "" || cfg.SASLPassword == "" {
+		return nil, errors.New("broker: SASL needs sasl_username and sasl_password (the superuser)")
+	}
+	return append(opts, kfake.EnableSASL(), kfake.Superuser(cfg.SASLMechanism, cfg.SASLUsername, cfg.SASLPassword)), nil
 }
 
 // Addr is the address clients bootstrap from.

@@ -2,6 +2,14 @@
 // by a YAML file, then by RTM_* environment variables, then by command-line
 // flags. Every setting is declared once, in Fields, which drives all three
 // sources and the `rtm config` listing.
+//
+// Settings belong to groups, and a command binds only the groups it reads
+// (Bind), so `rtm rules validate --help` shows no channel or SQL Server
+// flags, and a bad value in a setting a command does not read cannot stop
+// it. Flags are typed: a bad value is refused with the flag's name. Secrets
+// (tokens, passwords, the DSN, the tracking secret, API keys) have no flag:
+// they come from the YAML file, from RTM_X, or from a file named by
+// RTM_X_FILE, so they never show in the process list.
 package config
 
 import (
@@ -20,6 +28,8 @@ import (
 
 	"github.com/rtm-project/rtm/broker"
 	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/connectors/sinks"
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -27,8 +37,17 @@ import (
 type Config struct {
 	// Brokers are the Kafka bootstrap servers.
 	Brokers []string `yaml:"brokers"`
-	// DataDir holds local state: Pebble stores, the embedded broker's data.
+	// Kafka is how every client authenticates and encrypts (TLS, SASL).
+	Kafka kafka.Config `yaml:"kafka"`
+	// DataDir holds local state: DataDir/<instance_id>/ for the stages'
+	// Pebble stores, DataDir/kafka for the embedded broker.
 	DataDir string `yaml:"data_dir"`
+	// InstanceID names this process among the instances of its stages: it
+	// is the Kafka static group membership ID (group.instance.id), so a
+	// restart inside the session timeout does not rebalance the group, and
+	// the directory of its local state. Default: the host name (a
+	// StatefulSet pod name is stable across restarts).
+	InstanceID string `yaml:"instance_id"`
 	// Partitions is the partition count of every co-partitioned topic.
 	Partitions int32 `yaml:"partitions"`
 	// Replication is the replication factor for new topics. It is lowered to
@@ -37,25 +56,44 @@ type Config struct {
 	Replication int16  `yaml:"replication"`
 	LogLevel    string `yaml:"log_level"`
 	LogFormat   string `yaml:"log_format"`
-	// HTTPAddr serves /healthz and /metrics.
+	// HTTPAddr serves /healthz, /readyz and /metrics (and, for the inbox
+	// stage, the inbox API).
 	HTTPAddr string `yaml:"http_addr"`
+	// ShutdownTimeout bounds a graceful stop: past it the process exits
+	// non-zero without marking its stores clean.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxFailures is how many consecutive failures of one stage end the
+	// process (non-zero), so its orchestrator restarts it. 0: never.
+	MaxFailures int `yaml:"max_failures"`
 	// CartWindow is how long a cart waits for an order before it counts as
 	// abandoned.
 	CartWindow time.Duration `yaml:"cart_window"`
 	Broker     broker.Config `yaml:"broker"`
 
-	// CollectorAddr is where `rtm collect` (and `rtm dev`) serve the
-	// behaviour collector and tracking links.
-	CollectorAddr string `yaml:"collector_addr"`
 	// TrackingBase is the public URL of the collector, for tracked links
 	// and open pixels; TrackingSecret signs them (the render stage and the
-	// collector must share it; at least 16 bytes).
+	// collector must share it; at least 32 bytes).
 	TrackingBase   string `yaml:"tracking_base"`
 	TrackingSecret string `yaml:"tracking_secret"`
+	// Collector is the behaviour collector (`rtm collect`).
+	Collector Collector `yaml:"collector"`
 	// MSSQLDSN is the SQL Server the CDC bridge reads (`rtm cdc`).
 	MSSQLDSN string `yaml:"mssql_dsn"`
 	// Channels configures rendering and the channel adapters.
 	Channels Channels `yaml:"channels"`
+	// Sinks are the local protocol sinks (`rtm sinks`, `rtm dev`).
+	Sinks sinks.Config `yaml:"sinks"`
+}
+
+// Collector is the behaviour collector's settings.
+type Collector struct {
+	Addr string `yaml:"addr"`
+	// APIKeys are the accepted X-API-Key values of POST /v1/events.
+	APIKeys       []string `yaml:"api_keys"`
+	MaxBodyBytes  int64    `yaml:"max_body_bytes"`
+	MaxEvents     int      `yaml:"max_events"`
+	RatePerSecond float64  `yaml:"rate_per_second"`
+	Burst         int      `yaml:"burst"`
 }
 
 // Channels is the delivery side: who mail comes from, and where each
@@ -69,19 +107,29 @@ type Channels struct {
 	FCM               channels.FCMConfig  `yaml:"fcm"`
 }
 
+// MinSecretBytes is the shortest tracking secret accepted anywhere.
+const MinSecretBytes = 32
+
 // Defaults returns the documented defaults.
 func Defaults() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "rtm"
+	}
 	return Config{
-		Brokers:       []string{"127.0.0.1:9092"},
-		DataDir:       "./var",
-		Partitions:    topics.DefaultPartitions,
-		Replication:   3,
-		LogLevel:      "info",
-		LogFormat:     "text",
-		HTTPAddr:      "127.0.0.1:8080",
-		CartWindow:    time.Hour,
-		CollectorAddr: "127.0.0.1:8081",
-		TrackingBase:  "http://127.0.0.1:8081",
+		Brokers:         []string{"127.0.0.1:9092"},
+		DataDir:         "./var",
+		InstanceID:      host,
+		Partitions:      topics.DefaultPartitions,
+		Replication:     3,
+		LogLevel:        "info",
+		LogFormat:       "text",
+		HTTPAddr:        "127.0.0.1:8080",
+		ShutdownTimeout: 30 * time.Second,
+		MaxFailures:     5,
+		CartWindow:      time.Hour,
+		TrackingBase:    "http://127.0.0.1:8081",
+		Collector:       Collector{Addr: "127.0.0.1:8081", MaxBodyBytes: 1 << 20, MaxEvents: 1000, RatePerSecond: 500, Burst: 1000},
 		Channels: Channels{
 			MailFrom:          "RTM Shop <noreply@shop.example.jp>",
 			UnsubscribeMailto: "unsubscribe@shop.example.jp",
@@ -91,164 +139,15 @@ func Defaults() Config {
 			FCM:               channels.FCMDefaults(),
 		},
 		Broker: broker.Defaults(),
+		Sinks:  sinks.Defaults(),
 	}
 }
 
-// Field is one setting: its YAML path, environment variable and flag.
-type Field struct {
-	Key, Env, Flag, Usage string
-	get                   func(*Config) string
-	set                   func(*Config, string) error
-	// Secret settings are shown as set or unset, never printed.
-	Secret bool
-}
-
-// Fields lists every setting.
-var Fields = []Field{
-	field("brokers", "RTM_BROKERS", "brokers", "Kafka bootstrap servers, comma-separated",
-		func(c *Config) string { return strings.Join(c.Brokers, ",") },
-		func(c *Config, v string) error { c.Brokers = splitList(v); return nil }),
-	field("data_dir", "RTM_DATA_DIR", "data-dir", "local state directory (Pebble stores, embedded broker data)",
-		func(c *Config) string { return c.DataDir },
-		func(c *Config, v string) error { c.DataDir = v; return nil }),
-	field("partitions", "RTM_PARTITIONS", "partitions", "partitions of every co-partitioned topic",
-		func(c *Config) string { return strconv.Itoa(int(c.Partitions)) },
-		func(c *Config, v string) error {
-			n, err := strconv.ParseInt(v, 10, 32)
-			c.Partitions = int32(n)
-			return err
-		}),
-	field("replication", "RTM_REPLICATION", "replication", "replication factor for new topics (lowered to the cluster size)",
-		func(c *Config) string { return strconv.Itoa(int(c.Replication)) },
-		func(c *Config, v string) error {
-			n, err := strconv.ParseInt(v, 10, 16)
-			c.Replication = int16(n)
-			return err
-		}),
-	field("log_level", "RTM_LOG_LEVEL", "log-level", "debug, info, warn or error",
-		func(c *Config) string { return c.LogLevel },
-		func(c *Config, v string) error { c.LogLevel = v; return nil }),
-	field("log_format", "RTM_LOG_FORMAT", "log-format", "text or json",
-		func(c *Config) string { return c.LogFormat },
-		func(c *Config, v string) error { c.LogFormat = v; return nil }),
-	field("http_addr", "RTM_HTTP_ADDR", "http-addr", "address of /healthz and /metrics",
-		func(c *Config) string { return c.HTTPAddr },
-		func(c *Config, v string) error { c.HTTPAddr = v; return nil }),
-	field("cart_window", "RTM_CART_WINDOW", "cart-window", "how long a cart waits for an order before it counts as abandoned",
-		func(c *Config) string { return c.CartWindow.String() },
-		func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			c.CartWindow = d
-			return err
-		}),
-	str("collector_addr", "RTM_COLLECTOR_ADDR", "collector-addr", "listen address of the behaviour collector and tracking links",
-		func(c *Config) *string { return &c.CollectorAddr }),
-	str("tracking_base", "RTM_TRACKING_BASE", "tracking-base", "public base URL of the collector, for tracked links",
-		func(c *Config) *string { return &c.TrackingBase }),
-	secret("tracking_secret", "RTM_TRACKING_SECRET", "tracking-secret", "HMAC key of tracking links (render and collector share it)",
-		func(c *Config) *string { return &c.TrackingSecret }),
-	secret("mssql_dsn", "RTM_MSSQL_DSN", "mssql-dsn", "SQL Server DSN for the CDC bridge",
-		func(c *Config) *string { return &c.MSSQLDSN }),
-	str("channels.mail_from", "RTM_MAIL_FROM", "mail-from", "sender of every mail",
-		func(c *Config) *string { return &c.Channels.MailFrom }),
-	str("channels.smtp.host", "RTM_SMTP_HOST", "smtp-host", "SMTP submission server",
-		func(c *Config) *string { return &c.Channels.SMTP.Host }),
-	field("channels.smtp.port", "RTM_SMTP_PORT", "smtp-port", "SMTP submission port",
-		func(c *Config) string { return strconv.Itoa(c.Channels.SMTP.Port) },
-		func(c *Config, v string) error { n, err := strconv.Atoi(v); c.Channels.SMTP.Port = n; return err }),
-	str("channels.smtp.tls", "RTM_SMTP_TLS", "smtp-tls", "none, opportunistic, mandatory or implicit",
-		func(c *Config) *string { return &c.Channels.SMTP.TLS }),
-	str("channels.line.base_url", "RTM_LINE_BASE_URL", "line-base-url", "LINE Messaging API base URL",
-		func(c *Config) *string { return &c.Channels.LINE.BaseURL }),
-	secret("channels.line.channel_access_token", "RTM_LINE_TOKEN", "line-token", "LINE channel access token",
-		func(c *Config) *string { return &c.Channels.LINE.ChannelAccessToken }),
-	str("channels.fcm.base_url", "RTM_FCM_BASE_URL", "fcm-base-url", "FCM HTTP v1 base URL",
-		func(c *Config) *string { return &c.Channels.FCM.BaseURL }),
-	str("channels.fcm.project_id", "RTM_FCM_PROJECT", "fcm-project", "Firebase project ID",
-		func(c *Config) *string { return &c.Channels.FCM.ProjectID }),
-	secret("channels.fcm.access_token", "RTM_FCM_TOKEN", "fcm-token", "FCM OAuth access token",
-		func(c *Config) *string { return &c.Channels.FCM.AccessToken }),
-	field("broker.addr", "RTM_BROKER_ADDR", "broker-addr", "listen address of the embedded broker",
-		func(c *Config) string { return c.Broker.Addr },
-		func(c *Config, v string) error { c.Broker.Addr = v; return nil }),
-	field("broker.cleaner_interval", "RTM_BROKER_CLEANER_INTERVAL", "broker-cleaner-interval", "how often the embedded broker compacts compacted topics",
-		func(c *Config) string { return c.Broker.CleanerInterval.String() },
-		func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			c.Broker.CleanerInterval = d
-			return err
-		}),
-}
-
-func field(key, env, flag, usage string, get func(*Config) string, set func(*Config, string) error) Field {
-	return Field{Key: key, Env: env, Flag: flag, Usage: usage, get: get, set: set}
-}
-
-// str declares a plain string setting.
-func str(key, env, flag, usage string, ptr func(*Config) *string) Field {
-	return field(key, env, flag, usage,
-		func(c *Config) string { return *ptr(c) },
-		func(c *Config, v string) error { *ptr(c) = v; return nil })
-}
-
-// secret declares a string setting that `rtm config` never prints.
-func secret(key, env, flag, usage string, ptr func(*Config) *string) Field {
-	f := str(key, env, flag, usage, ptr)
-	f.Secret = true
-	return f
-}
-
-// RegisterFlags adds a flag per setting, showing the default.
-func RegisterFlags(fs *pflag.FlagSet) {
-	d := Defaults()
-	fs.String("config", "", "YAML configuration file (env RTM_CONFIG)")
-	for _, f := range Fields {
-		fs.String(f.Flag, f.get(&d), f.Usage+" (env "+f.Env+")")
-	}
-}
-
-// Load builds the configuration: defaults, then the YAML file named by
-// --config or RTM_CONFIG, then RTM_* variables, then the flags set on fs
-// (which may be nil). Every problem is reported, not just the first.
-func Load(fs *pflag.FlagSet) (Config, error) {
-	c := Defaults()
-	path := os.Getenv("RTM_CONFIG")
-	if fs != nil {
-		if f := fs.Lookup("config"); f != nil && f.Changed {
-			path = f.Value.String()
-		}
-	}
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return c, fmt.Errorf("reading config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: %w", path, err)
-		}
-	}
-	var errs []error
-	for _, f := range Fields {
-		if v, ok := os.LookupEnv(f.Env); ok {
-			if err := f.set(&c, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", f.Env, v, err))
-			}
-		}
-		if fs == nil {
-			continue
-		}
-		if fl := fs.Lookup(f.Flag); fl != nil && fl.Changed {
-			if err := f.set(&c, fl.Value.String()); err != nil {
-				errs = append(errs, fmt.Errorf("--%s=%q: %w", f.Flag, fl.Value, err))
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+// KafkaConfig is the one client configuration every Kafka client uses.
+func (c Config) KafkaConfig() kafka.Config {
+	k := c.Kafka
+	k.Brokers = c.Brokers
+	return k
 }
 
 // Validate reports every invalid setting.
@@ -259,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	if c.InstanceID == "" || strings.ContainsAny(c.InstanceID, `/\`) || c.InstanceID == "." || c.InstanceID == ".." {
+		errs = append(errs, fmt.Errorf("instance_id: %q must be a non-empty name without slashes", c.InstanceID))
 	}
 	if c.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("partitions: %d must be at least 1", c.Partitions))
@@ -272,11 +174,25 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log_format: %q is not text or json", c.LogFormat))
 	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown_timeout: %v must be positive", c.ShutdownTimeout))
+	}
+	if c.MaxFailures < 0 {
+		errs = append(errs, fmt.Errorf("max_failures: %d must not be negative", c.MaxFailures))
+	}
 	if c.CartWindow <= 0 {
 		errs = append(errs, fmt.Errorf("cart_window: %v must be positive", c.CartWindow))
 	}
 	if c.Broker.CleanerInterval <= 0 {
 		errs = append(errs, fmt.Errorf("broker.cleaner_interval: %v must be positive", c.Broker.CleanerInterval))
+	}
+	if s := c.TrackingSecret; s != "" && len(s) < MinSecretBytes {
+		errs = append(errs, fmt.Errorf("tracking_secret: has %d bytes; use at least %d random bytes", len(s), MinSecretBytes))
+	}
+	for i, k := range c.Collector.APIKeys {
+		if k == "" {
+			errs = append(errs, fmt.Errorf("collector.api_keys[%d] is empty", i))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -304,18 +220,126 @@ func (c Config) Logger() *slog.Logger {
 // replication as configured (see EffectiveReplication for the cluster cap).
 func (c Config) Catalogue() topics.Catalogue { return topics.New(c.Partitions, c.Replication) }
 
+// Binding is the settings one command reads: its flags are registered on
+// the command's flag set, and Load applies only those groups' environment
+// variables and flags.
+type Binding struct {
+	fs     *pflag.FlagSet
+	groups []Group
+}
+
+// Bind registers on fs a flag for every non-secret setting of groups (and
+// --config). GroupLog is always bound.
+func Bind(fs *pflag.FlagSet, groups ...Group) *Binding {
+	groups = append([]Group{GroupLog}, groups...)
+	if fs.Lookup("config") == nil {
+		fs.String("config", "", "YAML configuration file (env RTM_CONFIG)")
+	}
+	d := Defaults()
+	for _, f := range Fields {
+		if f.Secret || !f.In(groups) || fs.Lookup(f.Flag) != nil {
+			continue
+		}
+		fs.Var(&flagValue{f: f, def: f.get(&d)}, f.Flag, f.Usage+" (env "+f.Env+")")
+	}
+	return &Binding{fs: fs, groups: groups}
+}
+
+// Load builds the configuration: defaults, then the YAML file named by
+// --config or RTM_CONFIG, then the bound groups' RTM_* variables (and
+// RTM_*_FILE for secrets), then the flags set. Every problem is reported,
+// not just the first.
+func (b *Binding) Load() (Config, error) {
+	c := Defaults()
+	path := os.Getenv("RTM_CONFIG")
+	if f := b.fs.Lookup("config"); f != nil && f.Changed {
+		path = f.Value.String()
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("reading config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	var errs []error
+	for _, f := range Fields {
+		if !f.In(b.groups) {
+			continue
+		}
+		if v, ok := os.LookupEnv(f.Env); ok {
+			if err := f.set(&c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q (%s): %w", f.Env, v, f.Key, err))
+			}
+		}
+		if f.Secret {
+			if p, ok := os.LookupEnv(f.Env + "_FILE"); ok {
+				data, err := os.ReadFile(p)
+				if err == nil {
+					err = f.set(&c, strings.TrimRight(string(data), "\r\n"))
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s_FILE (%s): %w", f.Env, f.Key, err))
+				}
+			}
+			continue
+		}
+		if fl := b.fs.Lookup(f.Flag); fl != nil && fl.Changed {
+			if err := f.set(&c, fl.Value.String()); err != nil {
+				errs = append(errs, fmt.Errorf("--%s=%q: %w", f.Flag, fl.Value, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
 // Describe lists every setting with its env var, flag and effective value.
 func (c Config) Describe() [][4]string {
 	out := make([][4]string, len(Fields))
 	for i, f := range Fields {
 		v := f.get(&c)
+		flag := "--" + f.Flag
 		if f.Secret {
 			v = map[bool]string{true: "(set)", false: "(unset)"}[v != ""]
+			flag = f.Env + "_FILE"
 		}
-		out[i] = [4]string{f.Key, f.Env, "--" + f.Flag, v}
+		out[i] = [4]string{f.Key, f.Env, flag, v}
 	}
 	return out
 }
+
+// flagValue is a typed flag: Set parses with the setting's own parser, so
+// `--shutdown-timeout soon` is refused at parse time with the flag's name.
+type flagValue struct {
+	f        Field
+	def, raw string
+	set      bool
+}
+
+func (v *flagValue) String() string {
+	if v.set {
+		return v.raw
+	}
+	return v.def
+}
+
+func (v *flagValue) Set(s string) error {
+	var scratch Config
+	if err := v.f.set(&scratch, s); err != nil {
+		return err
+	}
+	v.raw, v.set = s, true
+	return nil
+}
+
+func (v *flagValue) Type() string { return v.f.Kind }
 
 func splitList(v string) []string {
 	var out []string
@@ -325,4 +349,11 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+func parseInt[T int | int16 | int32 | int64](bits int) func(string) (T, error) {
+	return func(s string) (T, error) {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, bits)
+		return T(n), err
+	}
 }

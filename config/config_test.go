@@ -1,6 +1,7 @@
 package config
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,11 +18,11 @@ func TestPrecedenceDefaultsFileEnvFlags(t *testing.T) {
 	t.Setenv("RTM_CONFIG", path)
 	t.Setenv("RTM_PARTITIONS", "12")
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-	RegisterFlags(fs)
+	b := Bind(fs, GroupKafka, GroupTopology, GroupBroker)
 	if err := fs.Parse([]string{"--log-level", "warn"}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(fs)
+	c, err := b.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 				os.WriteFile(p, []byte(tc.file), 0o644)
 				t.Setenv("RTM_CONFIG", p)
 			}
-			_, err := Load(nil)
+			_, err := Bind(pflag.NewFlagSet("t", pflag.ContinueOnError), GroupTopology, GroupBroker).Load()
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -84,5 +85,89 @@ func TestDefaultsAreValid(t *testing.T) {
 	}
 	if err := Defaults().Catalogue().Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCommandsSeeOnlyTheirSettings: a command binds only its groups, so
+// its flags are only its settings, and a bad variable of a group it does
+// not read cannot stop it.
+func TestCommandsSeeOnlyTheirSettings(t *testing.T) {
+	t.Setenv("RTM_SMTP_PORT", "not-a-port")
+	fs := pflag.NewFlagSet("rules validate", pflag.ContinueOnError)
+	b := Bind(fs)
+	for _, name := range []string{"smtp-port", "mssql-dsn", "fcm-token", "collector-addr", "brokers"} {
+		if fs.Lookup(name) != nil {
+			t.Errorf("--%s is registered for a command that reads only the log settings", name)
+		}
+	}
+	if _, err := b.Load(); err != nil {
+		t.Errorf("unrelated bad variable stopped the command: %v", err)
+	}
+	if _, err := Bind(pflag.NewFlagSet("run", pflag.ContinueOnError), GroupChannels).Load(); err == nil ||
+		!strings.Contains(err.Error(), "RTM_SMTP_PORT") || !strings.Contains(err.Error(), "channels.smtp.port") {
+		t.Errorf("a command that reads channels must name the bad variable and its key, got %v", err)
+	}
+}
+
+// TestTypedFlagsAndSecrets: flags parse as their type and a bad value names
+// the flag; secrets have no flag and come from the environment or a file.
+func TestTypedFlagsAndSecrets(t *testing.T) {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	b := Bind(fs, GroupProcess, GroupStages, GroupChannels, GroupKafka, GroupMSSQL, GroupCollector)
+	cases := []struct {
+		args []string
+		want string // substring of the parse error; "" for success
+	}{
+		{[]string{"--shutdown-timeout", "soon"}, `invalid argument "soon" for "--shutdown-timeout" flag: not a duration`},
+		{[]string{"--smtp-port", "x"}, `"--smtp-port" flag: not a whole number`},
+		{[]string{"--kafka-tls", "maybe"}, `"--kafka-tls" flag: not true or false`},
+		{[]string{"--line-token", "t"}, "unknown flag: --line-token"},
+		{[]string{"--mssql-dsn", "d"}, "unknown flag: --mssql-dsn"},
+		{[]string{"--tracking-secret", "s"}, "unknown flag: --tracking-secret"},
+		{[]string{"--shutdown-timeout", "45s", "--max-failures", "3"}, ""},
+	}
+	for _, tc := range cases {
+		err := fs.Parse(tc.args)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	secret := filepath.Join(t.TempDir(), "dsn")
+	os.WriteFile(secret, []byte("sqlserver://u:p@db\n"), 0o600)
+	t.Setenv("RTM_MSSQL_DSN_FILE", secret)
+	t.Setenv("RTM_LINE_TOKEN", "line-secret")
+	c, err := b.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ShutdownTimeout != 45*time.Second || c.MaxFailures != 3 {
+		t.Errorf("typed flags: shutdown_timeout %v, max_failures %d", c.ShutdownTimeout, c.MaxFailures)
+	}
+	if c.MSSQLDSN != "sqlserver://u:p@db" || c.Channels.LINE.ChannelAccessToken != "line-secret" {
+		t.Errorf("secrets: dsn %q, line token %q", c.MSSQLDSN, c.Channels.LINE.ChannelAccessToken)
+	}
+	for _, row := range c.Describe() {
+		if strings.Contains(row[3], "secret") || strings.Contains(row[3], "u:p@") {
+			t.Errorf("Describe prints a secret: %v", row)
+		}
+	}
+}
+
+// TestEverySettingHasKeyEnvAndGroup keeps Fields complete: a YAML key, an
+// environment variable, a group, and a flag unless it is a secret.
+func TestEverySettingHasKeyEnvAndGroup(t *testing.T) {
+	seen := map[string]bool{}
+	for _, f := range Fields {
+		if f.Key == "" || f.Env == "" || len(f.Groups) == 0 || (f.Flag == "") != f.Secret {
+			t.Errorf("incomplete setting %+v", f)
+		}
+		if seen[f.Key] {
+			t.Errorf("setting %s declared twice", f.Key)
+		}
+		seen[f.Key] = true
 	}
 }

@@ -6,11 +6,11 @@ import "github.com/twmb/franz-go/pkg/kgo"
 // member-keyed records (the collector, the in-app adapter): acks from all
 // in-sync replicas, idempotent (franz-go's default with acks=all), and
 // Kafka's murmur2 key partitioner, so a record lands on its member's
-// partition (Partition). No linger: these producers wait for each ack
+// partition (Partition). The connection (seeds, TLS, SASL) comes from
+// kafka.Config. No linger: these producers wait for each ack
 // before answering, so batching would only add latency.
-func ProducerOpts(brokers []string) []kgo.Opt {
+func ProducerOpts() []kgo.Opt {
 	return []kgo.Opt{
-		kgo.SeedBrokers(brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerLinger(0),

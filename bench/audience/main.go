@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -102,7 +104,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	}
 
 	env := func(group string, idx map[string]state.Indexer) stage.Env {
-		e, err := stage.NewEnv(brokers, cat, dir, group, idx, log)
+		e, err := stage.NewEnv(stage.EnvConfig{Kafka: kafka.Config{Brokers: brokers}, Catalogue: cat, DataDir: dir, Group: group, Indexes: idx, Log: log})
 		if err != nil {
 			panic(err)
 		}

@@ -28,6 +28,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/connectors/channels"
@@ -103,7 +105,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 	if err != nil {
 		return err
 	}
-	inappClient, err := channels.NewInAppProducer(brokers)
+	inappClient, err := channels.NewInAppProducer(kafka.Config{Brokers: brokers})
 	if err != nil {
 		return err
 	}

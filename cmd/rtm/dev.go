@@ -17,8 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -28,9 +29,7 @@ import (
 	"github.com/rtm-project/rtm/connectors/mssql"
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/connectors/sinks"
-	"github.com/rtm-project/rtm/processors/inbox"
 	"github.com/rtm-project/rtm/processors/pipeline"
-	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/rules/examples"
 	"github.com/rtm-project/rtm/topics"
@@ -38,7 +37,6 @@ import (
 
 type devOptions struct {
 	noSimulator bool
-	sinks       sinks.Config
 	members     int
 	items       int
 	eventsEvery time.Duration
@@ -52,8 +50,10 @@ func newDevCmd() *cobra.Command {
 		Long: `Starts the embedded broker on --broker-addr (data under <data-dir>, resumed on the next start),
 applies the topic catalogue, publishes rules/examples, starts local protocol servers for mail, LINE
 and FCM, the behaviour collector, the simulated shop (writing through the real CDC bridge), and every
-stage; serves /healthz, /metrics and the in-app inbox on --http-addr. Ctrl-C stops it cleanly.
-With --no-simulator the same system is fed only by what arrives on the topics (e.g. from kcat).`,
+stage; serves /healthz, /readyz, /metrics and the in-app inbox on --http-addr. Ctrl-C stops it
+cleanly. With --no-simulator the same system is fed only by what arrives on the topics (e.g. from
+kcat). When the embedded broker is given TLS or SASL (broker.tls.*, broker.sasl.*), every client
+in the process uses them too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd)
@@ -64,9 +64,6 @@ With --no-simulator the same system is fed only by what arrives on the topics (e
 		},
 	}
 	cmd.Flags().BoolVar(&o.noSimulator, "no-simulator", false, "run without the simulated shop and CDC bridge")
-	o.sinks = sinks.Defaults()
-	cmd.Flags().StringVar(&o.sinks.SMTPAddr, "sink-smtp-addr", o.sinks.SMTPAddr, "local mail sink (loopback)")
-	cmd.Flags().StringVar(&o.sinks.HTTPAddr, "sink-http-addr", o.sinks.HTTPAddr, "local LINE and FCM sink (loopback)")
 	cmd.Flags().IntVar(&o.members, "members", 1000, "simulated members")
 	cmd.Flags().IntVar(&o.items, "items", 200, "simulated items")
 	cmd.Flags().DurationVar(&o.eventsEvery, "step", 100*time.Millisecond, "simulated shop: real time between steps")
@@ -79,7 +76,13 @@ With --no-simulator the same system is fed only by what arrives on the topics (e
 // of starting: a stage must be able to commit and flush before the broker
 // goes away, and a delivery must never fail because its sink closed first.
 func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer) error {
-	log := cfg.Logger()
+	inboxAPI := &lateHandler{}
+	p, err := startProcess(ctx, cfg, true, map[string]http.Handler{"GET /v1/inbox/{member}": inboxAPI})
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	log := p.log
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var closers []func()
@@ -109,13 +112,15 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	closers = append(closers, b.Close)
 	cfg.Brokers = []string{b.Addr()}
 	cfg.Replication = 1
+	cfg.Kafka = clientSecurity(bc)
+	p.cfg = cfg
 
-	rep, err := applyTopics(ctx, cfg.Brokers, cfg.Catalogue(), false, log)
+	rep, err := applyTopics(ctx, cfg.KafkaConfig(), cfg.Catalogue(), false, log)
 	if err != nil {
 		return fmt.Errorf("applying topics: %w", err)
 	}
 	log.Info("topics applied", "result", rep.String())
-	if err := publishExamples(ctx, cfg.Brokers, log); err != nil {
+	if err := publishExamples(ctx, cfg.KafkaConfig(), log); err != nil {
 		return err
 	}
 	if cfg.TrackingSecret == "" {
@@ -123,40 +128,43 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 			return err
 		}
 	}
-	cfg.TrackingBase = "http://" + cfg.CollectorAddr
+	cfg.TrackingBase = "http://" + cfg.Collector.Addr
+	p.cfg = cfg
 
-	sc := o.sinks
-	sc.EMLDir, sc.Logger = filepath.Join(cfg.DataDir, "mail"), log
+	sc := cfg.Sinks
+	if sc.EMLDir == "" {
+		sc.EMLDir = filepath.Join(cfg.DataDir, "mail")
+	}
+	sc.Logger = log
 	sk, err := sinks.Start(ctx, sc)
 	if err != nil {
 		return fmt.Errorf("starting local sinks: %w", err)
 	}
 	closers = append(closers, func() { sk.Close() })
 	pointChannelsAtSinks(&cfg, sk)
+	p.cfg = cfg
 
-	col, err := startCollector(ctx, cfg, log, goRun)
+	col, closeProducer, err := newCollector(cfg, p)
 	if err != nil {
 		return err
 	}
-	closers = append(closers, col.Close)
+	closers = append(closers, closeProducer)
+	ln, err := net.Listen("tcp", cfg.Collector.Addr)
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	goRun("collector", func(ctx context.Context) error { return col.Serve(ctx, ln) })
 
 	// The in-app inbox, read from its table through a view.
-	env, err := stage.NewEnv(cfg.Brokers, cfg.Catalogue(), cfg.DataDir, "inbox-view", nil, log)
-	if err != nil {
+	if err := runInboxView(ctx, p, inboxAPI); err != nil {
 		return err
 	}
-	view, err := inbox.NewView(env)
-	if err != nil {
+	stagesDone := make(chan error, 1)
+	goRun("stages", func(ctx context.Context) error {
+		err := runStages(ctx, p, pipeline.Stages())
+		stagesDone <- err
 		return err
-	}
-	goRun("inbox view", view.Run)
-	srv, err := serveOps(cfg.HTTPAddr, map[string]http.Handler{"GET /v1/inbox/{member}": inbox.Handler(view)})
-	if err != nil {
-		return err
-	}
-	closers = append(closers, func() { shutdown(srv) })
-
-	goRun("stages", func(ctx context.Context) error { return runStages(ctx, cfg, log, pipeline.Stages()) })
+	})
 	if !o.noSimulator {
 		if err := startShop(ctx, cfg, o, log, goRun); err != nil {
 			return err
@@ -169,28 +177,46 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	}
 	fmt.Fprintf(out, `RTM dev is running: every stage, %s.
   Kafka (embedded)   %s            kcat -b %s -L
-  health, metrics    http://%s/healthz   http://%s/metrics
+  health, metrics    http://%s/readyz   http://%s/metrics
   in-app inbox       http://%s/v1/inbox/<member_id>
   collector          http://%s/v1/events (POST), tracking links /t/o/ and /t/c/
   mail sink          smtp://%s   sent mail: http://%s/sinks/mail  (.eml in %s)
   LINE and FCM sink  http://%s/sinks/line   http://%s/sinks/push
   results            kcat -b %s -C -t delivery.results -o beginning
 Data is kept in %s across restarts; delete it to start afresh. Ctrl-C stops.
-`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, cfg.CollectorAddr,
+`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, cfg.Collector.Addr,
 		sk.SMTP.Addr(), sk.HTTP.Addr(), filepath.Join(cfg.DataDir, "mail"), sk.HTTP.Addr(), sk.HTTP.Addr(), b.Addr(), cfg.DataDir)
-	<-ctx.Done()
-	log.Info("shutting down")
-	return nil
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-stagesDone:
+		// A stage gave up: end the process with its error.
+		return err
+	}
+}
+
+// clientSecurity is what clients need to reach the embedded broker as
+// configured: its superuser, and its certificate as the CA to trust.
+func clientSecurity(bc broker.Config) kafka.Config {
+	var k kafka.Config
+	if bc.TLSCertFile != "" {
+		k.TLS = kafka.TLS{Enabled: true, CAFile: bc.TLSCertFile}
+	}
+	if bc.SASLMechanism != "" {
+		k.SASL = kafka.SASL{Mechanism: bc.SASLMechanism, Username: bc.SASLUsername, Password: bc.SASLPassword}
+	}
+	return k
 }
 
 // publishExamples publishes the example workbook; unchanged tables are not
 // written again, so a restart publishes nothing.
-func publishExamples(ctx context.Context, brokers []string, log *slog.Logger) error {
+func publishExamples(ctx context.Context, k kafka.Config, log *slog.Logger) error {
 	specs, err := rules.ReadWorkbook(bytes.NewReader(examples.Workbook), examples.WorkbookName)
 	if err != nil {
 		return err
 	}
-	cl, err := newClient(brokers, kgo.TransactionalID("rtm-dev-rules"), kgo.TransactionTimeout(30*time.Second))
+	cl, err := k.NewClient(kgo.TransactionalID("rtm-dev-rules"), kgo.TransactionTimeout(30*time.Second))
 	if err != nil {
 		return err
 	}
@@ -233,28 +259,6 @@ func pointChannelsAtSinks(cfg *config.Config, sk *sinks.Sinks) {
 	cfg.Channels.FCM.BaseURL, cfg.Channels.FCM.ProjectID, cfg.Channels.FCM.AccessToken = sk.HTTP.URL(), sc.FCMProject, sc.FCMToken
 }
 
-type closer interface{ Close() }
-
-func startCollector(ctx context.Context, cfg config.Config, log *slog.Logger, goRun func(string, func(context.Context) error)) (closer, error) {
-	p, err := collector.NewProducer(cfg.Brokers)
-	if err != nil {
-		return nil, err
-	}
-	s, err := collector.New(collector.Config{Addr: cfg.CollectorAddr, TrackingSecret: []byte(cfg.TrackingSecret),
-		Registerer: prometheus.DefaultRegisterer}, p, log)
-	if err != nil {
-		p.Close()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", cfg.CollectorAddr)
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("collector: %w", err)
-	}
-	goRun("collector", func(ctx context.Context) error { return s.Serve(ctx, ln) })
-	return p, nil
-}
-
 // startShop runs the simulated shop through the real CDC bridge, and makes
 // its members open and click what they are sent.
 func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.Logger, goRun func(string, func(context.Context) error)) error {
@@ -264,7 +268,7 @@ func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.L
 	}
 	// Continue above what earlier runs bridged, so downstream stages (which
 	// ignore versions they have seen) take the new rows.
-	cps, err := mssql.ReadCheckpoints(ctx, cfg.Brokers, topics.CDCCheckpoints)
+	cps, err := mssql.ReadCheckpoints(ctx, cfg.KafkaConfig(), topics.CDCCheckpoints)
 	if err != nil {
 		return err
 	}
@@ -276,7 +280,7 @@ func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.L
 		return err
 	}
 	bc := mssql.Defaults()
-	bc.Brokers = cfg.Brokers
+	bc.Kafka = cfg.KafkaConfig()
 	bc.PollInterval = 200 * time.Millisecond
 	bc.TransactionalID = "rtm-dev-cdc"
 	bridge, err := mssql.New(bc, ct, log, prometheus.DefaultRegisterer)
@@ -285,7 +289,7 @@ func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.L
 	}
 	goRun("cdc bridge", bridge.Run)
 
-	producer, err := collector.NewProducer(cfg.Brokers)
+	producer, err := collector.NewProducer(cfg.KafkaConfig())
 	if err != nil {
 		return err
 	}
@@ -302,15 +306,15 @@ func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.L
 		producer.Close()
 		return err
 	}
-	goRun("simulated members' replies", func(ctx context.Context) error { replies(ctx, cfg.Brokers, sink, log); return nil })
+	goRun("simulated members' replies", func(ctx context.Context) error { replies(ctx, cfg.KafkaConfig(), sink, log); return nil })
 	goRun("simulated shop", func(ctx context.Context) error { return shop.Run(ctx) })
 	goRun("shop producer", func(ctx context.Context) error { <-ctx.Done(); producer.Close(); return nil })
 	return nil
 }
 
 // replies makes simulated members react to what they were sent.
-func replies(ctx context.Context, brokers []string, sink simulator.EventSink, log *slog.Logger) {
-	cl, err := newClient(brokers, kgo.ConsumeTopics(topics.DeliveryResults), kgo.ConsumerGroup("rtm-dev-simulated-members"))
+func replies(ctx context.Context, k kafka.Config, sink simulator.EventSink, log *slog.Logger) {
+	cl, err := k.NewClient(kgo.ConsumeTopics(topics.DeliveryResults), kgo.ConsumerGroup("rtm-dev-simulated-members"))
 	if err != nil {
 		log.Error("simulated replies", "err", err)
 		return
@@ -328,38 +332,4 @@ func replies(ctx context.Context, brokers []string, sink simulator.EventSink, lo
 			}
 		})
 	}
-}
-
-// serveOpsOrLog serves /healthz and /metrics for a long-running command,
-// logging (not failing) when the address is taken.
-func serveOpsOrLog(addr string, log *slog.Logger) {
-	if _, err := serveOps(addr, nil); err != nil {
-		log.Warn("not serving /healthz and /metrics", "err", err)
-	}
-}
-
-// serveOps serves /healthz, /metrics and extra routes until shut down.
-func serveOps(addr string, extra map[string]http.Handler) (*http.Server, error) {
-	mux := http.NewServeMux()
-	for pattern, h := range extra {
-		mux.Handle(pattern, h)
-	}
-	mux.Handle("GET /metrics", promhttp.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	return srv, nil
-}
-
-func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(ctx)
 }

@@ -1,47 +1,73 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/connectors/collector"
 	"github.com/rtm-project/rtm/connectors/mssql"
+	"github.com/rtm-project/rtm/internal/ops"
 )
 
 func newCollectCmd() *cobra.Command {
-	var apiKeys []string
-	cmd := &cobra.Command{
+	return &cobra.Command{
 		Use:   "collect",
 		Short: "Serve the behaviour collector (POST /v1/events) and tracking links (/t/o, /t/c)",
-		Args:  cobra.NoArgs,
+		Long: `Serves POST /v1/events (JSON array or NDJSON; answered 202 once Kafka has the events) and the
+signed tracking links on collector.addr, and /healthz, /readyz, /metrics on http_addr. API keys
+(RTM_COLLECTOR_API_KEYS or RTM_COLLECTOR_API_KEYS_FILE) and the tracking secret
+(RTM_TRACKING_SECRET or RTM_TRACKING_SECRET_FILE, the render stage's) come from the environment.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd)
 			if err != nil {
 				return err
 			}
-			if len(cfg.TrackingSecret) < 16 {
-				return errors.New("set a tracking secret of at least 16 bytes (RTM_TRACKING_SECRET), the same as the render stage's")
+			if len(cfg.TrackingSecret) < config.MinSecretBytes {
+				return fmt.Errorf("set a tracking secret of at least %d bytes (RTM_TRACKING_SECRET or RTM_TRACKING_SECRET_FILE), the same as the render stage's", config.MinSecretBytes)
 			}
-			log := cfg.Logger()
-			p, err := collector.NewProducer(cfg.Brokers)
+			p, err := startProcess(cmd.Context(), cfg, false, nil)
 			if err != nil {
 				return err
 			}
-			defer p.Close()
-			s, err := collector.New(collector.Config{Addr: cfg.CollectorAddr, APIKeys: apiKeys,
-				TrackingSecret: []byte(cfg.TrackingSecret), Registerer: prometheus.DefaultRegisterer}, p, log)
+			defer p.close()
+			ln, err := net.Listen("tcp", cfg.Collector.Addr)
 			if err != nil {
+				return fmt.Errorf("collector: %w", err)
+			}
+			s, closeProducer, err := newCollector(cfg, p)
+			if err != nil {
+				ln.Close()
 				return err
 			}
-			go serveOpsOrLog(cfg.HTTPAddr, log)
-			return s.Run(cmd.Context())
+			defer closeProducer()
+			p.health.Set("collector", ops.Status{State: ops.Running})
+			return s.Serve(cmd.Context(), ln)
 		},
 	}
-	cmd.Flags().StringSliceVar(&apiKeys, "api-key", nil, "accepted X-API-Key values for POST /v1/events (none: no authentication)")
-	return cmd
+}
+
+// newCollector builds the collector and its producer from the settings.
+func newCollector(cfg config.Config, p *process) (*collector.Server, func(), error) {
+	prod, err := collector.NewProducer(cfg.KafkaConfig())
+	if err != nil {
+		return nil, nil, err
+	}
+	c := cfg.Collector
+	s, err := collector.New(collector.Config{Addr: c.Addr, APIKeys: c.APIKeys, MaxBodyBytes: c.MaxBodyBytes,
+		MaxEvents: c.MaxEvents, RatePerSecond: c.RatePerSecond, Burst: c.Burst,
+		TrackingSecret: []byte(cfg.TrackingSecret), Registerer: prometheus.DefaultRegisterer}, prod, p.log)
+	if err != nil {
+		prod.Close()
+		return nil, nil, err
+	}
+	return s, prod.Close, nil
 }
 
 func newCDCCmd() *cobra.Command {
@@ -49,7 +75,8 @@ func newCDCCmd() *cobra.Command {
 		Use:   "cdc",
 		Short: "Run the SQL Server Change Tracking bridge into cdc.<table> (exactly once)",
 		Long: `Polls CHANGETABLE(CHANGES ...) of every configured table under snapshot isolation and writes
-the rows and the new checkpoint to Kafka in one transaction. Needs --mssql-dsn (RTM_MSSQL_DSN).`,
+the rows and the new checkpoint to Kafka in one transaction. Needs the DSN in RTM_MSSQL_DSN (or
+a file named by RTM_MSSQL_DSN_FILE).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd)
@@ -57,21 +84,37 @@ the rows and the new checkpoint to Kafka in one transaction. Needs --mssql-dsn (
 				return err
 			}
 			if cfg.MSSQLDSN == "" {
-				return errors.New("set the SQL Server DSN (--mssql-dsn or RTM_MSSQL_DSN)")
+				return errors.New("set the SQL Server DSN (RTM_MSSQL_DSN or RTM_MSSQL_DSN_FILE)")
 			}
-			log := cfg.Logger()
-			src, err := mssql.OpenSQL(cmd.Context(), cfg.MSSQLDSN)
+			ctx := cmd.Context()
+			p, err := startProcess(ctx, cfg, false, nil)
+			if err != nil {
+				return err
+			}
+			defer p.close()
+			src, err := mssql.OpenSQL(ctx, cfg.MSSQLDSN)
 			if err != nil {
 				return fmt.Errorf("connecting to SQL Server: %w", err)
 			}
 			bc := mssql.Defaults()
-			bc.Brokers = cfg.Brokers
-			b, err := mssql.New(bc, src, log, prometheus.DefaultRegisterer)
+			bc.Kafka = cfg.KafkaConfig()
+			b, err := mssql.New(bc, src, p.log, prometheus.DefaultRegisterer)
 			if err != nil {
 				return err
 			}
-			go serveOpsOrLog(cfg.HTTPAddr, log)
-			return b.Run(cmd.Context())
+			return runComponent(ctx, p, "cdc-bridge", b.Run)
 		},
 	}
+}
+
+// runComponent runs a component that has no recovery phase, reporting it
+// running while it runs and failed when it stops with an error.
+func runComponent(ctx context.Context, p *process, name string, run func(context.Context) error) error {
+	p.health.Set(name, ops.Status{State: ops.Running})
+	err := run(ctx)
+	if err != nil && ctx.Err() == nil {
+		p.health.Set(name, ops.Status{State: ops.Failed, LastError: err.Error()})
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }

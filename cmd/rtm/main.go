@@ -3,12 +3,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +13,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := handleSignals()
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "rtm:", err)
@@ -41,12 +38,53 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	config.RegisterFlags(root.PersistentFlags())
-	root.AddCommand(newBrokerCmd(), newTopicsCmd(), newConfigCmd(), newDevCmd(), newRulesCmd(), newRunCmd(), newCollectCmd(), newCDCCmd(), newReplayCmd())
+	root.AddCommand(newBrokerCmd(), newTopicsCmd(), newConfigCmd(), newDevCmd(), newRulesCmd(), newRunCmd(),
+		newCollectCmd(), newCDCCmd(), newReplayCmd(), newSinksCmd())
+	bindSettings(root)
 	return root
+}
+
+// settings says which configuration groups each command reads: its help
+// shows only those flags, and Load applies only those variables.
+var settings = map[string][]config.Group{
+	"rtm broker":         {config.GroupBroker},
+	"rtm config":         allGroups,
+	"rtm dev":            {config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels, config.GroupCollector, config.GroupBroker, config.GroupSinks},
+	"rtm run":            {config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels},
+	"rtm cdc":            {config.GroupKafka, config.GroupProcess, config.GroupMSSQL},
+	"rtm collect":        {config.GroupKafka, config.GroupProcess, config.GroupCollector},
+	"rtm sinks":          {config.GroupProcess, config.GroupSinks},
+	"rtm replay":         {config.GroupKafka},
+	"rtm topics list":    {config.GroupTopology},
+	"rtm topics apply":   {config.GroupKafka, config.GroupTopology},
+	"rtm rules publish":  {config.GroupKafka},
+	"rtm rules list":     {config.GroupKafka},
+	"rtm rules diff":     {config.GroupKafka},
+	"rtm rules rollback": {config.GroupKafka},
+}
+
+var allGroups = []config.Group{config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages,
+	config.GroupChannels, config.GroupCollector, config.GroupMSSQL, config.GroupBroker, config.GroupSinks}
+
+// bindings holds each runnable command's settings, for load.
+var bindings = map[*cobra.Command]*config.Binding{}
+
+// bindSettings binds every runnable command below c to its settings (the
+// log settings alone when the table names none).
+func bindSettings(c *cobra.Command) {
+	if c.Runnable() {
+		bindings[c] = config.Bind(c.Flags(), settings[c.CommandPath()]...)
+	}
+	for _, sub := range c.Commands() {
+		bindSettings(sub)
+	}
 }
 
 // load reads the configuration for cmd (defaults, file, env, flags).
 func load(cmd *cobra.Command) (config.Config, error) {
-	return config.Load(cmd.Flags())
+	b, ok := bindings[cmd]
+	if !ok {
+		return config.Config{}, fmt.Errorf("%s reads no settings", cmd.CommandPath())
+	}
+	return b.Load()
 }

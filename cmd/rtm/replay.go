@@ -32,7 +32,7 @@ their inputs, and member-state, timing and send deduplicate on them.`,
 					return fmt.Errorf("--from: %w", err)
 				}
 			}
-			cl, err := newClient(cfg.Brokers)
+			cl, err := cfg.KafkaConfig().NewClient()
 			if err != nil {
 				return err
 			}

@@ -170,11 +170,11 @@ func withRulesClient(cmd *cobra.Command, transactional bool, f func(context.Cont
 	if err != nil {
 		return err
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}
+	var opts []kgo.Opt
 	if transactional {
 		opts = append(opts, kgo.TransactionalID("rtm-rules-publish"), kgo.TransactionTimeout(30*time.Second))
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := cfg.KafkaConfig().NewClient(opts...)
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
 
-	"github.com/rtm-project/rtm/config"
+	"github.com/rtm-project/rtm/internal/ops"
+	"github.com/rtm-project/rtm/processors/inbox"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
@@ -21,8 +23,15 @@ func newRunCmd() *cobra.Command {
 		Use:   "run --stage NAME [--stage NAME...]",
 		Short: "Run stages (one consumer group each) against --brokers",
 		Long: fmt.Sprintf(`Runs the named stages until interrupted, each supervised: a stage that stops with an
-error is rebuilt and restarted with backoff. Deploy one instance per stage and scale it by
-partitions; every instance of a stage shares its consumer group.
+error is rebuilt and restarted with backoff, and one that fails max_failures times in a row ends
+the process with a non-zero status. Deploy one instance per stage and scale it by partitions;
+every instance of a stage shares its consumer group. Local state lives under
+<data_dir>/<instance_id>, locked against a second process; instance_id is also the Kafka static
+membership ID, so a restart inside the session timeout does not rebalance the group.
+
+Serves /healthz, /readyz (200 once every stage has recovered its tables and runs, and the rules
+are loaded; otherwise 503 with each stage's state) and /metrics on http_addr; the inbox stage
+also serves GET /v1/inbox/{member} there.
 
 Stages: %s`, strings.Join(pipeline.Stages(), ", ")),
 		Args: cobra.NoArgs,
@@ -34,18 +43,36 @@ Stages: %s`, strings.Join(pipeline.Stages(), ", ")),
 			if len(names) == 0 {
 				return fmt.Errorf("name at least one --stage (%s)", strings.Join(pipeline.Stages(), ", "))
 			}
-			return runStages(cmd.Context(), cfg, cfg.Logger(), names)
+			ctx := cmd.Context()
+			inboxAPI := &lateHandler{}
+			var extra map[string]http.Handler
+			if slices.Contains(names, inbox.Group) {
+				extra = map[string]http.Handler{"GET /v1/inbox/{member}": inboxAPI}
+			}
+			p, err := startProcess(ctx, cfg, true, extra)
+			if err != nil {
+				return err
+			}
+			defer p.close()
+			if extra != nil {
+				if err := runInboxView(ctx, p, inboxAPI); err != nil {
+					return err
+				}
+			}
+			return runStages(ctx, p, names)
 		},
 	}
 	cmd.Flags().StringSliceVar(&names, "stage", nil, "stage to run (repeatable, or comma-separated)")
 	return cmd
 }
 
-// runStages runs stages with a rules watcher until ctx is done. Stages start
-// once the watcher has applied the rules in force, so no message is decided
-// by an empty rule set.
-func runStages(ctx context.Context, cfg config.Config, log *slog.Logger, names []string) error {
-	cl, err := newClient(cfg.Brokers)
+// runStages runs stages with a rules watcher until ctx is done, reporting
+// to p's health. Stages start once the watcher has applied the rules in
+// force, so no message is decided by an empty rule set. It returns an error
+// when a stage gave up.
+func runStages(ctx context.Context, p *process, names []string) error {
+	cfg, log := p.cfg, p.log
+	cl, err := cfg.KafkaConfig().NewClient()
 	if err != nil {
 		return err
 	}
@@ -53,18 +80,76 @@ func runStages(ctx context.Context, cfg config.Config, log *slog.Logger, names [
 	w := rules.NewWatcher(cl, rules.WithLogger(log))
 	ctx, cancel := context.WithCancel(ctx)
 	var watching sync.WaitGroup
+	p.health.Set("rules", ops.Status{State: ops.Starting})
 	watching.Go(func() { stage.Supervise(ctx, "rules-watcher", log, w.Run) })
 	defer watching.Wait() // after cancel, before the client closes
 	defer cancel()
 	select {
 	case <-w.Ready():
+		p.health.Set("rules", ops.Status{State: ops.Running})
 	case <-ctx.Done():
 		return nil
 	}
-	pc, closeAdapters, err := pipelineConfig(cfg, w, log, names)
+	pc, closeAdapters, err := pipelineConfig(cfg, p, w, names)
 	if err != nil {
 		return err
 	}
 	defer closeAdapters()
 	return pipeline.Run(ctx, pc, names...)
+}
+
+// runInboxView starts the in-app inbox's view (its own copy of the inbox
+// table, under the instance directory) and serves it through h once built.
+func runInboxView(ctx context.Context, p *process, h *lateHandler) error {
+	env, err := stage.NewEnv(stage.EnvConfig{Kafka: p.cfg.KafkaConfig(), Catalogue: p.cfg.Catalogue(),
+		DataDir: p.dir, Group: "inbox-view", Log: p.log})
+	if err != nil {
+		return err
+	}
+	view, err := inbox.NewView(env)
+	if err != nil {
+		return err
+	}
+	h.set(inbox.Handler(view))
+	const name = "inbox-view"
+	p.health.Set(name, ops.Status{State: ops.Recovering})
+	go func() {
+		select {
+		case <-view.WaitRunning():
+			p.health.Set(name, ops.Status{State: ops.Running})
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		// A Goka view cannot be run again: when it fails, the process is
+		// no longer live, and its orchestrator restarts it.
+		if err := view.Run(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("inbox view stopped", "err", err)
+			p.health.Set(name, ops.Status{State: ops.Failed, LastError: err.Error()})
+		}
+	}()
+	return nil
+}
+
+// lateHandler answers 503 until its handler is set.
+type lateHandler struct {
+	mu sync.RWMutex
+	h  http.Handler
+}
+
+func (l *lateHandler) set(h http.Handler) {
+	l.mu.Lock()
+	l.h = h
+	l.mu.Unlock()
+}
+
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.mu.RLock()
+	h := l.h
+	l.mu.RUnlock()
+	if h == nil {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
 }

@@ -8,9 +8,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/topics"
 )
@@ -45,7 +46,7 @@ func newTopicsCmd() *cobra.Command {
 	var dryRun bool
 	apply := &cobra.Command{
 		Use:   "apply",
-		Short: "Create missing catalogue topics on --brokers and report drift (idempotent)",
+		Short: "Create missing catalogue topics on the cluster and report drift (idempotent)",
 		Long: `Creates every catalogue topic that is missing, with its partitions and cleanup policy,
 and checks existing ones. Drift (a different partition count or cleanup policy) is reported and
 exits with status 2; it is never "fixed" automatically, because changing a partition count remaps
@@ -56,7 +57,7 @@ keys and breaks co-partitioned state. A second run prints "no changes".`,
 			if err != nil {
 				return err
 			}
-			rep, err := applyTopics(cmd.Context(), cfg.Brokers, cfg.Catalogue(), dryRun, cfg.Logger())
+			rep, err := applyTopics(cmd.Context(), cfg.KafkaConfig(), cfg.Catalogue(), dryRun, cfg.Logger())
 			fmt.Fprintln(cmd.OutOrStdout(), rep)
 			if errors.Is(err, topics.ErrDrift) {
 				return exitCode(2)
@@ -70,8 +71,8 @@ keys and breaks co-partitioned state. A second run prints "no changes".`,
 }
 
 // applyTopics provisions cat on brokers, fitting replication to the cluster.
-func applyTopics(ctx context.Context, brokers []string, cat topics.Catalogue, dryRun bool, log *slog.Logger) (topics.ApplyReport, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func applyTopics(ctx context.Context, k kafka.Config, cat topics.Catalogue, dryRun bool, log *slog.Logger) (topics.ApplyReport, error) {
+	cl, err := k.NewClient()
 	if err != nil {
 		return topics.ApplyReport{}, err
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/connectors/channels"
@@ -22,13 +21,18 @@ import (
 // pipelineConfig is what the stages need from the configuration. The send
 // stage's adapters are built only when it runs (they need credentials the
 // other stages do not).
-func pipelineConfig(cfg config.Config, rs stage.Rules, log *slog.Logger, names []string) (pipeline.Config, func(), error) {
+func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []string) (pipeline.Config, func(), error) {
+	log := p.log
 	pc := pipeline.Config{
-		Brokers:   cfg.Brokers,
-		Catalogue: cfg.Catalogue(),
-		DataDir:   cfg.DataDir,
-		Rules:     rs,
-		Detect:    detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
+		Brokers:     cfg.Brokers,
+		Kafka:       cfg.KafkaConfig(),
+		Catalogue:   cfg.Catalogue(),
+		DataDir:     p.dir,
+		InstanceID:  cfg.InstanceID,
+		Health:      p.health,
+		MaxFailures: cfg.MaxFailures,
+		Rules:       rs,
+		Detect:      detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
 		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingSecret: []byte(cfg.TrackingSecret),
 			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto, UnsubscribeURL: cfg.Channels.UnsubscribeURL},
 		Log: log,
@@ -55,7 +59,7 @@ func deliverer(cfg config.Config, log *slog.Logger) (send.Deliverer, func(), err
 	if err != nil {
 		return nil, nil, err
 	}
-	inappClient, err := channels.NewInAppProducer(cfg.Brokers)
+	inappClient, err := channels.NewInAppProducer(cfg.KafkaConfig())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -82,9 +86,4 @@ func deliverer(cfg config.Config, log *slog.Logger) (send.Deliverer, func(), err
 		return nil, nil, err
 	}
 	return r, inappClient.Close, nil
-}
-
-// newClient returns a plain franz-go client for brokers.
-func newClient(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
-	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 }

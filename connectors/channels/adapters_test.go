@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -246,7 +248,7 @@ func TestInAppAdapter(t *testing.T) {
 	channeltest.Run(t, func(t *testing.T) channeltest.Harness {
 		b := testkit.Broker(t, "")
 		testkit.CreateTopic(t, b.Addr(), channels.InAppTopic, partitions, nil)
-		cl, err := channels.NewInAppProducer([]string{b.Addr()})
+		cl, err := channels.NewInAppProducer(kafka.Config{Brokers: []string{b.Addr()}})
 		if err != nil {
 			t.Fatal(err)
 		}

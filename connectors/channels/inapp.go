@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -36,10 +38,10 @@ type Producer interface {
 // NewInAppProducer returns a Kafka client for the in-app adapter:
 // idempotent, acks=all (both franz-go defaults, stated here because the
 // adapter relies on them), Kafka's murmur2 key partitioner so a member's
-// messages land on the member's partition. extra options are appended
-// (TLS, SASL). The caller closes it.
-func NewInAppProducer(brokers []string, extra ...kgo.Opt) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(append(topics.ProducerOpts(brokers), extra...)...)
+// messages land on the member's partition, over k's connection (TLS,
+// SASL). The caller closes it.
+func NewInAppProducer(k kafka.Config, extra ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := k.NewClient(append(topics.ProducerOpts(), extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("in-app producer: %w", err)
 	}

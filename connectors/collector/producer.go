@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/topics"
@@ -18,9 +20,9 @@ type Producer interface {
 
 // NewProducer returns the collector's Kafka client: idempotent, acks=all,
 // Kafka's murmur2 key partitioner (topics.Partition), so events land on
-// their member's partition. extra options are appended (e.g. TLS, SASL).
-func NewProducer(brokers []string, extra ...kgo.Opt) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(append(topics.ProducerOpts(brokers), extra...)...)
+// their member's partition, over k's connection (TLS, SASL).
+func NewProducer(k kafka.Config, extra ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := k.NewClient(append(topics.ProducerOpts(), extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("collector producer: %w", err)
 	}

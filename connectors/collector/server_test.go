@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/internal/testkit"
@@ -27,7 +29,7 @@ func newCollector(t testing.TB, cfg Config) (addr string, srv *httptest.Server, 
 	t.Helper()
 	b := testkit.Broker(t, "")
 	testkit.CreateTopic(t, b.Addr(), topics.BehaviorEvents, partitions, nil)
-	p, err := NewProducer([]string{b.Addr()})
+	p, err := NewProducer(kafka.Config{Brokers: []string{b.Addr()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,8 +21,8 @@ import (
 // Config configures the bridge. Zero values take the documented defaults
 // (Defaults fills them in one place).
 type Config struct {
-	// Brokers are the Kafka bootstrap addresses.
-	Brokers []string
+	// Kafka is the cluster (bootstrap addresses, TLS, SASL).
+	Kafka kafka.Config
 	// Tables to bridge; default DefaultTables().
 	Tables []TableConfig
 	// TransactionalID identifies the bridge to Kafka; a restarted bridge must
@@ -78,7 +80,7 @@ func (c Config) withDefaults() Config {
 // Validate reports every problem with the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Brokers) == 0 {
+	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, errors.New("no Kafka brokers configured"))
 	}
 	if c.MinBackoff > c.MaxBackoff {
@@ -149,8 +151,7 @@ func (e errCrash) Unwrap() error { return e.err }
 // ID, or the transaction state is unrecoverable). Database and transient
 // Kafka errors are retried with exponential backoff.
 func (b *Bridge) Run(ctx context.Context) error {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(b.cfg.Brokers...),
+	cl, err := b.cfg.Kafka.NewClient(
 		kgo.TransactionalID(b.cfg.TransactionalID),
 		kgo.TransactionTimeout(b.cfg.TransactionTimeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -174,7 +175,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	var cps map[string]int64
 	if err := b.retry(ctx, "", "kafka", func() (err error) {
-		cps, err = ReadCheckpoints(ctx, b.cfg.Brokers, topics.CDCCheckpoints)
+		cps, err = ReadCheckpoints(ctx, b.cfg.Kafka, topics.CDCCheckpoints)
 		return err
 	}); err != nil {
 		return ignoreCancel(ctx, err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -42,7 +44,7 @@ func newEnv(t testing.TB) *env {
 }
 
 func (e *env) config() Config {
-	return Config{Brokers: []string{e.addr}, Tables: testTables(), TransactionalID: "test-cdc",
+	return Config{Kafka: kafka.Config{Brokers: []string{e.addr}}, Tables: testTables(), TransactionalID: "test-cdc",
 		PollInterval: 10 * time.Millisecond, MaxRows: 3, TransactionTimeout: 10 * time.Second}
 }
 

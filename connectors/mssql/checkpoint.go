@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -26,8 +28,8 @@ type Checkpoint struct {
 // never used. Call it after the bridge's transactional producer has fenced
 // earlier instances: that aborts their open transactions, and the last
 // stable offset then reaches the end of the log.
-func ReadCheckpoints(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
-	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func ReadCheckpoints(ctx context.Context, k kafka.Config, topic string) (map[string]int64, error) {
+	adm, err := k.NewClient()
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint admin client: %w", err)
 	}
@@ -57,7 +59,7 @@ func ReadCheckpoints(ctx context.Context, brokers []string, topic string) (map[s
 	if len(remaining) == 0 {
 		return out, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+	cl, err := k.NewClient(
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records (commit and abort markers) are kept so that
 		// reading can stop at the last stable offset even when the log ends

@@ -3,6 +3,8 @@ package mssql
 import (
 	"strings"
 	"testing"
+
+	"github.com/rtm-project/rtm/internal/kafka"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -12,9 +14,9 @@ func TestConfigValidate(t *testing.T) {
 		cfg  Config
 		want []string // substrings of the error; none means valid
 	}{
-		{"defaults", Config{Brokers: []string{"b:9092"}, Tables: ok}, nil},
+		{"defaults", Config{Kafka: kafka.Config{Brokers: []string{"b:9092"}}, Tables: ok}, nil},
 		{"no brokers", Config{Tables: ok}, []string{"no Kafka brokers"}},
-		{"every table problem", Config{Brokers: []string{"b"}, Tables: []TableConfig{
+		{"every table problem", Config{Kafka: kafka.Config{Brokers: []string{"b"}}, Tables: []TableConfig{
 			{Name: "x;drop", PrimaryKey: []string{"id"}, PartitionColumn: "other", Columns: []string{"name"}},
 			ok[0], ok[0],
 		}}, []string{`table name "x;drop" is not a plain identifier`,

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/internal/kafka"
+
 	"github.com/rtm-project/rtm/connectors/mssql"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/topics"
@@ -141,7 +143,7 @@ func TestBridgeReplaysShop(t *testing.T) {
 	if err := shop.Seed(ctx); err != nil {
 		t.Fatal(err)
 	}
-	bridge, err := mssql.New(mssql.Config{Brokers: []string{br.Addr()}, PollInterval: 5 * time.Millisecond, MaxRows: 50},
+	bridge, err := mssql.New(mssql.Config{Kafka: kafka.Config{Brokers: []string{br.Addr()}}, PollInterval: 5 * time.Millisecond, MaxRows: 50},
 		ct, testkit.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -170,3 +170,8 @@ func (d *detector) release(ctx goka.Context, at time.Time) {
 func (s *Stage) WaitForReadyContext(ctx context.Context) error {
 	return s.proc.WaitForReadyContext(ctx)
 }
+
+// StatsWithContext is the processor's statistics (recovery progress).
+func (s *Stage) StatsWithContext(ctx context.Context) *goka.ProcessorStats {
+	return s.proc.StatsWithContext(ctx)
+}

@@ -13,6 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lovoo/goka"
+
+	"github.com/rtm-project/rtm/internal/kafka"
+	"github.com/rtm-project/rtm/internal/ops"
 	"github.com/rtm-project/rtm/processors/audience"
 	"github.com/rtm-project/rtm/processors/campaign"
 	"github.com/rtm-project/rtm/processors/channel"
@@ -30,14 +34,26 @@ import (
 
 // Config is what building a stage needs.
 type Config struct {
-	Brokers   []string
+	Brokers []string
+	// Kafka is the cluster's security (TLS, SASL); its Brokers are ignored
+	// in favour of Brokers.
+	Kafka     kafka.Config
 	Catalogue topics.Catalogue
-	// DataDir holds each stage's local state under DataDir/state/<stage>.
+	// DataDir holds each stage's local state under DataDir/state/<stage>;
+	// `rtm run` gives each instance its own (<data_dir>/<instance_id>).
 	DataDir string
-	Rules   stage.Rules
-	Detect  detect.Config
-	Timing  timing.Config
-	Render  render.Config
+	// InstanceID, when set, is the Kafka static group membership ID of
+	// every stage run here.
+	InstanceID string
+	// Health receives each stage's state (nil: not reported).
+	Health *ops.Health
+	// MaxFailures consecutive failures of one stage end Run with an error
+	// (0: never).
+	MaxFailures int
+	Rules       stage.Rules
+	Detect      detect.Config
+	Timing      timing.Config
+	Render      render.Config
 	// Deliverer sends deliveries (the send stage); channels.Router is one.
 	Deliverer send.Deliverer
 	Log       *slog.Logger
@@ -98,7 +114,9 @@ func (s *Stage) WaitReady(ctx context.Context) error {
 }
 
 // Build builds one stage.
-func Build(name string, cfg Config) (*Stage, error) {
+func Build(name string, cfg Config) (*Stage, error) { return build(name, cfg, nil) }
+
+func build(name string, cfg Config, onStoreFailure func(error)) (*Stage, error) {
 	d, ok := stages[name]
 	if !ok {
 		return nil, fmt.Errorf("no stage %q (stages: %s)", name, strings.Join(Stages(), ", "))
@@ -107,7 +125,10 @@ func Build(name string, cfg Config) (*Stage, error) {
 	if d.indexes != nil {
 		idx = d.indexes()
 	}
-	env, err := stage.NewEnv(cfg.Brokers, cfg.Catalogue, cfg.DataDir, name, idx, cfg.Log)
+	k := cfg.Kafka
+	k.Brokers = cfg.Brokers
+	env, err := stage.NewEnv(stage.EnvConfig{Kafka: k, Catalogue: cfg.Catalogue, DataDir: cfg.DataDir, Group: name,
+		Indexes: idx, InstanceID: cfg.InstanceID, OnStoreFailure: onStoreFailure, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", name, err)
 	}
@@ -119,31 +140,95 @@ func Build(name string, cfg Config) (*Stage, error) {
 }
 
 // Run builds and runs the named stages, each supervised (rebuilt and
-// restarted with backoff when it fails), until ctx is done.
+// restarted with backoff when it fails), until ctx is done. When one stage
+// gives up (MaxFailures consecutive failures) the others are stopped too and
+// Run returns its error, so the process exits non-zero and its orchestrator
+// restarts it.
 func Run(ctx context.Context, cfg Config, names ...string) error {
 	for _, n := range names {
 		if _, ok := stages[n]; !ok {
 			return fmt.Errorf("no stage %q (stages: %s)", n, strings.Join(Stages(), ", "))
 		}
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	for _, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stage.Supervise(ctx, n, cfg.Log, func(ctx context.Context) error {
-				r, err := Build(n, cfg)
-				if err != nil {
-					return err
-				}
-				start := time.Now()
-				cfg.Log.Info("stage running", "stage", n)
-				err = r.Run(ctx)
-				cfg.Log.Info("stage stopped", "stage", n, "after", time.Since(start).Round(time.Millisecond), "err", err)
-				return err
-			})
-		}()
+		sup := stage.Supervisor{Name: n, Log: cfg.Log, Health: cfg.Health, MaxFailures: cfg.MaxFailures}
+		wg.Go(func() {
+			if err := sup.Run(ctx, func(ctx context.Context) error { return runOnce(ctx, n, cfg) }); err != nil {
+				cancel(err)
+			}
+		})
 	}
 	wg.Wait()
+	if err := context.Cause(ctx); err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
 	return nil
+}
+
+// runOnce builds and runs one stage until it stops, reporting its state:
+// starting, recovering (with progress) until its tables are recovered and
+// it processes input, then running. A local store that fails its writes
+// stops the stage at once with that error.
+func runOnce(ctx context.Context, n string, cfg Config) error {
+	report := func(st ops.Status) {
+		if cfg.Health != nil {
+			cfg.Health.Set(n, st)
+		}
+	}
+	report(ops.Status{State: ops.Starting})
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	r, err := build(n, cfg, func(err error) { stop(fmt.Errorf("local store failed: %w", err)) })
+	if err != nil {
+		return err
+	}
+	report(ops.Status{State: ops.Recovering})
+	if cfg.Health != nil {
+		cfg.Health.SetProgress(n, r.progress)
+	}
+	go func() {
+		if r.WaitReady(ctx) == nil && ctx.Err() == nil {
+			report(ops.Status{State: ops.Running})
+		}
+	}()
+	start := time.Now()
+	cfg.Log.Info("stage running", "stage", n)
+	err = r.Run(ctx)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = errors.Join(cause, err)
+	}
+	cfg.Log.Info("stage stopped", "stage", n, "after", time.Since(start).Round(time.Millisecond), "err", err)
+	return err
+}
+
+// progress sums the recovery of the stage's tables (Goka's statistics): the
+// records restored so far and the changelogs' high watermarks.
+func (s *Stage) progress(ctx context.Context) *ops.Progress {
+	p, ok := s.Runner.(interface {
+		StatsWithContext(context.Context) *goka.ProcessorStats
+	})
+	if !ok {
+		return nil
+	}
+	st := p.StatsWithContext(ctx)
+	if st == nil {
+		return nil
+	}
+	var out ops.Progress
+	add := func(t *goka.TableStats) {
+		if t != nil && t.Recovery != nil {
+			out.Restored += max(t.Recovery.Offset+1, 0)
+			out.Total += t.Recovery.Hwm
+		}
+	}
+	for _, part := range st.Group {
+		add(part.TableStats)
+		for _, t := range part.Joined {
+			add(t)
+		}
+	}
+	return &out
 }

@@ -7,22 +7,50 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/topics"
 )
 
+// EnvConfig is what NewEnv needs.
+type EnvConfig struct {
+	// Kafka is the cluster and its security; every Goka client of the
+	// stage uses it.
+	Kafka     kafka.Config
+	Catalogue topics.Catalogue
+	// DataDir is this instance's state directory; the stage keeps its
+	// stores under DataDir/state/<group>.
+	DataDir string
+	Group   string
+	// Indexes are the partition-local indexes of the tables the stage
+	// keeps or joins.
+	Indexes map[string]state.Indexer
+	// InstanceID, when set, is the Kafka static group membership ID
+	// (group.instance.id): a restart within the session timeout gets its
+	// partitions back without rebalancing the other members.
+	InstanceID string
+	// OnStoreFailure is called (once per store) when a local store fails
+	// its writes; the stage's runner stops the stage with the error.
+	OnStoreFailure func(err error)
+	Log            *slog.Logger
+}
+
 // NewEnv returns the environment of one stage (consumer group): its local
-// state lives in its own directory, dataDir/state/<group>, so several stages
+// state lives in its own directory, DataDir/state/<group>, so several stages
 // in one process (rtm dev, tests) never share a Pebble store, and its
 // Registry finds the stores of its own partitions.
-func NewEnv(brokers []string, cat topics.Catalogue, dataDir, group string, indexes map[string]state.Indexer, log *slog.Logger) (Env, error) {
+func NewEnv(c EnvConfig) (Env, error) {
 	reg := state.NewRegistry()
-	b, err := state.Builder(filepath.Join(dataDir, "state", group),
-		state.Options{Indexes: indexes, Logger: log, Cache: blockCache()}, reg)
+	opts := state.Options{Indexes: c.Indexes, Logger: c.Log, Cache: blockCache()}
+	if c.OnStoreFailure != nil {
+		// MERGE: opts.OnFailure = func(topic string, partition int32, err error) { c.OnStoreFailure(err) }
+	}
+	b, err := state.Builder(filepath.Join(c.DataDir, "state", c.Group), opts, reg)
 	if err != nil {
 		return Env{}, err
 	}
-	return Env{Brokers: brokers, Catalogue: cat, Storage: b, Registry: reg, Log: log.With("stage", group)}, nil
+	return Env{Brokers: c.Kafka.Brokers, Kafka: c.Kafka, Catalogue: c.Catalogue, InstanceID: c.InstanceID, Group: c.Group,
+		Storage: b, Registry: reg, Log: c.Log.With("stage", c.Group)}, nil
 }
 
 // blockCache is the process's one Pebble block cache, shared by every

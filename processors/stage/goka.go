@@ -13,14 +13,22 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/topics"
 )
 
 // Env is what a stage needs to talk to Kafka the RTM way.
 type Env struct {
-	Brokers   []string
+	Brokers []string
+	// Kafka is the cluster's security (TLS, SASL), applied to every sarama
+	// client Goka makes for the stage.
+	Kafka     kafka.Config
 	Catalogue topics.Catalogue
+	// InstanceID, when set, is the static group membership ID.
+	InstanceID string
+	// Group is the stage's consumer group (for its metrics).
+	Group string
 	// Storage builds the local state of group and join tables.
 	Storage storage.Builder
 	// Registry finds the open stores Storage built, for index scans.
@@ -28,11 +36,21 @@ type Env struct {
 	Log      *slog.Logger
 }
 
-// SaramaConfig returns a fresh sarama configuration for Goka clients.
-// Goka keeps a package-global config; RTM never touches it and passes its own
-// per builder instead, so two stages in one process (rtm dev, tests) cannot
-// race on it.
-func SaramaConfig(clientID string) *sarama.Config {
+// saramaConfig returns a fresh sarama configuration for Goka clients, with
+// the cluster's TLS and SASL. Goka keeps a package-global config; RTM never
+// touches it and passes its own per builder instead, so two stages in one
+// process (rtm dev, tests) cannot race on it.
+func (e Env) saramaConfig(clientID string) (*sarama.Config, error) {
+	c := baseSaramaConfig(clientID)
+	k := e.Kafka
+	k.Brokers = e.Brokers
+	if err := k.ApplySarama(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func baseSaramaConfig(clientID string) *sarama.Config {
 	c := goka.DefaultConfig()
 	c.ClientID = clientID
 	// Kafka 2.8+ protocol; the embedded broker and any supported cluster speak it.
@@ -66,22 +84,42 @@ func (e Env) TopicManagerConfig() *goka.TopicManagerConfig {
 
 func (e Env) topicManagerBuilder() goka.TopicManagerBuilder {
 	return func(brokers []string) (goka.TopicManager, error) {
-		return goka.NewTopicManager(brokers, SaramaConfig("rtm-topic-manager"), e.TopicManagerConfig())
+		c, err := e.saramaConfig("rtm-topic-manager")
+		if err != nil {
+			return nil, err
+		}
+		return goka.NewTopicManager(brokers, c, e.TopicManagerConfig())
 	}
 }
 
-func producerBuilder(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-	c := SaramaConfig(clientID)
+func (e Env) producerBuilder(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+	c, err := e.saramaConfig(clientID)
+	if err != nil {
+		return nil, err
+	}
 	c.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
 	return goka.NewProducer(brokers, c)
 }
 
-func consumerGroupBuilder(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
-	return sarama.NewConsumerGroup(brokers, group, SaramaConfig(clientID))
+func (e Env) consumerGroupBuilder(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
+	c, err := e.saramaConfig(clientID)
+	if err != nil {
+		return nil, err
+	}
+	if e.InstanceID != "" {
+		// KIP-345: the broker keeps this member's assignment across a
+		// restart inside the session timeout instead of rebalancing.
+		c.Consumer.Group.InstanceId = e.InstanceID
+	}
+	return sarama.NewConsumerGroup(brokers, group, c)
 }
 
-func consumerBuilder(brokers []string, clientID string) (sarama.Consumer, error) {
-	return sarama.NewConsumer(brokers, SaramaConfig(clientID))
+func (e Env) consumerBuilder(brokers []string, clientID string) (sarama.Consumer, error) {
+	c, err := e.saramaConfig(clientID)
+	if err != nil {
+		return nil, err
+	}
+	return sarama.NewConsumer(brokers, c)
 }
 
 // ProcessorOptions returns the options every stage processor uses, followed
@@ -90,15 +128,19 @@ func (e Env) ProcessorOptions(extra ...goka.ProcessorOption) []goka.ProcessorOpt
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher()),
 		goka.WithTopicManagerBuilder(e.topicManagerBuilder()),
-		goka.WithProducerBuilder(producerBuilder),
-		goka.WithConsumerGroupBuilder(consumerGroupBuilder),
-		goka.WithConsumerSaramaBuilder(consumerBuilder),
+		goka.WithProducerBuilder(e.producerBuilder),
+		goka.WithConsumerGroupBuilder(e.consumerGroupBuilder),
+		goka.WithConsumerSaramaBuilder(e.consumerBuilder),
 	}
 	if e.Storage != nil {
 		opts = append(opts, goka.WithStorageBuilder(e.Storage))
 	}
 	if e.Log != nil {
 		opts = append(opts, goka.WithLogger(gokaLogger{e.Log}))
+	}
+	if e.Group != "" {
+		group := e.Group
+		opts = append(opts, goka.WithRebalanceCallback(func(goka.Assignment) { Rebalances.WithLabelValues(group).Inc() }))
 	}
 	return append(opts, extra...)
 }
@@ -108,7 +150,7 @@ func (e Env) ViewOptions(extra ...goka.ViewOption) []goka.ViewOption {
 	opts := []goka.ViewOption{
 		goka.WithViewHasher(Hasher()),
 		goka.WithViewTopicManagerBuilder(e.topicManagerBuilder()),
-		goka.WithViewConsumerSaramaBuilder(consumerBuilder),
+		goka.WithViewConsumerSaramaBuilder(e.consumerBuilder),
 	}
 	if e.Storage != nil {
 		opts = append(opts, goka.WithViewStorageBuilder(e.Storage))
@@ -124,7 +166,7 @@ func (e Env) EmitterOptions(extra ...goka.EmitterOption) []goka.EmitterOption {
 	opts := []goka.EmitterOption{
 		goka.WithEmitterHasher(Hasher()),
 		goka.WithEmitterTopicManagerBuilder(e.topicManagerBuilder()),
-		goka.WithEmitterProducerBuilder(producerBuilder),
+		goka.WithEmitterProducerBuilder(e.producerBuilder),
 	}
 	if e.Log != nil {
 		opts = append(opts, goka.WithEmitterLogger(gokaLogger{e.Log}))

@@ -20,6 +20,12 @@ var (
 		Name: "rtm_stage_emitted_total",
 		Help: "Records emitted by a stage.",
 	}, []string{"stage", "topic"})
+	// Rebalances counts the consumer-group assignments a stage received:
+	// one at start, one more per rebalance.
+	Rebalances = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_rebalances_total",
+		Help: "Partition assignments a stage's consumer group handed this process (1 at start, +1 per rebalance).",
+	}, []string{"group"})
 	// Restarts counts supervised restarts of a stage after an error.
 	Restarts = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "rtm_stage_restarts_total",

@@ -149,3 +149,8 @@ func (s *scheduler) release(ctx goka.Context, at time.Time) {
 func (st *Stage) WaitForReadyContext(ctx context.Context) error {
 	return st.proc.WaitForReadyContext(ctx)
 }
+
+// StatsWithContext is the processor's statistics (recovery progress).
+func (st *Stage) StatsWithContext(ctx context.Context) *goka.ProcessorStats {
+	return st.proc.StatsWithContext(ctx)
+}

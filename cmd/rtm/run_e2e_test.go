@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/internal/testkit"
+	"github.com/rtm-project/rtm/processors/memberstate"
+)
+
+const exampleRules = "../../rules/examples/rtm-rules.xlsx"
+
+// runProc is an `rtm run` child process and what it printed.
+type runProc struct {
+	cmd  *exec.Cmd
+	http string
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (p *runProc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *runProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// channelEnv lets the send stage build its adapters (they refuse empty
+// credentials); nothing is sent in these tests.
+var channelEnv = []string{"RTM_LINE_TOKEN=t", "RTM_FCM_TOKEN=t", "RTM_FCM_PROJECT=p"}
+
+// startRun starts `rtm run` with args and its own http address.
+func startRun(t *testing.T, env []string, args ...string) *runProc {
+	t.Helper()
+	p := &runProc{http: freeAddr(t), done: make(chan struct{})}
+	p.cmd = exec.Command(rtmBin, append([]string{"run", "--http-addr", p.http, "--log-level", "info"}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("rtm run %v output:\n%s", args, p.output())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and returns the exit error and how long it took.
+func (p *runProc) stop(t *testing.T, within time.Duration) (error, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err, time.Since(start)
+	case <-time.After(within):
+		t.Fatalf("rtm run did not exit within %v of SIGTERM", within)
+		return nil, 0
+	}
+}
+
+func get(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// waitReady polls /readyz until 200 and returns the not-ready answers seen
+// before it.
+func (p *runProc) waitReady(t *testing.T) []string {
+	t.Helper()
+	var notReady []string
+	testkit.Eventually(t, 2*time.Minute, "/readyz of "+p.http+" to answer 200", func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("rtm run exited early: %v", p.err)
+		default:
+		}
+		code, body, err := get("http://" + p.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		if code != http.StatusOK {
+			notReady = append(notReady, body)
+		}
+		return code == http.StatusOK
+	})
+	return notReady
+}
+
+// metric returns the value of one sample line of /metrics.
+func (p *runProc) metric(t *testing.T, sample string) float64 {
+	t.Helper()
+	_, body, err := get("http://" + p.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+// provision applies the catalogue and publishes the example rules.
+func provision(t *testing.T, addr string) {
+	t.Helper()
+	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", "4"); err != nil {
+		t.Fatalf("topics apply: %v\n%s", err, out)
+	}
+	if out, err := rtm(t, "rules", "publish", "--brokers", addr, "--author", "e2e", exampleRules); err != nil {
+		t.Fatalf("rules publish: %v\n%s", err, out)
+	}
+}
+
+// seedMembers writes n profiles to the member table's changelog, so the
+// filter stage has a table to recover.
+func seedMembers(t *testing.T, addr string, n int) {
+	t.Helper()
+	cl := testkit.Client(t, addr, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	ctx := testkit.Context(t)
+	for i := range n {
+		id := fmt.Sprintf("M%07d", i)
+		v, err := memberstate.Codec{}.Encode(&memberstate.Profile{MemberID: id, Exists: true, Email: id + "@example.jp", MailOptIn: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: string(memberstate.Table), Key: []byte(id), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storeFiles lists the files under dir (the stages' Pebble stores).
+func storeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, path)
+		}
+		return nil
+	})
+	return files
+}
+
+// TestRunIsAnOperableProcess runs `rtm run --stage filter --stage send` as
+// its own process against the broker: /readyz is 503 while the stages
+// start and recover, 200 after; /healthz and /metrics answer; a second
+// process on the same instance directory refuses to start and deletes
+// nothing; SIGTERM exits 0 and leaves every store marked clean.
+func TestRunIsAnOperableProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	addr := freeAddr(t)
+	startBroker(t, addr, t.TempDir())
+	provision(t, addr)
+	seedMembers(t, addr, 20000)
+
+	data := t.TempDir()
+	args := []string{"--stage", "filter", "--stage", "send", "--brokers", addr, "--partitions", "4",
+		"--data-dir", data, "--instance-id", "filter-0", "--shutdown-timeout", "20s"}
+	first := startRun(t, channelEnv, args...)
+	notReady := first.waitReady(t)
+	if len(notReady) == 0 {
+		t.Error("/readyz never answered 503 before the stages were ready")
+	} else if t.Logf("first not-ready answer: %s", notReady[0]); !strings.Contains(notReady[0], `"filter"`) && !strings.Contains(notReady[0], `"rules"`) {
+		t.Errorf("a not-ready answer does not name what is not ready: %s", notReady[0])
+	}
+	if code, body, err := get("http://" + first.http + "/healthz"); err != nil || code != 200 {
+		t.Errorf("/healthz: %d %q %v", code, body, err)
+	}
+	for _, sample := range []string{`rtm_component_ready{component="filter"}`, `rtm_component_ready{component="send"}`,
+		`rtm_component_ready{component="rules"}`, `rtm_rebalances_total{group="filter"}`} {
+		if v := first.metric(t, sample); v < 1 {
+			t.Errorf("/metrics: %s is %v, want >= 1", sample, v)
+		}
+	}
+
+	instDir := filepath.Join(data, "filter-0")
+	before := storeFiles(t, filepath.Join(instDir, "state"))
+	if len(before) == 0 {
+		t.Fatal("no store files under the instance directory")
+	}
+	second := startRun(t, channelEnv, args...)
+	select {
+	case <-second.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a second rtm run on the same instance directory did not exit")
+	}
+	var ee *exec.ExitError
+	if !errors.As(second.err, &ee) || ee.ExitCode() == 0 {
+		t.Errorf("second rtm run: exit %v, want a non-zero status", second.err)
+	}
+	if out := second.output(); !strings.Contains(out, "in use by another process") {
+		t.Errorf("second rtm run does not say why it refused:\n%s", out)
+	}
+	if code, _, _ := get("http://" + first.http + "/readyz"); code != 200 {
+		t.Errorf("first process not ready after the second was refused: %d", code)
+	}
+	after := storeFiles(t, filepath.Join(instDir, "state"))
+	for _, f := range before {
+		if _, err := os.Stat(f); err != nil && !strings.Contains(f, "LOCK") && strings.HasSuffix(f, ".sst") {
+			t.Errorf("store file %s is gone after the second process", f)
+		}
+	}
+	if len(after) == 0 {
+		t.Error("the second process cleared the first one's stores")
+	}
+
+	err, took := first.stop(t, 30*time.Second)
+	if err != nil {
+		t.Fatalf("SIGTERM: exit %v after %v, want 0", err, took)
+	}
+	t.Logf("SIGTERM to exit: %v", took.Round(time.Millisecond))
+	markers, _ := filepath.Glob(filepath.Join(instDir, "state", "filter", "*", "*", "CLEAN"))
+	if len(markers) == 0 {
+		t.Error("no store was marked clean by the graceful stop")
+	}
+}
+
+// TestStaticMembershipRestartDoesNotRebalance restarts one of two filter
+// instances with the same instance_id inside the session timeout: the other
+// instance receives no new assignment (its rebalance count is unchanged).
+func TestStaticMembershipRestartDoesNotRebalance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	addr := freeAddr(t)
+	startBroker(t, addr, t.TempDir())
+	provision(t, addr)
+	data := t.TempDir()
+	common := []string{"--stage", "filter", "--brokers", addr, "--partitions", "4", "--data-dir", data}
+	a := startRun(t, nil, append(common, "--instance-id", "filter-a")...)
+	a.waitReady(t)
+	b := startRun(t, nil, append(common, "--instance-id", "filter-b")...)
+	b.waitReady(t)
+	const sample = `rtm_rebalances_total{group="filter"}`
+	testkit.Eventually(t, time.Minute, "filter-a to get its share after filter-b joined", func() bool { return a.metric(t, sample) >= 2 })
+	before := a.metric(t, sample)
+
+	if err, _ := b.stop(t, 30*time.Second); err != nil {
+		t.Fatalf("SIGTERM of filter-b: %v", err)
+	}
+	b2 := startRun(t, nil, append(common, "--instance-id", "filter-b")...)
+	b2.waitReady(t)
+	if got := b2.metric(t, sample); got != 1 {
+		t.Errorf("restarted filter-b: %v assignments, want 1", got)
+	}
+	if after := a.metric(t, sample); after != before {
+		t.Errorf("filter-a went through a rebalance when filter-b restarted: assignments %v -> %v", before, after)
+	}
+}
