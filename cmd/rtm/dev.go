@@ -77,7 +77,8 @@ in the process uses them too.`,
 // goes away, and a delivery must never fail because its sink closed first.
 func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer) error {
 	inboxAPI := &lateHandler{}
-	p, err := startProcess(ctx, cfg, true, map[string]http.Handler{"GET /v1/inbox/{member}": inboxAPI})
+	p, err := startProcess(ctx, cfg, true, map[string]http.Handler{"GET /v1/inbox/{member}": inboxAPI},
+		append([]string{"rules", inboxView}, pipeline.Stages()...)...)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,10 @@ signed tracking links on collector.addr, and /healthz, /readyz, /metrics on http
 			if len(cfg.TrackingSecret) < config.MinSecretBytes {
 				return fmt.Errorf("set a tracking secret of at least %d bytes (RTM_TRACKING_SECRET or RTM_TRACKING_SECRET_FILE), the same as the render stage's", config.MinSecretBytes)
 			}
-			p, err := startProcess(cmd.Context(), cfg, false, nil)
+			if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
+				return err
+			}
+			p, err := startProcess(cmd.Context(), cfg, false, nil, "collector")
 			if err != nil {
 				return err
 			}
@@ -87,7 +90,10 @@ a file named by RTM_MSSQL_DSN_FILE).`,
 				return errors.New("set the SQL Server DSN (RTM_MSSQL_DSN or RTM_MSSQL_DSN_FILE)")
 			}
 			ctx := cmd.Context()
-			p, err := startProcess(ctx, cfg, false, nil)
+			if err := checkKafka(ctx, cfg.KafkaConfig()); err != nil {
+				return err
+			}
+			p, err := startProcess(ctx, cfg, false, nil, "cdc-bridge")
 			if err != nil {
 				return err
 			}

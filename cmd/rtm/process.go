@@ -15,6 +15,7 @@ import (
 
 	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/internal/dirlock"
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/internal/ops"
 )
 
@@ -49,6 +50,15 @@ func handleSignals() (context.Context, func()) {
 	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
+// kafkaCheckTimeout bounds the first contact with the cluster.
+const kafkaCheckTimeout = 15 * time.Second
+
+// checkKafka fails a command at once, naming the brokers and the security
+// in use, when the cluster cannot be reached or refuses the credentials.
+func checkKafka(ctx context.Context, k kafka.Config) error {
+	return k.Check(ctx, kafkaCheckTimeout)
+}
+
 // process is what every long-running command has: its configuration and
 // logger, the lock on its instance directory, the components' health and
 // the ops endpoints.
@@ -65,8 +75,10 @@ type process struct {
 // startProcess locks the instance directory (when the command keeps
 // local state), serves /healthz, /readyz and /metrics (and extra routes)
 // on http_addr, and bounds the shutdown: once ctx is done, the process
-// exits within shutdown_timeout whatever is stuck.
-func startProcess(ctx context.Context, cfg config.Config, keepsState bool, extra map[string]http.Handler) (*process, error) {
+// exits within shutdown_timeout whatever is stuck. components are the
+// parts the process will run: they show as starting from the first
+// /readyz answer on, so no answer ever lists nothing.
+func startProcess(ctx context.Context, cfg config.Config, keepsState bool, extra map[string]http.Handler, components ...string) (*process, error) {
 	p := &process{cfg: cfg, log: cfg.Logger(), dir: filepath.Join(cfg.DataDir, cfg.InstanceID)}
 	if keepsState {
 		unlock, err := dirlock.Lock(p.dir)
@@ -77,6 +89,9 @@ func startProcess(ctx context.Context, cfg config.Config, keepsState bool, extra
 	}
 	reg := prometheus.NewRegistry()
 	p.health = ops.NewHealth(reg)
+	for _, c := range components {
+		p.health.Set(c, ops.Status{State: ops.Starting})
+	}
 	srv, err := ops.Listen(cfg.HTTPAddr, p.health, prometheus.Gatherers{prometheus.DefaultGatherer, reg}, extra)
 	if err != nil {
 		p.close()

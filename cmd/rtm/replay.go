@@ -32,6 +32,9 @@ their inputs, and member-state, timing and send deduplicate on them.`,
 					return fmt.Errorf("--from: %w", err)
 				}
 			}
+			if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
+				return err
+			}
 			cl, err := cfg.KafkaConfig().NewClient()
 			if err != nil {
 				return err

@@ -170,6 +170,9 @@ func withRulesClient(cmd *cobra.Command, transactional bool, f func(context.Cont
 	if err != nil {
 		return err
 	}
+	if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
+		return err
+	}
 	var opts []kgo.Opt
 	if transactional {
 		opts = append(opts, kgo.TransactionalID("rtm-rules-publish"), kgo.TransactionTimeout(30*time.Second))

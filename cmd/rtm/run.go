@@ -44,12 +44,17 @@ Stages: %s`, strings.Join(pipeline.Stages(), ", ")),
 				return fmt.Errorf("name at least one --stage (%s)", strings.Join(pipeline.Stages(), ", "))
 			}
 			ctx := cmd.Context()
+			if err := checkKafka(ctx, cfg.KafkaConfig()); err != nil {
+				return err
+			}
 			inboxAPI := &lateHandler{}
 			var extra map[string]http.Handler
+			components := append([]string{"rules"}, names...)
 			if slices.Contains(names, inbox.Group) {
 				extra = map[string]http.Handler{"GET /v1/inbox/{member}": inboxAPI}
+				components = append(components, inboxView)
 			}
-			p, err := startProcess(ctx, cfg, true, extra)
+			p, err := startProcess(ctx, cfg, true, extra, components...)
 			if err != nil {
 				return err
 			}
@@ -98,6 +103,9 @@ func runStages(ctx context.Context, p *process, names []string) error {
 	return pipeline.Run(ctx, pc, names...)
 }
 
+// inboxView is the component that serves the inbox API.
+const inboxView = "inbox-view"
+
 // runInboxView starts the in-app inbox's view (its own copy of the inbox
 // table, under the instance directory) and serves it through h once built.
 func runInboxView(ctx context.Context, p *process, h *lateHandler) error {
@@ -111,7 +119,7 @@ func runInboxView(ctx context.Context, p *process, h *lateHandler) error {
 		return err
 	}
 	h.set(inbox.Handler(view))
-	const name = "inbox-view"
+	const name = inboxView
 	p.health.Set(name, ops.Status{State: ops.Recovering})
 	go func() {
 		select {

@@ -185,9 +185,11 @@ func storeFiles(t *testing.T, dir string) []string {
 	return files
 }
 
-// TestRunIsAnOperableProcess runs `rtm run --stage filter --stage send` as
+// TestRunIsAnOperableProcess runs `rtm run --stage filter --stage send
+// --stage inbox` as
 // its own process against the broker: /readyz is 503 while the stages
-// start and recover, 200 after; /healthz and /metrics answer; a second
+// start and recover, 200 after; /healthz, /metrics and the inbox API
+// answer; a second
 // process on the same instance directory refuses to start and deletes
 // nothing; SIGTERM exits 0 and leaves every store marked clean.
 func TestRunIsAnOperableProcess(t *testing.T) {
@@ -200,7 +202,7 @@ func TestRunIsAnOperableProcess(t *testing.T) {
 	seedMembers(t, addr, 20000)
 
 	data := t.TempDir()
-	args := []string{"--stage", "filter", "--stage", "send", "--brokers", addr, "--partitions", "4",
+	args := []string{"--stage", "filter", "--stage", "send", "--stage", "inbox", "--brokers", addr, "--partitions", "4",
 		"--data-dir", data, "--instance-id", "filter-0", "--shutdown-timeout", "20s"}
 	first := startRun(t, channelEnv, args...)
 	notReady := first.waitReady(t)
@@ -211,6 +213,9 @@ func TestRunIsAnOperableProcess(t *testing.T) {
 	}
 	if code, body, err := get("http://" + first.http + "/healthz"); err != nil || code != 200 {
 		t.Errorf("/healthz: %d %q %v", code, body, err)
+	}
+	if code, body, err := get("http://" + first.http + "/v1/inbox/M0000001"); err != nil || code != 200 || !strings.Contains(body, `"messages"`) {
+		t.Errorf("inbox API of rtm run --stage inbox: %d %q %v", code, body, err)
 	}
 	for _, sample := range []string{`rtm_component_ready{component="filter"}`, `rtm_component_ready{component="send"}`,
 		`rtm_component_ready{component="rules"}`, `rtm_rebalances_total{group="filter"}`} {

@@ -27,7 +27,7 @@ RTM_FCM_PROJECT=rtm-dev).`,
 				return err
 			}
 			ctx := cmd.Context()
-			p, err := startProcess(ctx, cfg, false, nil)
+			p, err := startProcess(ctx, cfg, false, nil, "sinks")
 			if err != nil {
 				return err
 			}

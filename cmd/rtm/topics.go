@@ -72,6 +72,9 @@ keys and breaks co-partitioned state. A second run prints "no changes".`,
 
 // applyTopics provisions cat on brokers, fitting replication to the cluster.
 func applyTopics(ctx context.Context, k kafka.Config, cat topics.Catalogue, dryRun bool, log *slog.Logger) (topics.ApplyReport, error) {
+	if err := checkKafka(ctx, k); err != nil {
+		return topics.ApplyReport{}, err
+	}
 	cl, err := k.NewClient()
 	if err != nil {
 		return topics.ApplyReport{}, err

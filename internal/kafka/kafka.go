@@ -14,12 +14,15 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -234,3 +237,35 @@ func (s *scramClient) Begin(user, pass, authzID string) error {
 
 func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
 func (s *scramClient) Done() bool                            { return s.conv.Done() }
+
+// Check connects to the cluster and asks for its metadata, so that a
+// command fails at once — naming the brokers and the security in use —
+// when the cluster cannot be reached or refuses the credentials, instead
+// of retrying in a loop. It waits at most timeout.
+func (c Config) Check(ctx context.Context, timeout time.Duration) error {
+	cl, err := c.NewClient()
+	if err != nil {
+		return fmt.Errorf("kafka %s: %w", c.Describe(), err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = cl.Ping(ctx)
+	if err == nil {
+		return nil
+	}
+	hint := "is the cluster up, and are brokers and kafka.tls right?"
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	switch {
+	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.IllegalSaslState), errors.Is(err, kerr.UnsupportedSaslMechanism):
+		hint = "check kafka.sasl.mechanism, kafka.sasl.username and the password (RTM_KAFKA_SASL_PASSWORD)"
+	case errors.As(err, &uae), errors.As(err, &hne):
+		hint = "the brokers' certificate is not trusted: check kafka.tls.ca_file and kafka.tls.server_name"
+	case c.SASL.Mechanism != "" && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
+		// Some brokers (kfake among them) close the connection on failed
+		// authentication instead of answering with an error code.
+		hint = "the broker closed the connection while authenticating: check kafka.sasl.mechanism, kafka.sasl.username and the password (RTM_KAFKA_SASL_PASSWORD)"
+	}
+	return fmt.Errorf("kafka %s: %w (%s)", c.Describe(), err, hint)
+}
