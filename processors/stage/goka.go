@@ -111,7 +111,11 @@ func (e Env) consumerGroupBuilder(brokers []string, group, clientID string) (sar
 		// restart inside the session timeout instead of rebalancing.
 		c.Consumer.Group.InstanceId = e.InstanceID
 	}
-	return sarama.NewConsumerGroup(brokers, group, c)
+	cg, err := sarama.NewConsumerGroup(brokers, group, c)
+	if err != nil {
+		return nil, err
+	}
+	return orderedGroup{cg}, nil
 }
 
 func (e Env) consumerBuilder(brokers []string, clientID string) (sarama.Consumer, error) {
