@@ -66,7 +66,7 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 	}
 	st := x.env.Registry.Store(string(memberstate.Table), ctx.Partition())
 	if st == nil {
-		ctx.Fail(fmt.Errorf("no local store for %s/%d", memberstate.Table, ctx.Partition()))
+		stage.Fail(ctx, fmt.Errorf("no local store for %s/%d", memberstate.Table, ctx.Partition()))
 		return
 	}
 	n := 0
@@ -83,7 +83,7 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		return nil
 	})
 	if err != nil {
-		ctx.Fail(fmt.Errorf("scanning %s index on partition %d: %w", memberstate.FavoritesIndex, ctx.Partition(), err))
+		stage.Fail(ctx, fmt.Errorf("scanning %s index on partition %d: %w", memberstate.FavoritesIndex, ctx.Partition(), err))
 	}
 	members.WithLabelValues(req.Offer.CampaignID).Add(float64(n))
 	stage.Emitted.WithLabelValues(Group, topics.OffersCandidates).Add(float64(n))

@@ -120,7 +120,7 @@ func (s *sender) delivery(ctx goka.Context, msg any) {
 	if out.Err != nil && errors.Is(out.Err, ctx.Context().Err()) && ctx.Context().Err() != nil {
 		// Shutting down mid-delivery: record nothing, so the delivery is
 		// processed again after restart.
-		ctx.Fail(out.Err)
+		stage.Fail(ctx, out.Err)
 		return
 	}
 	at := s.now().UTC()

@@ -148,16 +148,72 @@ func TestFailedEmitIsNeverCommittedPast(t *testing.T) {
 	}
 }
 
-func committed(t *testing.T, addr, group string) int64 {
+func committed(t *testing.T, addr, group string) int64 { return committedOf(t, addr, group, "commit-in") }
+
+func committedOf(t *testing.T, addr, group, topic string) int64 {
 	t.Helper()
 	adm := kadm.NewClient(testkit.Client(t, addr))
 	offs, err := adm.FetchOffsets(context.Background(), group)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, ok := offs.Lookup("commit-in", 0)
+	o, ok := offs.Lookup(topic, 0)
 	if !ok {
 		return 0
 	}
 	return o.At
+}
+
+// TestFailDuringShutdownIsNotCommitted: a callback cut short by shutdown
+// (it sees its context end mid-work, as a delivery does) and calls Fail
+// must leave its message uncommitted, so the next owner redoes it.
+// Goka's own ctx.Fail commits it in that case.
+func TestFailDuringShutdownIsNotCommitted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail func(goka.Context, error)
+		lost bool
+	}{
+		{"stage.Fail", Fail, false},
+		{"goka ctx.Fail (what stage.Fail prevents)", func(ctx goka.Context, err error) { ctx.Fail(err) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := testkit.Broker(t, "")
+			addr := b.Addr()
+			ctx := testkit.Context(t)
+			testkit.CreateTopic(t, addr, "commit-in", 1, nil)
+			cl := testkit.Client(t, addr)
+			for i := range 20 {
+				cl.Produce(ctx, &kgo.Record{Topic: "commit-in", Key: []byte(fmt.Sprintf("k%03d", i)), Value: []byte("v")}, nil)
+			}
+			if err := cl.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			const group = "fail-test"
+			inFlight := make(chan struct{})
+			graph := goka.DefineGroup(group, goka.Input("commit-in", new(codec.String), func(gctx goka.Context, _ any) {
+				if gctx.Key() != "k010" {
+					return
+				}
+				close(inFlight)
+				<-gctx.Context().Done() // the delivery is cut short by shutdown
+				tc.fail(gctx, gctx.Context().Err())
+			}))
+			env := Env{Brokers: []string{addr}, Catalogue: topics.New(1, 1), Log: testkit.Logger(t)}
+			p, err := goka.NewProcessor(env.Brokers, graph, env.ProcessorOptions()...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- p.Run(rctx) }()
+			<-inFlight
+			cancel()
+			<-done
+			got := committedOf(t, addr, group, "commit-in")
+			if lost := got > 10; lost != tc.lost {
+				t.Errorf("committed offset %d with the message at offset 10 cut short (lost: %v, want %v)", got, lost, tc.lost)
+			}
+		})
+	}
 }

@@ -58,3 +58,15 @@ func Decode[T any, P interface {
 	processed.WithLabelValues(stage, string(ctx.Topic())).Inc()
 	return v, true
 }
+
+// Fail stops the stage without committing the message being processed, so
+// whoever owns the partition next processes it again. Use it instead of
+// ctx.Fail: during a shutdown or a rebalance Goka's ctx.Fail only records
+// the error and lets the callback return, and the message is then
+// committed as if it had been handled — a delivery cut short by SIGTERM
+// was lost that way. Recording the error on a deferred commit first makes
+// Goka fail the message instead of committing it, in both cases.
+func Fail(ctx goka.Context, err error) {
+	ctx.DeferCommit()(err)
+	ctx.Fail(err)
+}

@@ -128,7 +128,7 @@ func Loop(env stage.Env, group string, table goka.Table, index string, release f
 		switch m := v.(*Message); m.Kind {
 		case Tick:
 			if err := HandleTick(ctx, env, table, index, m.At); err != nil {
-				ctx.Fail(err) // the local store is gone: let the supervisor restart the stage
+				stage.Fail(ctx, err) // the local store is gone: let the supervisor restart the stage
 			}
 		case Release:
 			release(ctx, m.At)
