@@ -148,7 +148,9 @@ func TestFailedEmitIsNeverCommittedPast(t *testing.T) {
 	}
 }
 
-func committed(t *testing.T, addr, group string) int64 { return committedOf(t, addr, group, "commit-in") }
+func committed(t *testing.T, addr, group string) int64 {
+	return committedOf(t, addr, group, "commit-in")
+}
 
 func committedOf(t *testing.T, addr, group, topic string) int64 {
 	t.Helper()
