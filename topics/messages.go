@@ -179,7 +179,10 @@ type Delivery struct {
 	CampaignID string          `json:"campaign_id"`
 	Channel    string          `json:"channel"`
 	Payload    json.RawMessage `json:"payload"`
-	Stamps     []StageTime     `json:"stamps,omitempty"`
+	// ExpiresAt is the offer's expiry: the send stage retries a delivery
+	// that fails on a channel outage until then.
+	ExpiresAt time.Time   `json:"expires_at,omitzero"`
+	Stamps    []StageTime `json:"stamps,omitempty"`
 }
 
 // Channels a delivery can go out on.

@@ -73,7 +73,11 @@ func deliverer(cfg config.Config, log *slog.Logger) (send.Deliverer, func(), err
 	}
 	var ds []*channels.Deliverer
 	for _, a := range []channels.Adapter{smtp, line, fcm, inapp} {
-		d, err := channels.NewDeliverer(a, channels.DelivererConfig{Metrics: m, Logger: log})
+		// A few quick attempts per delivery, and never a long wait on a
+		// Retry-After: the send stage reschedules what is still failing,
+		// so one channel's outage does not hold up a partition.
+		d, err := channels.NewDeliverer(a, channels.DelivererConfig{Metrics: m, Logger: log,
+			MaxAttempts: 3, MaxRetryAfter: 2 * time.Second})
 		if err != nil {
 			inappClient.Close()
 			return nil, nil, err

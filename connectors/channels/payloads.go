@@ -50,6 +50,7 @@ func NewDelivery(offer *topics.Offer, p Payload) (*topics.Delivery, error) {
 		CampaignID: offer.CampaignID,
 		Channel:    p.Channel(),
 		Payload:    raw,
+		ExpiresAt:  offer.ExpiresAt,
 	}, nil
 }
 

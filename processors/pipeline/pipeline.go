@@ -54,6 +54,7 @@ type Config struct {
 	Detect      detect.Config
 	Timing      timing.Config
 	Render      render.Config
+	Send        send.Config
 	// Deliverer sends deliveries (the send stage); channels.Router is one.
 	Deliverer send.Deliverer
 	Log       *slog.Logger
@@ -81,11 +82,11 @@ var stages = map[string]def{
 	channel.Group:     {nil, func(e stage.Env, c Config) (Runner, error) { return channel.New(e, c.Rules) }},
 	timing.Group:      {timing.Indexes, func(e stage.Env, c Config) (Runner, error) { return timing.New(e, c.Rules, c.Timing) }},
 	render.Group:      {nil, func(e stage.Env, c Config) (Runner, error) { return render.New(e, c.Rules, c.Render) }},
-	send.Group: {nil, func(e stage.Env, c Config) (Runner, error) {
+	send.Group: {send.Indexes, func(e stage.Env, c Config) (Runner, error) {
 		if c.Deliverer == nil {
 			return nil, errors.New("no channel adapters configured")
 		}
-		return send.New(e, c.Deliverer)
+		return send.New(e, c.Deliverer, c.Send)
 	}},
 	inbox.Group: {nil, func(e stage.Env, _ Config) (Runner, error) { return inbox.New(e) }},
 }

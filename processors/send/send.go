@@ -1,22 +1,32 @@
 // Package send is the delivery stage: it hands each delivery to its
-// channel's adapter (rate-limited, retried with backoff on 429 and 5xx,
-// permanent failures recorded and not retried) and writes the outcome to
-// delivery.results, which feeds member-state.
+// channel's adapter (rate-limited, retried briefly with backoff on 429, 5xx
+// and network errors, permanent failures recorded and not retried) and
+// writes the outcome to delivery.results, which feeds member-state.
+//
+// Channel outages lose nothing. A delivery whose quick retries run out on
+// a retryable error is not recorded as failed: it is kept in the member's
+// row with a due time and tried again when the stage's timer releases it
+// (5 s, then doubling up to 5 min), until its offer expires (or
+// RetryHorizon after its first attempt). Only a permanent error or the
+// expiry records `failed`, with the reason. Meanwhile the partition keeps
+// flowing: other members' deliveries are not held up behind one channel.
 //
 // Idempotency: the stage's table (send-table, keyed by member) records
-// every delivery ID it finished, so a replayed or redelivered delivery is
-// never sent again. What remains is the window between a channel accepting
-// a message and the stage's record reaching its changelog: a crash there
-// redelivers the input after restart. LINE deduplicates that second send
-// itself (X-Line-Retry-Key is derived from the delivery ID), and the in-app
-// inbox drops a repeated delivery ID; FCM and SMTP have no idempotency key,
-// so for push and mail the guarantee is at-least-once (the mail carries the
-// same Message-ID, which many clients use to hide duplicates).
+// every delivery ID it finished or is retrying, so a replayed or
+// redelivered delivery is never sent again. What remains is the window
+// between a channel accepting a message and the stage's record reaching
+// its changelog: a crash there redelivers the input after restart. LINE
+// deduplicates that second send itself (X-Line-Retry-Key is derived from
+// the delivery ID), and the in-app inbox drops a repeated delivery ID; FCM
+// and SMTP have no idempotency key, so for push and mail the guarantee is
+// at-least-once (the mail carries the same Message-ID, which many clients
+// use to hide duplicates).
 package send
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -27,6 +37,8 @@ import (
 
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/processors/stage"
+	"github.com/rtm-project/rtm/processors/state"
+	"github.com/rtm-project/rtm/processors/timer"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -38,18 +50,83 @@ type Deliverer interface {
 	Deliver(ctx context.Context, d *topics.Delivery) channels.Outcome
 }
 
-var duplicates = promauto.NewCounter(prometheus.CounterOpts{
-	Name: "rtm_send_duplicates_total",
-	Help: "Deliveries not sent because their delivery ID was already sent.",
-})
+var (
+	duplicates = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "rtm_send_duplicates_total",
+		Help: "Deliveries not sent because their delivery ID was already sent or is being retried.",
+	})
+	rescheduled = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_send_rescheduled_total",
+		Help: "Deliveries put back to be retried later after a retryable failure, by channel.",
+	}, []string{"channel"})
+	waiting = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "rtm_send_retries_due",
+		Help: "Deliveries released for a retry by the last tick of this process (0 when no channel is failing).",
+	})
+)
+
+// Table is the stage's group table; DueIndex indexes its retries by due
+// time.
+var Table = goka.GroupTable(goka.Group(Group))
+
+const DueIndex = "due"
+
+// Loop is the stage's timer loop.
+var Loop = goka.Stream(topics.LoopOf(Group))
+
+// Config tunes the retry schedule. Zero values take the defaults.
+type Config struct {
+	// RetryBase is the wait before the first rescheduled attempt; it
+	// doubles per attempt up to RetryMax. Defaults 5 s and 5 min.
+	RetryBase, RetryMax time.Duration
+	// RetryHorizon bounds the retries of a delivery whose offer has no
+	// expiry. Default 24 h.
+	RetryHorizon time.Duration
+	// TickInterval is how often due retries are looked for. Default 1 s.
+	TickInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.RetryBase <= 0 {
+		c.RetryBase = 5 * time.Second
+	}
+	if c.RetryMax < c.RetryBase {
+		c.RetryMax = max(5*time.Minute, c.RetryBase)
+	}
+	if c.RetryHorizon <= 0 {
+		c.RetryHorizon = 24 * time.Hour
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
 
 // maxSent bounds a member's record: far more than any frequency cap lets
 // through in the time a delivery can be replayed.
 const maxSent = 512
 
-// Log is a member's value in send-table: the deliveries already finished.
+// Log is a member's value in send-table: the deliveries already finished,
+// and those waiting to be tried again.
 type Log struct {
-	Sent []Sent `json:"sent"`
+	Sent    []Sent  `json:"sent"`
+	Retries []Retry `json:"retries,omitempty"`
+}
+
+// Retry is a delivery waiting for its next attempt.
+type Retry struct {
+	Delivery topics.Delivery `json:"delivery"`
+	// Attempts so far, and when the first was made.
+	Attempts int       `json:"attempts"`
+	First    time.Time `json:"first"`
+	// Due is when to try again.
+	Due       time.Time `json:"due"`
+	LastError string    `json:"last_error"`
 }
 
 // Sent is one finished delivery.
@@ -60,7 +137,8 @@ type Sent struct {
 }
 
 func (l *Log) has(id string) bool {
-	return slices.ContainsFunc(l.Sent, func(s Sent) bool { return s.DeliveryID == id })
+	return slices.ContainsFunc(l.Sent, func(s Sent) bool { return s.DeliveryID == id }) ||
+		slices.ContainsFunc(l.Retries, func(r Retry) bool { return r.Delivery.DeliveryID == id })
 }
 
 func (l *Log) add(s Sent) {
@@ -82,25 +160,68 @@ func (Codec) Decode(b []byte) (any, error) {
 	return l, nil
 }
 
+// Indexes are the send table's: its retries by due time.
+func Indexes() map[string]state.Indexer { return map[string]state.Indexer{DueIndex: IndexDue} }
+
+// IndexDue indexes a member's retries by due time.
+func IndexDue(_ string, value []byte) ([]string, error) {
+	var l Log
+	if err := sonic.Unmarshal(value, &l); err != nil {
+		return nil, nil // not ours to judge here; the row is rejected where it is decoded
+	}
+	keys := make([]string, 0, len(l.Retries))
+	for _, r := range l.Retries {
+		keys = append(keys, timer.DueKey(r.Due))
+	}
+	return keys, nil
+}
+
 type sender struct {
+	env stage.Env
 	d   Deliverer
-	now func() time.Time
+	cfg Config
 }
 
 // Graph is the stage's topology.
 func (s *sender) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.Deliveries), stage.Raw, s.delivery),
+		goka.Loop(stage.Raw, timer.Loop(s.env, Group, Table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.DeliveryResults), topics.DeliveryResultCodec{}),
 		stage.DLQOutput(),
 	)
 }
 
-// New returns the send processor.
-func New(env stage.Env, d Deliverer) (*goka.Processor, error) {
-	s := &sender{d: d, now: time.Now}
-	return goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
+// Stage is the send processor and its retry timer.
+type Stage struct {
+	proc *goka.Processor
+	env  stage.Env
+	cfg  Config
+}
+
+// New returns the send stage.
+func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
+	cfg = cfg.withDefaults()
+	s := &sender{env: env, d: d, cfg: cfg}
+	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	return &Stage{proc: p, env: env, cfg: cfg}, nil
+}
+
+// Run runs the processor and its ticker until ctx is done.
+func (st *Stage) Run(ctx context.Context) error {
+	return timer.Run(ctx, st.proc, st.env, Loop, st.cfg.TickInterval)
+}
+
+// WaitForReadyContext waits until the processor has recovered and runs.
+func (st *Stage) WaitForReadyContext(ctx context.Context) error { return st.proc.WaitForReadyContext(ctx) }
+
+// StatsWithContext is the processor's statistics (recovery progress).
+func (st *Stage) StatsWithContext(ctx context.Context) *goka.ProcessorStats {
+	return st.proc.StatsWithContext(ctx)
 }
 
 func (s *sender) delivery(ctx goka.Context, msg any) {
@@ -116,17 +237,88 @@ func (s *sender) delivery(ctx goka.Context, msg any) {
 		duplicates.Inc()
 		return
 	}
-	out := s.d.Deliver(ctx.Context(), d)
-	if out.Err != nil && errors.Is(out.Err, ctx.Context().Err()) && ctx.Context().Err() != nil {
-		// Shutting down mid-delivery: record nothing, so the delivery is
-		// processed again after restart.
-		stage.Fail(ctx, out.Err)
+	now := s.cfg.Now().UTC()
+	if !s.attempt(ctx, l, Retry{Delivery: *d, First: now}, now) {
 		return
 	}
-	at := s.now().UTC()
-	l.add(Sent{DeliveryID: d.DeliveryID, Status: out.Status, At: at})
 	ctx.SetValue(l)
-	r := out.Result(d, at)
-	ctx.Emit(goka.Stream(topics.DeliveryResults), ctx.Key(), &r)
+}
+
+// release retries the member's deliveries that are due at the tick's time.
+func (s *sender) release(ctx goka.Context, at time.Time) {
+	l, _ := ctx.Value().(*Log)
+	if l == nil || len(l.Retries) == 0 {
+		return
+	}
+	var due []Retry
+	l.Retries = slices.DeleteFunc(l.Retries, func(r Retry) bool {
+		if r.Due.After(at) {
+			return false
+		}
+		due = append(due, r)
+		return true
+	})
+	if len(due) == 0 {
+		return
+	}
+	waiting.Set(float64(len(due)))
+	now := s.cfg.Now().UTC()
+	for _, r := range due {
+		if !s.attempt(ctx, l, r, now) {
+			return
+		}
+	}
+	ctx.SetValue(l)
+}
+
+// attempt tries a delivery once (with the adapter's quick retries) and
+// records the outcome in l: sent, failed for good (result emitted), or put
+// back with its next due time. It returns false when the attempt was cut
+// short by shutdown; the message is then failed uncommitted (stage.Fail)
+// and l must not be stored.
+func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool {
+	d := &r.Delivery
+	out := s.d.Deliver(ctx.Context(), d)
+	if out.Err != nil && ctx.Context().Err() != nil && errors.Is(out.Err, ctx.Context().Err()) {
+		// Shutting down mid-delivery: record nothing, so the delivery is
+		// processed again by whoever owns the partition next.
+		stage.Fail(ctx, out.Err)
+		return false
+	}
+	r.Attempts += out.Attempts
+	if out.Status == topics.StatusFailed && !channels.IsPermanent(out.Err) {
+		wait := s.backoff(r.Attempts)
+		var re *channels.RetryableError
+		if errors.As(out.Err, &re) && re.RetryAfter > wait {
+			wait = re.RetryAfter
+		}
+		expiry := d.ExpiresAt
+		if expiry.IsZero() {
+			expiry = r.First.Add(s.cfg.RetryHorizon)
+		}
+		if next := now.Add(wait); next.Before(expiry) {
+			r.Due, r.LastError = next, out.Err.Error()
+			l.Retries = append(l.Retries, r)
+			rescheduled.WithLabelValues(d.Channel).Inc()
+			return true
+		}
+		out.Err = fmt.Errorf("offer expired at %s after %d attempts: %w", expiry.Format(time.RFC3339), r.Attempts, out.Err)
+	}
+	out.Attempts = r.Attempts
+	l.add(Sent{DeliveryID: d.DeliveryID, Status: out.Status, At: now})
+	res := out.Result(d, now)
+	ctx.Emit(goka.Stream(topics.DeliveryResults), ctx.Key(), &res)
 	stage.Emitted.WithLabelValues(Group, topics.DeliveryResults).Inc()
+	return true
+}
+
+// backoff is the wait after n attempts: RetryBase·2^(n-1), capped.
+func (s *sender) backoff(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	if n-1 >= 20 {
+		return s.cfg.RetryMax
+	}
+	return min(s.cfg.RetryBase<<(n-1), s.cfg.RetryMax)
 }
