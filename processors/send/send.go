@@ -217,7 +217,9 @@ func (st *Stage) Run(ctx context.Context) error {
 }
 
 // WaitForReadyContext waits until the processor has recovered and runs.
-func (st *Stage) WaitForReadyContext(ctx context.Context) error { return st.proc.WaitForReadyContext(ctx) }
+func (st *Stage) WaitForReadyContext(ctx context.Context) error {
+	return st.proc.WaitForReadyContext(ctx)
+}
 
 // StatsWithContext is the processor's statistics (recovery progress).
 func (st *Stage) StatsWithContext(ctx context.Context) *goka.ProcessorStats {
