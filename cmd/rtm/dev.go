@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,14 +24,11 @@ import (
 
 	"github.com/rtm-project/rtm/broker"
 	"github.com/rtm-project/rtm/config"
-	"github.com/rtm-project/rtm/connectors/collector"
-	"github.com/rtm-project/rtm/connectors/mssql"
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/connectors/sinks"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/rules/examples"
-	"github.com/rtm-project/rtm/topics"
 )
 
 type devOptions struct {
@@ -167,9 +163,9 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 		return err
 	})
 	if !o.noSimulator {
-		if err := startShop(ctx, cfg, o, log, goRun); err != nil {
-			return err
-		}
+		shop := simulator.System{Kafka: cfg.KafkaConfig(), Registerer: prometheus.DefaultRegisterer, Log: log,
+			Shop: simulator.Config{Seed: 1, Members: o.members, Items: o.items, StepEvery: o.eventsEvery, Interval: o.eventsEvery}}
+		goRun("simulated shop", shop.Run)
 	}
 
 	sim := "the simulated shop (its rows go through the real CDC bridge)"
@@ -258,79 +254,4 @@ func pointChannelsAtSinks(cfg *config.Config, sk *sinks.Sinks) {
 	cfg.Channels.SMTP.Port, _ = strconv.Atoi(port)
 	cfg.Channels.LINE.BaseURL, cfg.Channels.LINE.ChannelAccessToken = sk.HTTP.URL(), sc.LineToken
 	cfg.Channels.FCM.BaseURL, cfg.Channels.FCM.ProjectID, cfg.Channels.FCM.AccessToken = sk.HTTP.URL(), sc.FCMProject, sc.FCMToken
-}
-
-// startShop runs the simulated shop through the real CDC bridge, and makes
-// its members open and click what they are sent.
-func startShop(ctx context.Context, cfg config.Config, o devOptions, log *slog.Logger, goRun func(string, func(context.Context) error)) error {
-	ct, err := mssql.NewMemCT(mssql.DefaultTables()...)
-	if err != nil {
-		return err
-	}
-	// Continue above what earlier runs bridged, so downstream stages (which
-	// ignore versions they have seen) take the new rows.
-	cps, err := mssql.ReadCheckpoints(ctx, cfg.KafkaConfig(), topics.CDCCheckpoints)
-	if err != nil {
-		return err
-	}
-	var top int64
-	for _, v := range cps {
-		top = max(top, v)
-	}
-	if err := ct.StartAt(top); err != nil {
-		return err
-	}
-	bc := mssql.Defaults()
-	bc.Kafka = cfg.KafkaConfig()
-	bc.PollInterval = 200 * time.Millisecond
-	bc.TransactionalID = "rtm-dev-cdc"
-	bridge, err := mssql.New(bc, ct, log, prometheus.DefaultRegisterer)
-	if err != nil {
-		return err
-	}
-	goRun("cdc bridge", bridge.Run)
-
-	producer, err := collector.NewProducer(cfg.KafkaConfig())
-	if err != nil {
-		return err
-	}
-	sink := func(ctx context.Context, ev topics.BehaviorEvent) error {
-		v, err := topics.BehaviorEventCodec{}.Encode(&ev)
-		if err != nil {
-			return err
-		}
-		return producer.ProduceSync(ctx, &kgo.Record{Topic: topics.BehaviorEvents, Key: []byte(ev.MemberID), Value: v}).FirstErr()
-	}
-	shop, err := simulator.New(simulator.Config{Seed: 1, Members: o.members, Items: o.items,
-		Start: time.Now().UTC(), StepEvery: o.eventsEvery, Interval: o.eventsEvery}, ct, sink)
-	if err != nil {
-		producer.Close()
-		return err
-	}
-	goRun("simulated members' replies", func(ctx context.Context) error { replies(ctx, cfg.KafkaConfig(), sink, log); return nil })
-	goRun("simulated shop", func(ctx context.Context) error { return shop.Run(ctx) })
-	goRun("shop producer", func(ctx context.Context) error { <-ctx.Done(); producer.Close(); return nil })
-	return nil
-}
-
-// replies makes simulated members react to what they were sent.
-func replies(ctx context.Context, k kafka.Config, sink simulator.EventSink, log *slog.Logger) {
-	cl, err := k.NewClient(kgo.ConsumeTopics(topics.DeliveryResults), kgo.ConsumerGroup("rtm-dev-simulated-members"))
-	if err != nil {
-		log.Error("simulated replies", "err", err)
-		return
-	}
-	defer cl.Close()
-	for ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
-		fs.EachRecord(func(rec *kgo.Record) {
-			r, err := topics.DeliveryResultCodec{}.DecodeValue(rec.Value)
-			if err != nil {
-				return
-			}
-			if err := simulator.Reply(ctx, sink, *r, time.Now().UTC()); err != nil && !errors.Is(err, context.Canceled) {
-				log.Warn("simulated reply", "err", err)
-			}
-		})
-	}
 }
