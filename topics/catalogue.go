@@ -150,7 +150,7 @@ func New(partitions int32, replication int16) Catalogue {
 		loop(GroupTiming, "tick", "timer ticks that release held offers"),
 		loop(GroupSend, "tick", "timer ticks that release deliveries waiting to be retried after a channel outage"),
 		table(GroupSend, "member_id", "sent deliveries (processors/send)", "delivery IDs already sent, for idempotency"),
-		member(InAppMessages, "InAppMessage (connectors/channels)", nil, "in-app messages from the send stage"),
+		member(InAppMessages, "InAppMessage", nil, "in-app messages from the send stage"),
 		table(GroupInbox, "member_id", "Inbox (processors/inbox)", "each member's in-app inbox, served over HTTP"),
 	}
 	for i := range ts {

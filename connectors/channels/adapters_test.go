@@ -301,7 +301,7 @@ func TestInAppAdapter(t *testing.T) {
 				}
 			},
 			Key: func(i int) string {
-				var m channels.InAppMessage
+				var m topics.InAppMessage
 				if err := json.Unmarshal(records(t)[i].Value, &m); err != nil {
 					t.Fatal(err)
 				}

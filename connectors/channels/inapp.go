@@ -19,15 +19,6 @@ import (
 // (a compacted table keyed by member) is built from it elsewhere.
 const InAppTopic = topics.InAppMessages
 
-// InAppMessage is the record value on InAppTopic.
-type InAppMessage struct {
-	DeliveryID string    `json:"delivery_id"`
-	Title      string    `json:"title"`
-	Body       string    `json:"body"`
-	URL        string    `json:"url,omitempty"`
-	At         time.Time `json:"at"`
-}
-
 // Producer is what the in-app adapter needs from Kafka; *kgo.Client
 // implements it. ProduceSync must return only once the broker acknowledged
 // (or refused) every record.
@@ -121,7 +112,7 @@ func (a *InAppAdapter) Send(ctx context.Context, d *topics.Delivery) error {
 	if p.MemberID != d.MemberID {
 		return permanent(0, "in-app payload member_id %q differs from the delivery's %q", p.MemberID, d.MemberID)
 	}
-	v, err := json.Marshal(InAppMessage{DeliveryID: d.DeliveryID, Title: p.Title, Body: p.Body, URL: p.URL, At: a.cfg.Now().UTC()})
+	v, err := json.Marshal(topics.InAppMessage{DeliveryID: d.DeliveryID, Title: p.Title, Body: p.Body, URL: p.URL, At: a.cfg.Now().UTC()})
 	if err != nil {
 		return permanent(0, "encoding in-app message: %w", err)
 	}

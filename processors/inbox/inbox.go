@@ -12,7 +12,6 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/lovoo/goka"
 
-	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -28,12 +27,12 @@ const maxMessages = 50
 
 // Inbox is a member's in-app messages, newest first.
 type Inbox struct {
-	Messages []channels.InAppMessage `json:"messages"`
+	Messages []topics.InAppMessage `json:"messages"`
 }
 
 // Add adds m unless its delivery ID is already there (a redelivered send).
-func (b *Inbox) Add(m channels.InAppMessage) bool {
-	if slices.ContainsFunc(b.Messages, func(x channels.InAppMessage) bool { return x.DeliveryID == m.DeliveryID }) {
+func (b *Inbox) Add(m topics.InAppMessage) bool {
+	if slices.ContainsFunc(b.Messages, func(x topics.InAppMessage) bool { return x.DeliveryID == m.DeliveryID }) {
 		return false
 	}
 	b.Messages = slices.Insert(b.Messages, 0, m)
@@ -58,7 +57,7 @@ func (Codec) Decode(b []byte) (any, error) {
 // Graph is the stage's topology.
 func Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
-		goka.Input(goka.Stream(channels.InAppTopic), stage.Raw, add),
+		goka.Input(goka.Stream(topics.InAppMessages), stage.Raw, add),
 		goka.Persist(Codec{}),
 		stage.DLQOutput(),
 	)
@@ -71,7 +70,7 @@ func New(env stage.Env) (*goka.Processor, error) {
 
 func add(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
-	var m channels.InAppMessage
+	var m topics.InAppMessage
 	if err := sonic.Unmarshal(raw, &m); err != nil || m.DeliveryID == "" {
 		if err == nil {
 			err = errMissingDeliveryID
@@ -114,7 +113,7 @@ func Handler(v *goka.View) http.Handler {
 		}
 		in, _ := val.(*Inbox)
 		if in == nil {
-			in = &Inbox{Messages: []channels.InAppMessage{}}
+			in = &Inbox{Messages: []topics.InAppMessage{}}
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		json.NewEncoder(w).Encode(in)
