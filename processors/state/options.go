@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Indexer derives the index keys of one row. It is called with the row's key
@@ -68,6 +69,11 @@ type Options struct {
 	// table is recovered from its changelog before it is committed.
 	// Default 4 MiB.
 	RecoveryBatchBytes int
+
+	// FS is the file system the store directories live on. Default
+	// vfs.Default. Tests and chaos runs pass one (e.g. Pebble's
+	// vfs/errorfs) that makes writes fail on demand.
+	FS vfs.FS
 }
 
 // ErrInvalidOptions is wrapped by the error Validate returns.
@@ -113,6 +119,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RecoveryBatchBytes == 0 {
 		o.RecoveryBatchBytes = defaultRecoveryBatchBytes
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
 	}
 	return o
 }

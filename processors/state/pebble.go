@@ -13,6 +13,7 @@ import (
 // its changelog and then updated key by key.
 func (s *Store) pebbleOptions(cache *pebble.Cache) *pebble.Options {
 	o := &pebble.Options{
+		FS: s.fs,
 		// The WAL is off for the whole life of the store, not only during
 		// recovery. Its only use would be to replay writes after a crash,
 		// and after a crash this store is discarded anyway (the local

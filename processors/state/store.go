@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lovoo/goka/storage"
 )
 
@@ -55,6 +55,10 @@ type Store struct {
 
 	mu sync.RWMutex
 	db *pebble.DB
+	// lock is the directory's LOCK, held from before prepareDir until the
+	// DB has closed.
+	lock *pebble.Lock
+	fs   vfs.FS // Options.FS
 	// recovering is true from Open until MarkRecovered: writes go to the
 	// pending batch, which is committed unsynced every RecoveryBatchBytes.
 	recovering bool
@@ -110,14 +114,27 @@ func (s *Store) Open() error {
 	if s.db != nil {
 		return nil
 	}
-	if err := s.prepareDir(); err != nil {
-		return err
+	s.fs = s.opts.FS
+	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("creating store directory: %w", err)
 	}
-	db, err := pebble.Open(s.dir, s.pebbleOptions(s.cache))
+	// Lock the directory before judging its contents: a store that is
+	// still open, in this process or another, must not be discarded under
+	// it.
+	lock, err := pebble.LockDirectory(s.dir, s.fs)
 	if err != nil {
-		return fmt.Errorf("opening pebble store %s: %w", s.dir, err)
+		return fmt.Errorf("locking store directory %s: %w", s.dir, err)
 	}
-	s.db = db
+	if err := s.prepareDir(); err != nil {
+		return errors.Join(err, lock.Close())
+	}
+	o := s.pebbleOptions(s.cache)
+	o.Lock = lock
+	db, err := pebble.Open(s.dir, o)
+	if err != nil {
+		return errors.Join(fmt.Errorf("opening pebble store %s: %w", s.dir, err), lock.Close())
+	}
+	s.db, s.lock = db, lock
 	if err := s.loadMeta(); err != nil {
 		return errors.Join(err, s.closeDBLocked())
 	}
@@ -136,29 +153,26 @@ func (s *Store) Open() error {
 	return nil
 }
 
-// prepareDir creates the directory, consumes the clean-shutdown marker and
-// discards the contents of a store that was not closed cleanly.
+// prepareDir consumes the clean-shutdown marker and discards the contents
+// of a store that was not closed cleanly.
 func (s *Store) prepareDir() error {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return fmt.Errorf("creating store directory: %w", err)
-	}
-	clean, err := markerExists(s.dir)
+	clean, err := markerExists(s.fs, s.dir)
 	if err != nil {
 		return err
 	}
 	if clean {
 		// Remove it before the first write: from now on the directory is
 		// "in use" until Close writes the marker again.
-		return removeMarker(s.dir)
+		return removeMarker(s.fs, s.dir)
 	}
-	empty, err := isEmptyDir(s.dir)
+	empty, err := isEmptyDir(s.fs, s.dir)
 	if err != nil || empty {
 		return err
 	}
 	s.log.Warn("state store was not closed cleanly; discarding it to restore the table from its changelog",
 		"dir", s.dir)
 	s.stats.discards.Add(1)
-	return clearDir(s.dir)
+	return clearDir(s.fs, s.dir)
 }
 
 // loadMeta reads the offset and decides how indexes are kept during recovery.
@@ -247,7 +261,7 @@ func (s *Store) Close() error {
 	if err != nil {
 		return err
 	}
-	return writeMarker(s.dir)
+	return writeMarker(s.fs, s.dir)
 }
 
 func (s *Store) closeDBLocked() error {
@@ -267,7 +281,8 @@ func (s *Store) closeDBLocked() error {
 	if cerr := s.db.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("closing pebble store: %w", cerr))
 	}
-	s.db = nil
+	err = errors.Join(err, s.lock.Close())
+	s.db, s.lock = nil, nil
 	return err
 }
 
