@@ -15,7 +15,8 @@ import (
 // the marker was not closed cleanly: its contents may be ahead of the
 // changelog, so Open discards it.
 //
-// All of these go through the store's FS (Options.FS).
+// All of these go through the store's FS (Options.FS behind the fail-stop
+// guard), so a failed store can never write the marker.
 const markerName = "CLEAN"
 
 // lockName is Pebble's LOCK file, which Open holds while it looks at the
