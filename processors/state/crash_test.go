@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // The crash tests run the writing side in a child process (this test
@@ -139,6 +141,32 @@ func TestUncleanShutdownDiscardsStore(t *testing.T) {
 	}
 }
 
+// TestOpenLockedDirectoryKeepsIt: a second store opened on a directory in
+// use fails on the LOCK before it looks at (and would discard) the contents.
+func TestOpenLockedDirectoryKeepsIt(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir, testOptions(t))
+	must(t, st.MarkRecovered())
+	must(t, st.Set("k", []byte("fav=a")))
+	must(t, st.SetOffset(7))
+	other, err := New(dir, testOptions(t))
+	must(t, err)
+	if err := other.Open(); err == nil {
+		t.Fatal("second Open of a directory in use succeeded")
+	}
+	if d := other.Stats().Discards; d != 0 {
+		t.Fatalf("second Open: Discards = %d, want 0", d)
+	}
+	if v, err := st.Get("k"); err != nil || string(v) != "fav=a" {
+		t.Fatalf("Get after a second Open = %q, %v; want the row", v, err)
+	}
+	must(t, st.Close())
+	st = openStore(t, dir, testOptions(t))
+	if off, err := st.GetOffset(-1); err != nil || off != 7 {
+		t.Fatalf("reopened: GetOffset = %d, %v; want 7 (kept, not discarded)", off, err)
+	}
+}
+
 // helperGoka runs the processor in $STATE_ROOT against the brokers in
 // $STATE_BROKERS until it has processed the whole workload, flushes its
 // stores to disk and returns (to be killed).
@@ -173,7 +201,7 @@ func TestGokaUncleanShutdownRestoresFromChangelog(t *testing.T) {
 
 	for part := range numPartitions {
 		dir := filepath.Join(root, string(favTable), strconv.Itoa(part))
-		if ok, err := markerExists(dir); err != nil || ok {
+		if ok, err := markerExists(vfs.Default, dir); err != nil || ok {
 			t.Fatalf("partition %d after kill: marker %v, %v; want none", part, ok, err)
 		}
 	}

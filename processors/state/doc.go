@@ -87,4 +87,39 @@
 // One gap remains: if a changelog write fails, Goka stops the processor
 // and closes the store cleanly although it holds a row the changelog does
 // not. Such a row survives until the key is written again.
+//
+// # Failures
+//
+// A store whose writes or flushes fail (disk full, read-only, directory
+// removed, I/O error, or an sstable found corrupt or missing) is fail-stop.
+// Pebble itself only retries: a failed flush is retried at once and
+// forever, every write stalled behind it waits forever, and Close waits
+// for them. Measured before this: with the data directory removed, 471k
+// "background error" log lines, a whole core busy after SIGTERM, a Set
+// that never returned, a Close that never returned. So the store watches
+// for the first failure itself, in three places: its FS (Options.FS
+// behind a guard, see failGuard) sees every failed write-side operation
+// before Pebble does, and Pebble's BackgroundError and DataCorruption
+// events report the rest. From then on:
+//
+//   - every method returns an error wrapping ErrFailed and the cause,
+//     without touching Pebble; Failed returns it too, and
+//     Options.OnFailure is called once, so the owner can stop the stage;
+//   - writes already inside Pebble when it fails return then as well: all
+//     Pebble writes run on a worker goroutine the caller can stop waiting
+//     for (runCalls);
+//   - nothing reaches the disk any more: write-side operations are skipped
+//     (reported done), which ends Pebble's retries and stalls, and creates
+//     and opens wait 100 ms each, so no retry loop can spin. A failed store
+//     uses no CPU;
+//   - Close does not flush, never writes the CLEAN marker (so the next
+//     Open discards the directory and Goka restores the table from the
+//     changelog) and gives Pebble's own Close at most
+//     Options.CloseTimeout before it returns, leaving Pebble closing on a
+//     leaked goroutine until the process exits.
+//
+// Not bounded: a write that Pebble stalls while the store is healthy
+// (flushes slower than writes) waits as before, and a file operation that
+// hangs without failing (a dead disk or NFS server) fails nothing, so
+// nothing is detected. A healthy Close is not bounded either.
 package state

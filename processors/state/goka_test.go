@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -367,7 +368,7 @@ func TestGokaRecoveryRebuildsIndexes(t *testing.T) {
 	if err := p.stop(); err != nil {
 		t.Fatalf("stopping processor: %v", err)
 	}
-	if err := clearDir(root); err != nil {
+	if err := clearDir(vfs.Default, root); err != nil {
 		t.Fatal(err)
 	}
 

@@ -89,8 +89,8 @@ func (s *Store) newIndexIter(lower, upper []byte) (*pebble.Iterator, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return nil, err
 	}
 	if s.deferIndex {
 		return nil, ErrIndexNotReady

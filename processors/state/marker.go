@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // markerName is the clean-shutdown marker. Close writes it after everything
@@ -13,10 +14,17 @@ import (
 // removes it (durably) before the first write. A store directory without
 // the marker was not closed cleanly: its contents may be ahead of the
 // changelog, so Open discards it.
+//
+// All of these go through the store's FS (Options.FS behind the fail-stop
+// guard), so a failed store can never write the marker.
 const markerName = "CLEAN"
 
-func markerExists(dir string) (bool, error) {
-	_, err := os.Stat(filepath.Join(dir, markerName))
+// lockName is Pebble's LOCK file, which Open holds while it looks at the
+// directory: it is not part of the store's contents.
+const lockName = "LOCK"
+
+func markerExists(fsys vfs.FS, dir string) (bool, error) {
+	_, err := fsys.Stat(fsys.PathJoin(dir, markerName))
 	switch {
 	case err == nil:
 		return true, nil
@@ -29,8 +37,8 @@ func markerExists(dir string) (bool, error) {
 
 // writeMarker creates the marker and syncs it and its directory, so that a
 // marker seen after a power loss really means "closed cleanly".
-func writeMarker(dir string) error {
-	f, err := os.Create(filepath.Join(dir, markerName))
+func writeMarker(fsys vfs.FS, dir string) error {
+	f, err := fsys.Create(fsys.PathJoin(dir, markerName), vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("writing clean-shutdown marker: %w", err)
 	}
@@ -40,20 +48,20 @@ func writeMarker(dir string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("closing clean-shutdown marker: %w", err)
 	}
-	return syncDir(dir)
+	return syncDir(fsys, dir)
 }
 
 // removeMarker removes the marker and syncs the directory, so that a crash
 // after this point cannot resurrect it.
-func removeMarker(dir string) error {
-	if err := os.Remove(filepath.Join(dir, markerName)); err != nil {
+func removeMarker(fsys vfs.FS, dir string) error {
+	if err := fsys.Remove(fsys.PathJoin(dir, markerName)); err != nil {
 		return fmt.Errorf("removing clean-shutdown marker: %w", err)
 	}
-	return syncDir(dir)
+	return syncDir(fsys, dir)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func syncDir(fsys vfs.FS, dir string) error {
+	d, err := fsys.OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("opening %s to sync it: %w", dir, err)
 	}
@@ -63,25 +71,31 @@ func syncDir(dir string) error {
 	return d.Close()
 }
 
-// isEmptyDir reports whether dir has no entries.
-func isEmptyDir(dir string) (bool, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return false, fmt.Errorf("listing %s: %w", dir, err)
-	}
-	return len(entries) == 0, nil
+// isEmptyDir reports whether dir has no entries but the LOCK.
+func isEmptyDir(fsys vfs.FS, dir string) (bool, error) {
+	names, err := storeEntries(fsys, dir)
+	return len(names) == 0, err
 }
 
-// clearDir removes everything inside dir but dir itself.
-func clearDir(dir string) error {
-	entries, err := os.ReadDir(dir)
+// clearDir removes everything inside dir but dir itself and the LOCK.
+func clearDir(fsys vfs.FS, dir string) error {
+	names, err := storeEntries(fsys, dir)
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", dir, err)
+		return err
 	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("discarding %s: %w", e.Name(), err)
+	for _, name := range names {
+		if err := fsys.RemoveAll(fsys.PathJoin(dir, name)); err != nil {
+			return fmt.Errorf("discarding %s: %w", name, err)
 		}
 	}
-	return syncDir(dir)
+	return syncDir(fsys, dir)
+}
+
+// storeEntries lists dir without the LOCK.
+func storeEntries(fsys vfs.FS, dir string) ([]string, error) {
+	names, err := fsys.List(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	return slices.DeleteFunc(names, func(n string) bool { return n == lockName }), nil
 }

@@ -7,8 +7,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Indexer derives the index keys of one row. It is called with the row's key
@@ -32,6 +34,7 @@ const (
 	defaultMemTableSize       = 16 << 20
 	defaultCacheSize          = 256 << 20
 	defaultRecoveryBatchBytes = 4 << 20
+	defaultCloseTimeout       = 5 * time.Second
 )
 
 // Options configures the stores a Builder opens. The zero value is usable:
@@ -68,6 +71,29 @@ type Options struct {
 	// table is recovered from its changelog before it is committed.
 	// Default 4 MiB.
 	RecoveryBatchBytes int
+
+	// OnFailure, when set, is called once per opened store, on its own
+	// goroutine, when the store fails: a write or flush failed (disk full,
+	// read-only, directory removed, I/O error). From then on every method
+	// of that store returns err (it wraps ErrFailed and the cause), so Goka
+	// will fail too, but only at the partition's next write; this callback
+	// lets the owner stop the stage and report it not ready at once. It may
+	// call the store's Close. Failed stores are restored from the changelog
+	// on the next start.
+	OnFailure func(topic string, partition int32, err error)
+
+	// CloseTimeout bounds Close of a failed store: how long Pebble's own
+	// Close gets once the store has failed. It normally needs about
+	// 100 ms, but waits for any file operation in progress, which a dead
+	// disk may never finish; Close then returns an error and leaves Pebble
+	// closing in the background (with the directory's LOCK) until the
+	// process exits. A healthy Close is not bounded. Default 5 s.
+	CloseTimeout time.Duration
+
+	// FS is the file system the store directories live on. Default
+	// vfs.Default. Tests and chaos runs pass a FaultFS (or Pebble's
+	// vfs/errorfs) to make writes fail on demand.
+	FS vfs.FS
 }
 
 // ErrInvalidOptions is wrapped by the error Validate returns.
@@ -94,6 +120,9 @@ func (o Options) Validate() error {
 	if o.RecoveryBatchBytes < 0 {
 		problems = append(problems, fmt.Sprintf("RecoveryBatchBytes %d must not be negative", o.RecoveryBatchBytes))
 	}
+	if o.CloseTimeout < 0 {
+		problems = append(problems, fmt.Sprintf("CloseTimeout %v must not be negative", o.CloseTimeout))
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidOptions, strings.Join(problems, "; "))
 	}
@@ -113,6 +142,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RecoveryBatchBytes == 0 {
 		o.RecoveryBatchBytes = defaultRecoveryBatchBytes
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = defaultCloseTimeout
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
 	}
 	return o
 }

@@ -11,8 +11,17 @@ import (
 
 // pebbleOptions tunes Pebble for a table partition that is bulk-loaded from
 // its changelog and then updated key by key.
-func (s *Store) pebbleOptions(cache *pebble.Cache) *pebble.Options {
+func (s *Store) pebbleOptions(cache *pebble.Cache, f *failure) *pebble.Options {
 	o := &pebble.Options{
+		// Every file operation goes through the fail-stop guard, which
+		// fails the store on the first write error and keeps Pebble's
+		// retries of failed flushes from spinning (see failGuard).
+		FS: s.fs,
+		EventListener: &pebble.EventListener{
+			BackgroundError: s.backgroundError(f),
+			DataCorruption:  s.dataCorruption(f),
+			WriteStallBegin: func(pebble.WriteStallBeginInfo) { s.stats.writeStalls.Add(1) },
+		},
 		// The WAL is off for the whole life of the store, not only during
 		// recovery. Its only use would be to replay writes after a crash,
 		// and after a crash this store is discarded anyway (the local
@@ -33,7 +42,7 @@ func (s *Store) pebbleOptions(cache *pebble.Cache) *pebble.Options {
 		L0StopWritesThreshold: 64,
 		Cache:                 cache,
 		FormatMajorVersion:    pebble.FormatNewest,
-		Logger:                pebbleLogger{s.log},
+		Logger:                pebbleLogger{s.log, f},
 	}
 	o.EnsureDefaults()
 	for i := range o.Levels {
@@ -48,7 +57,10 @@ func (s *Store) pebbleOptions(cache *pebble.Cache) *pebble.Options {
 
 // pebbleLogger sends Pebble's log to slog: informational chatter (flushes,
 // compactions) at debug level.
-type pebbleLogger struct{ log *slog.Logger }
+type pebbleLogger struct {
+	log  *slog.Logger
+	fail *failure
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	if l.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -60,9 +72,20 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-// Fatalf is called by Pebble for corruption it cannot continue from; it
-// keeps Pebble's contract (the process exits) after logging through slog.
+// Fatalf is called by Pebble for states it cannot continue from:
+// corruption, and a failed MANIFEST write (a flush whose sstable was
+// written but whose MANIFEST edit failed, e.g. on a full disk). On a
+// healthy store it keeps Pebble's contract: the process exits. On a failed
+// store it returns (Pebble then returns the error it had): that store is
+// never written again nor reused, its directory is discarded at the next
+// Open, so nothing Pebble could get wrong from here reaches any data, and
+// the failure reaches the owner as an error instead of taking every other
+// stage of the process down with it. The guard marks the store failed at
+// the failed write itself, before Pebble gets here.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	if l.fail.get() != nil {
+		return
+	}
 	pebble.DefaultLogger.Fatalf(format, args...)
 }

@@ -17,15 +17,15 @@ func (s *Store) Get(key string) ([]byte, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return nil, err
 	}
 	v, closer, err := s.db.Get(appendDataKey(make([]byte, 0, 1+len(key)), key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("getting %q: %w", key, err)
+		return nil, fmt.Errorf("getting %q: %w", key, s.failedBy(err))
 	}
 	out := make([]byte, len(v)) // non-nil even when empty: nil means "absent"
 	copy(out, v)
@@ -43,10 +43,10 @@ func (s *Store) Has(key string) (bool, error) {
 // the stored one), or def if there is none.
 func (s *Store) GetOffset(def int64) (int64, error) {
 	s.mu.RLock()
-	open := s.db != nil
+	err := s.usableLocked()
 	s.mu.RUnlock()
-	if !open {
-		return 0, ErrClosed
+	if err != nil {
+		return 0, err
 	}
 	if off := s.offset.Load(); off != noOffset {
 		return off, nil
@@ -78,8 +78,8 @@ func (s *Store) newDataIter(lower, upper []byte) (storage.Iterator, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return nil, err
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -96,8 +96,8 @@ func (s *Store) commitForRead() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
-		return ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return err
 	}
 	return s.commitPendingLocked()
 }

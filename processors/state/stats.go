@@ -10,10 +10,11 @@ type Stats struct {
 	Scans                   uint64 // index scans
 	Discards                uint64 // stores discarded because they were not closed cleanly
 	Rebuilds                uint64 // full index rebuilds
+	WriteStalls             uint64 // writes Pebble held until a flush or compaction caught up
 }
 
 type counters struct {
-	sets, deletes, indexPuts, indexDeletes, commits, scans, discards, rebuilds atomic.Uint64
+	sets, deletes, indexPuts, indexDeletes, commits, scans, discards, rebuilds, writeStalls atomic.Uint64
 }
 
 // Stats returns the store's counters.
@@ -24,5 +25,6 @@ func (s *Store) Stats() Stats {
 		IndexPuts: c.indexPuts.Load(), IndexDeletes: c.indexDeletes.Load(),
 		Commits: c.commits.Load(), Scans: c.scans.Load(),
 		Discards: c.discards.Load(), Rebuilds: c.rebuilds.Load(),
+		WriteStalls: c.writeStalls.Load(),
 	}
 }

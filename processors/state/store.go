@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lovoo/goka/storage"
 )
 
@@ -38,6 +39,9 @@ const noOffset = math.MinInt64
 // storage.Storage. Goka opens and closes it; stages read its indexes through
 // a Registry.
 //
+// A store is fail-stop: once a write or flush has failed, every method
+// returns an error wrapping ErrFailed (see Failed and doc.go).
+//
 // Concurrency: any number of readers and one writer, as Goka requires, plus
 // SetOffset from Goka's producer-callback goroutine. Writes and lifecycle
 // changes hold mu exclusively, reads share it. Scans and iterators hold no
@@ -55,6 +59,15 @@ type Store struct {
 
 	mu sync.RWMutex
 	db *pebble.DB
+	// lock is the directory's LOCK, held from before prepareDir until the
+	// DB has closed.
+	lock *pebble.Lock
+	// fs is Options.FS behind the store's fail-stop guard (failGuard).
+	fs vfs.FS
+	// calls and results talk to the worker that runs Pebble writes
+	// (runCalls), so that a write stuck in Pebble cannot hold its caller.
+	calls   chan pebbleCall
+	results chan error
 	// recovering is true from Open until MarkRecovered: writes go to the
 	// pending batch, which is committed unsynced every RecoveryBatchBytes.
 	recovering bool
@@ -75,8 +88,9 @@ type Store struct {
 	compactCancel context.CancelFunc
 	compactDone   chan struct{}
 
-	offset atomic.Int64 // latest offset given to SetOffset, or noOffset
-	dirty  atomic.Bool  // pending holds writes a reader must not miss
+	fail   atomic.Pointer[failure] // this Open's failure state
+	offset atomic.Int64            // latest offset given to SetOffset, or noOffset
+	dirty  atomic.Bool             // pending holds writes a reader must not miss
 	stats  counters
 }
 
@@ -110,14 +124,31 @@ func (s *Store) Open() error {
 	if s.db != nil {
 		return nil
 	}
-	if err := s.prepareDir(); err != nil {
-		return err
+	f := newFailure(s.dir, s.reportFailure)
+	s.fail.Store(f)
+	s.fs = guardFS{FS: s.opts.FS, g: failGuard{f}}
+	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("creating store directory: %w", err)
 	}
-	db, err := pebble.Open(s.dir, s.pebbleOptions(s.cache))
+	// Lock the directory before judging its contents: a store that is
+	// still open, or still closing after a failure, in this process or
+	// another, must not be discarded under it.
+	lock, err := pebble.LockDirectory(s.dir, s.fs)
 	if err != nil {
-		return fmt.Errorf("opening pebble store %s: %w", s.dir, err)
+		return fmt.Errorf("locking store directory %s: %w", s.dir, err)
 	}
-	s.db = db
+	if err := s.prepareDir(); err != nil {
+		return errors.Join(err, lock.Close())
+	}
+	o := s.pebbleOptions(s.cache, f)
+	o.Lock = lock
+	db, err := pebble.Open(s.dir, o)
+	if err != nil {
+		return errors.Join(fmt.Errorf("opening pebble store %s: %w", s.dir, err), lock.Close())
+	}
+	s.db, s.lock = db, lock
+	s.calls, s.results = make(chan pebbleCall), make(chan error, 1)
+	go runCalls(s.calls, s.results)
 	if err := s.loadMeta(); err != nil {
 		return errors.Join(err, s.closeDBLocked())
 	}
@@ -136,29 +167,26 @@ func (s *Store) Open() error {
 	return nil
 }
 
-// prepareDir creates the directory, consumes the clean-shutdown marker and
-// discards the contents of a store that was not closed cleanly.
+// prepareDir consumes the clean-shutdown marker and discards the contents
+// of a store that was not closed cleanly.
 func (s *Store) prepareDir() error {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return fmt.Errorf("creating store directory: %w", err)
-	}
-	clean, err := markerExists(s.dir)
+	clean, err := markerExists(s.fs, s.dir)
 	if err != nil {
 		return err
 	}
 	if clean {
 		// Remove it before the first write: from now on the directory is
 		// "in use" until Close writes the marker again.
-		return removeMarker(s.dir)
+		return removeMarker(s.fs, s.dir)
 	}
-	empty, err := isEmptyDir(s.dir)
+	empty, err := isEmptyDir(s.fs, s.dir)
 	if err != nil || empty {
 		return err
 	}
 	s.log.Warn("state store was not closed cleanly; discarding it to restore the table from its changelog",
 		"dir", s.dir)
 	s.stats.discards.Add(1)
-	return clearDir(s.dir)
+	return clearDir(s.fs, s.dir)
 }
 
 // loadMeta reads the offset and decides how indexes are kept during recovery.
@@ -194,7 +222,9 @@ func (s *Store) loadMeta() error {
 	if s.deferIndex && !rebuilding {
 		// Persist the decision: if this store is closed before recovery
 		// ends, the next Open still knows the index entries are incomplete.
-		if err := s.db.Set(metaIndexRebuild, nil, pebble.NoSync); err != nil {
+		if err := s.callLocked(pebbleCall{fn: func() error {
+			return s.db.Set(metaIndexRebuild, nil, pebble.NoSync)
+		}}); err != nil {
 			return fmt.Errorf("marking index rebuild: %w", err)
 		}
 	}
@@ -226,6 +256,10 @@ func (s *Store) isEmpty() (bool, error) {
 // Close commits what is pending, flushes everything to sstables, closes
 // the DB and only then writes the clean-shutdown marker. If any step fails
 // the marker is not written and the next Open discards the store.
+//
+// A failed store (see Failed) is closed without a flush and never marked
+// clean; Close returns its failure. Pebble's own Close then gets at most
+// Options.CloseTimeout (see closeDBLocked).
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -233,42 +267,91 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.reg.unregister(s)
-	err := s.commitPendingLocked()
+	err := s.Failed()
+	if err == nil {
+		err = s.commitPendingLocked()
+	}
 	if err == nil && s.offsetDirty {
 		err = s.putOffsetLocked()
 	}
 	if err == nil {
 		// The WAL is disabled: only flushed memtables survive Close.
-		if ferr := s.db.Flush(); ferr != nil {
+		if ferr := s.callLocked(pebbleCall{fn: s.db.Flush}); ferr != nil {
 			err = fmt.Errorf("flushing store: %w", ferr)
 		}
 	}
 	err = errors.Join(err, s.closeDBLocked())
+	if ferr := s.Failed(); ferr != nil && !errors.Is(err, ErrFailed) {
+		err = errors.Join(ferr, err) // failed while closing
+	}
 	if err != nil {
 		return err
 	}
-	return writeMarker(s.dir)
+	return writeMarker(s.fs, s.dir)
 }
 
+// closeDBLocked stops the post-recovery compaction and closes the batches,
+// the worker and the DB. A healthy DB closes in the time Pebble needs. A
+// failed one normally closes within about failedWriteDelay (its flushes
+// and the commits stalled behind them end once its writes are skipped, see
+// failGuard), but DB.Close waits for every job in progress, and a file
+// operation can hang instead of failing (a dead disk or NFS server). So
+// once the store has failed, closeDBLocked waits at most CloseTimeout and
+// then returns with Pebble still closing on a leaked goroutine (holding
+// the directory's LOCK, its memory and files) until the process exits,
+// which a failed store's owner is expected to do.
 func (s *Store) closeDBLocked() error {
-	if s.compactCancel != nil {
-		s.compactCancel()
-		<-s.compactDone
-		s.compactCancel, s.compactDone = nil, nil
-	}
-	var err error
-	for _, b := range []*pebble.Batch{s.pending, s.wb} {
-		if b != nil {
-			err = errors.Join(err, b.Close())
-		}
-	}
-	s.pending, s.wb = nil, nil
+	f := s.fail.Load()
+	db, lock, batches := s.db, s.lock, []*pebble.Batch{s.pending, s.wb}
+	cancel, compactDone := s.compactCancel, s.compactDone
+	// A failed store's batches may still be in a commit its caller stopped
+	// waiting for (callLocked): leave them to the garbage collector.
+	failed := f.get() != nil
+	s.db, s.lock, s.pending, s.wb = nil, nil, nil, nil
+	s.compactCancel, s.compactDone = nil, nil
 	s.dirty.Store(false)
-	if cerr := s.db.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("closing pebble store: %w", cerr))
+	close(s.calls) // the worker ends once it is idle
+	done := make(chan error, 1)
+	go func() {
+		if cancel != nil {
+			// Pebble panics on a compaction of a closed DB.
+			cancel()
+			<-compactDone
+		}
+		var err error
+		for _, b := range batches {
+			if b != nil && !failed {
+				err = errors.Join(err, b.Close())
+			}
+		}
+		if cerr := db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing pebble store: %w", cerr))
+		}
+		done <- errors.Join(err, lock.Close())
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-f.done:
 	}
-	s.db = nil
-	return err
+	timer := time.NewTimer(s.opts.CloseTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("closing pebble store: gave up after %v; it goes on closing in the background", s.opts.CloseTimeout)
+	}
+}
+
+// usableLocked returns ErrClosed for a store that is not open and the
+// failure of a failed one: a failed store touches Pebble no more, for
+// reads either (they could miss the writes that failed).
+func (s *Store) usableLocked() error {
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.Failed()
 }
 
 // Topic and Partition name the table partition the store holds.

@@ -26,8 +26,8 @@ type getter interface {
 func (s *Store) Set(key string, value []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
-		return ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return err
 	}
 	if s.recovering {
 		if err := s.putRowLocked(s.pending, s.pending, key, value); err != nil {
@@ -52,8 +52,8 @@ func (s *Store) Set(key string, value []byte) error {
 func (s *Store) Delete(key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
-		return ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return err
 	}
 	if s.recovering {
 		if err := s.deleteRowLocked(s.pending, s.pending, key); err != nil {
@@ -85,8 +85,8 @@ func (s *Store) Delete(key string) error {
 func (s *Store) SetOffset(offset int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
-		return ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return err
 	}
 	s.offset.Store(offset)
 	s.offsetDirty = true
@@ -101,8 +101,8 @@ func (s *Store) SetOffset(offset int64) error {
 func (s *Store) MarkRecovered() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
-		return ErrClosed
+	if err := s.usableLocked(); err != nil {
+		return err
 	}
 	if !s.recovering {
 		return nil
@@ -156,11 +156,10 @@ func (s *Store) applyLocked(b *pebble.Batch) error {
 			return fmt.Errorf("batching offset: %w", err)
 		}
 	}
-	err := b.Commit(pebble.NoSync)
-	b.Reset()
-	if err != nil {
-		return fmt.Errorf("committing write: %w", err)
+	if err := s.callLocked(pebbleCall{commit: b}); err != nil {
+		return fmt.Errorf("committing write: %w", err) // the store failed: b is Pebble's now
 	}
+	b.Reset()
 	s.offsetDirty = false
 	s.stats.commits.Add(1)
 	return nil
@@ -186,7 +185,7 @@ func (s *Store) commitPendingLocked() error {
 	if s.pending.Empty() {
 		return nil
 	}
-	if err := s.pending.Commit(pebble.NoSync); err != nil {
+	if err := s.callLocked(pebbleCall{commit: s.pending}); err != nil {
 		return fmt.Errorf("committing recovery batch: %w", err)
 	}
 	s.pending.Reset()
@@ -198,7 +197,9 @@ func (s *Store) commitPendingLocked() error {
 
 // putOffsetLocked writes the offset on its own (Close after recovery).
 func (s *Store) putOffsetLocked() error {
-	if err := s.db.Set(metaOffset, encodeOffset(s.offset.Load()), pebble.NoSync); err != nil {
+	if err := s.callLocked(pebbleCall{fn: func() error {
+		return s.db.Set(metaOffset, encodeOffset(s.offset.Load()), pebble.NoSync)
+	}}); err != nil {
 		return fmt.Errorf("writing offset: %w", err)
 	}
 	s.offsetDirty = false
@@ -246,7 +247,7 @@ func (s *Store) reindexLocked(b *pebble.Batch, r getter, key string, value []byt
 	case errors.Is(err, pebble.ErrNotFound):
 		return s.indexDiff(b, key, nil, false, value, hasNew)
 	case err != nil:
-		return fmt.Errorf("reading old value: %w", err)
+		return fmt.Errorf("reading old value: %w", s.failedBy(err))
 	}
 	if hasNew && bytes.Equal(old, value) {
 		return closer.Close()
@@ -320,7 +321,11 @@ func indexKeys(fn Indexer, name, key string, value []byte) ([]string, error) {
 func (s *Store) rebuildIndexesLocked() error {
 	start := time.Now()
 	b := s.db.NewBatch()
-	defer b.Close()
+	defer func() {
+		if s.Failed() == nil { // else b may still be in an abandoned commit
+			_ = b.Close()
+		}
+	}()
 	if err := b.DeleteRange(indexLower, indexUpper, nil); err != nil {
 		return fmt.Errorf("batching index range delete: %w", err)
 	}
@@ -339,7 +344,7 @@ func (s *Store) rebuildIndexesLocked() error {
 		}
 		rows++
 		if b.Len() >= s.opts.RecoveryBatchBytes {
-			if err := b.Commit(pebble.NoSync); err != nil {
+			if err := s.callLocked(pebbleCall{commit: b}); err != nil {
 				return errors.Join(fmt.Errorf("committing index rebuild: %w", err), it.Close())
 			}
 			b.Reset()
@@ -354,7 +359,7 @@ func (s *Store) rebuildIndexesLocked() error {
 	if err := b.Delete(metaIndexRebuild, nil); err != nil {
 		return fmt.Errorf("batching index rebuild flag: %w", err)
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.callLocked(pebbleCall{commit: b}); err != nil {
 		return fmt.Errorf("committing index rebuild: %w", err)
 	}
 	s.stats.rebuilds.Add(1)
