@@ -100,6 +100,9 @@ func runStages(ctx context.Context, p *process, names []string) error {
 		return err
 	}
 	defer closeAdapters()
+	if pc.StoreFS, err = storeFaults(p.health, log); err != nil {
+		return err
+	}
 	return pipeline.Run(ctx, pc, names...)
 }
 

@@ -138,10 +138,13 @@ func (p *runProc) metric(t *testing.T, sample string) float64 {
 	return v
 }
 
-// provision applies the catalogue and publishes the example rules.
-func provision(t *testing.T, addr string) {
+// provision applies the catalogue (4 partitions) and publishes the
+// example rules.
+func provision(t *testing.T, addr string) { provisionN(t, addr, 4) }
+
+func provisionN(t *testing.T, addr string, partitions int) {
 	t.Helper()
-	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", "4"); err != nil {
+	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", strconv.Itoa(partitions)); err != nil {
 		t.Fatalf("topics apply: %v\n%s", err, out)
 	}
 	if out, err := rtm(t, "rules", "publish", "--brokers", addr, "--author", "e2e", exampleRules); err != nil {
@@ -296,5 +299,133 @@ func TestStaticMembershipRestartDoesNotRebalance(t *testing.T) {
 	}
 	if after := a.metric(t, sample); after != before {
 		t.Errorf("filter-a went through a rebalance when filter-b restarted: assignments %v -> %v", before, after)
+	}
+}
+
+// cpuSeconds is the CPU time a process has used so far (Linux).
+func cpuSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start at ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// seedBigMembers writes n profiles of about 1 KiB each: enough to fill a
+// memtable, so that the stores joining the member table must flush.
+func seedBigMembers(t *testing.T, addr string, from, n int) {
+	t.Helper()
+	cl := testkit.Client(t, addr, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	ctx := testkit.Context(t)
+	pad := strings.Repeat("x", 1000)
+	for i := from; i < from+n; i++ {
+		id := fmt.Sprintf("M%07d", i)
+		v, _ := memberstate.Codec{}.Encode(&memberstate.Profile{MemberID: id, Exists: true, Email: id + pad + "@example.jp"})
+		cl.Produce(ctx, &kgo.Record{Topic: string(memberstate.Table), Key: []byte(id), Value: v}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedStoreEndsTheProcess injects ENOSPC into the filter stage's
+// stores once it runs: the process turns not-ready with the error, uses
+// no CPU while it waits to restart, and exits non-zero after max_failures
+// consecutive failures, so its orchestrator restarts it.
+func TestFailedStoreEndsTheProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	addr := freeAddr(t)
+	startBroker(t, addr, t.TempDir())
+	// One partition, so the rows below fill one store's memtable.
+	provisionN(t, addr, 1)
+	p := startRun(t, []string{faultEnv + "=store-fail:filter"}, "--stage", "filter", "--brokers", addr, "--partitions", "1",
+		"--data-dir", t.TempDir(), "--instance-id", "f0", "--max-failures", "3")
+	p.waitReady(t)
+	// Writes now fail: fill a memtable so the store must flush.
+	seedBigMembers(t, addr, 0, 40000)
+	var body string
+	testkit.Eventually(t, time.Minute, "/readyz to report the failed store", func() bool {
+		var code int
+		code, body, _ = get("http://" + p.http + "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "no space left on device")
+	})
+	t.Logf("not ready: %s", body)
+	start, cpu0 := time.Now(), cpuSeconds(t, p.cmd.Process.Pid)
+	select {
+	case <-p.done:
+		t.Fatal("exited before its restarts")
+	case <-time.After(time.Second):
+	}
+	if share := (cpuSeconds(t, p.cmd.Process.Pid) - cpu0) / time.Since(start).Seconds(); share > 0.5 {
+		t.Errorf("the failed process used %.0f%% of a core while waiting to restart", 100*share)
+	} else {
+		t.Logf("CPU while failed: %.1f%% of a core", 100*share)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the process did not give up")
+	}
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want status 1", p.err)
+	}
+	if out := p.output(); !strings.Contains(out, "giving up after consecutive failures") {
+		t.Errorf("the process does not say why it ended:\n%s", out)
+	}
+}
+
+// TestShutdownIsBounded: with the filter stage's disk hung (writes block
+// forever), SIGTERM still ends the process within shutdown_timeout (status
+// 3, stores not marked clean), and a second signal ends it at once.
+func TestShutdownIsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	addr := freeAddr(t)
+	startBroker(t, addr, t.TempDir())
+	provision(t, addr)
+	for _, tc := range []struct {
+		name     string
+		signals  int
+		wantCode int
+	}{
+		{"SIGTERM past shutdown_timeout", 1, exitShutdownTimeout},
+		{"a second SIGTERM", 2, exitSecondSignal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := t.TempDir()
+			p := startRun(t, []string{faultEnv + "=store-hang:filter"}, "--stage", "filter", "--brokers", addr, "--partitions", "4",
+				"--data-dir", data, "--instance-id", "f0", "--shutdown-timeout", "3s")
+			p.waitReady(t)
+			testkit.Eventually(t, time.Minute, "the fault to be armed", func() bool { return strings.Contains(p.output(), "injecting fault") })
+			// Something for Close to flush to the hung disk.
+			seedBigMembers(t, addr, 0, 200)
+			start := time.Now()
+			for range tc.signals {
+				p.cmd.Process.Signal(syscall.SIGTERM)
+				time.Sleep(100 * time.Millisecond)
+			}
+			select {
+			case <-p.done:
+			case <-time.After(time.Minute):
+				t.Fatal("the process did not exit")
+			}
+			t.Logf("exited %v after the first signal: %v", time.Since(start).Round(time.Millisecond), p.err)
+			var ee *exec.ExitError
+			if !errors.As(p.err, &ee) || ee.ExitCode() != tc.wantCode {
+				t.Errorf("exit %v, want status %d", p.err, tc.wantCode)
+			}
+			if markers, _ := filepath.Glob(filepath.Join(data, "f0", "state", "filter", "*", "*", "CLEAN")); len(markers) > 0 {
+				t.Errorf("stores marked clean by an unfinished shutdown: %v", markers)
+			}
+		})
 	}
 }

@@ -137,6 +137,17 @@ func (h *Health) SetProgress(name string, f func(context.Context) *Progress) {
 	}
 }
 
+// Status returns a component's current state.
+func (h *Health) Status(name string) (Status, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, ok := h.comps[name]
+	if !ok {
+		return Status{}, false
+	}
+	return c.status, true
+}
+
 // Remove forgets a component.
 func (h *Health) Remove(name string) {
 	h.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lovoo/goka"
 
 	"github.com/rtm-project/rtm/internal/kafka"
@@ -50,11 +51,14 @@ type Config struct {
 	// MaxFailures consecutive failures of one stage end Run with an error
 	// (0: never).
 	MaxFailures int
-	Rules       stage.Rules
-	Detect      detect.Config
-	Timing      timing.Config
-	Render      render.Config
-	Send        send.Config
+	// StoreFS, when it names a stage, is the file system of that stage's
+	// local stores (fault injection); others use the OS's.
+	StoreFS map[string]vfs.FS
+	Rules   stage.Rules
+	Detect  detect.Config
+	Timing  timing.Config
+	Render  render.Config
+	Send    send.Config
 	// Deliverer sends deliveries (the send stage); channels.Router is one.
 	Deliverer send.Deliverer
 	Log       *slog.Logger
@@ -129,7 +133,7 @@ func build(name string, cfg Config, onStoreFailure func(error)) (*Stage, error) 
 	k := cfg.Kafka
 	k.Brokers = cfg.Brokers
 	env, err := stage.NewEnv(stage.EnvConfig{Kafka: k, Catalogue: cfg.Catalogue, DataDir: cfg.DataDir, Group: name,
-		Indexes: idx, InstanceID: cfg.InstanceID, OnStoreFailure: onStoreFailure, Log: cfg.Log})
+		Indexes: idx, InstanceID: cfg.InstanceID, OnStoreFailure: onStoreFailure, FS: cfg.StoreFS[name], Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", name, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/internal/testkit"
+	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -217,5 +218,46 @@ func TestFailDuringShutdownIsNotCommitted(t *testing.T) {
 				t.Errorf("committed offset %d with the message at offset 10 cut short (lost: %v, want %v)", got, lost, tc.lost)
 			}
 		})
+	}
+}
+
+// brokenProducer fails every emit, as a broker outage does.
+type brokenProducer struct{ goka.Producer }
+
+func (brokenProducer) EmitWithHeaders(string, string, []byte, goka.Headers) *goka.Promise {
+	p, finish := goka.NewPromiseWithFinisher()
+	finish(nil, errors.New("injected: broker unavailable"))
+	return p
+}
+
+// TestFailedChangelogWriteDistrustsTheStore: when a table row's changelog
+// write fails, the local stores of that table are failed, so they are not
+// closed as clean and the next start restores them from the changelog.
+// Writes to other topics leave the stores alone.
+func TestFailedChangelogWriteDistrustsTheStore(t *testing.T) {
+	reg := state.NewRegistry()
+	b, err := state.Builder(t.TempDir(), state.Options{Logger: testkit.Logger(t)}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := b("send-table", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	g := changelogGuard{Producer: brokenProducer{}, reg: reg, log: testkit.Logger(t)}
+	g.EmitWithHeaders("delivery.results", "M1", []byte("v"), nil)
+	store := reg.Store("send-table", 0)
+	if err := store.Failed(); err != nil {
+		t.Fatalf("a failed write to a stream failed the store: %v", err)
+	}
+	g.EmitWithHeaders("send-table", "M1", []byte("v"), nil)
+	if err := store.Failed(); !errors.Is(err, state.ErrFailed) {
+		t.Fatalf("store after a failed changelog write: %v, want ErrFailed", err)
+	}
+	if err := st.Close(); err == nil {
+		t.Error("Close of a store whose changelog write failed reported success")
 	}
 }

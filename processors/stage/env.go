@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/processors/state"
@@ -32,7 +33,10 @@ type EnvConfig struct {
 	// OnStoreFailure is called (once per store) when a local store fails
 	// its writes; the stage's runner stops the stage with the error.
 	OnStoreFailure func(err error)
-	Log            *slog.Logger
+	// FS is the file system of the local stores (default: the OS's); the
+	// chaos harness injects faults through a state.FaultFS.
+	FS  vfs.FS
+	Log *slog.Logger
 }
 
 // NewEnv returns the environment of one stage (consumer group): its local
@@ -41,9 +45,9 @@ type EnvConfig struct {
 // Registry finds the stores of its own partitions.
 func NewEnv(c EnvConfig) (Env, error) {
 	reg := state.NewRegistry()
-	opts := state.Options{Indexes: c.Indexes, Logger: c.Log, Cache: blockCache()}
+	opts := state.Options{Indexes: c.Indexes, Logger: c.Log, Cache: blockCache(), FS: c.FS}
 	if c.OnStoreFailure != nil {
-		// MERGE: opts.OnFailure = func(topic string, partition int32, err error) { c.OnStoreFailure(err) }
+		opts.OnFailure = func(topic string, partition int32, err error) { c.OnStoreFailure(err) }
 	}
 	b, err := state.Builder(filepath.Join(c.DataDir, "state", c.Group), opts, reg)
 	if err != nil {

@@ -205,3 +205,14 @@ func (s *Store) callLocked(c pebbleCall) error {
 		return f.err
 	}
 }
+
+// Fail marks the store failed with err from outside: its owner learned
+// that the store no longer matches its changelog (a changelog write of a
+// row it holds failed), so it must not be trusted after this process —
+// its Close writes no CLEAN marker, and the next Open restores the table
+// from the changelog. OnFailure is called as for a failed write.
+func (s *Store) Fail(err error) {
+	if f := s.fail.Load(); f != nil {
+		f.fail(err)
+	}
+}

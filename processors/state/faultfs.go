@@ -25,6 +25,9 @@ import (
 type FaultFS struct {
 	guardFS
 	err atomic.Pointer[error]
+	// hung, while not nil, is a channel every write-side operation waits
+	// on until Heal closes it: a disk (or NFS server) that stops answering.
+	hung atomic.Pointer[chan struct{}]
 }
 
 // NewFaultFS returns a healed FaultFS over base (vfs.Default if nil).
@@ -47,10 +50,27 @@ func (f *FaultFS) Fail(err error) {
 	f.err.Store(&err)
 }
 
+// Hang makes every write-side operation block until Heal, as a disk that
+// stops answering does: nothing fails, so nothing is detected, and a
+// store's Close waits on its flush (the process's shutdown_timeout is what
+// bounds that).
+func (f *FaultFS) Hang() {
+	ch := make(chan struct{})
+	f.hung.CompareAndSwap(nil, &ch)
+}
+
 // Heal disarms the FS: operations reach the underlying FS again.
-func (f *FaultFS) Heal() { f.err.Store(nil) }
+func (f *FaultFS) Heal() {
+	f.err.Store(nil)
+	if ch := f.hung.Swap(nil); ch != nil {
+		close(*ch)
+	}
+}
 
 func (f *FaultFS) before(op, name string) (bool, error) {
+	if ch := f.hung.Load(); ch != nil {
+		<-*ch
+	}
 	if p := f.err.Load(); p != nil {
 		return false, &fs.PathError{Op: op, Path: name, Err: *p}
 	}

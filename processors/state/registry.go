@@ -97,3 +97,23 @@ func New(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	return newStore(dir, "", -1, opts, nil, pebble.NewCache(opts.CacheSize)), nil
 }
+
+// FailTopic fails every open store of topic (see Store.Fail) and reports
+// how many there were.
+func (r *Registry) FailTopic(topic string, err error) int {
+	if r == nil {
+		return 0
+	}
+	r.mu.RLock()
+	var ss []*Store
+	for k, s := range r.stores {
+		if k.topic == topic {
+			ss = append(ss, s)
+		}
+	}
+	r.mu.RUnlock()
+	for _, s := range ss {
+		s.Fail(err)
+	}
+	return len(ss)
+}
