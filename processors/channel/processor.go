@@ -59,7 +59,7 @@ func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
 func Route(set *rules.Set, o *topics.Offer, p *memberstate.Profile, priors map[string]Prior, now time.Time) (topics.Decision, string) {
 	out, table, rule := defaultChannels, "", "default"
 	if p != nil {
-		facts := &rules.Facts{Member: p.Facts(now), Campaign: stage.CampaignFacts(o)}
+		facts := stage.OfferFacts(o, p.Facts(now))
 		for _, t := range set.Kind(rules.KindChannel) {
 			d, ok, err := t.Evaluate(facts)
 			if err != nil {

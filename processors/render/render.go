@@ -116,7 +116,7 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *memberstate.Profil
 	if err != nil {
 		return nil, &TemplateError{TemplateID: o.Template, Channel: o.Channel, Err: err}
 	}
-	facts := &rules.Facts{Event: stage.EventFacts(&o.Event), Member: p.Facts(now), Campaign: stage.CampaignFacts(o)}
+	facts := stage.OfferFacts(o, p.Facts(now))
 	out, err := tp.Render(facts)
 	if err != nil {
 		return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}

@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,33 @@ func TestFindTemplateSibling(t *testing.T) {
 	}
 	if _, err := FindTemplate(set, "nope", topics.ChannelMail); err == nil {
 		t.Fatal("found a template for an unknown ID")
+	}
+}
+
+// TestRenderBackInStockWithRealStock: the event's stock reaches the
+// template through the offer (it used to be dropped on the way, rendering
+// "在庫わずか（0点）").
+func TestRenderBackInStockWithRealStock(t *testing.T) {
+	e := topics.Event{EventID: "e-bis", Type: "back_in_stock", Source: "cdc.items", ItemID: "I9", Brand: "ナチュラルライフ", Stock: 7, At: time.Now()}
+	for ch, want := range map[string]string{topics.ChannelPush: "在庫わずか（7点）", topics.ChannelMail: "在庫わずか（7点）です"} {
+		o := &topics.Offer{OfferID: "of-bis", CampaignID: "back-in-stock", MemberID: "M1", Template: "back-in-stock-push", Channel: ch, Event: e.Summary()}
+		d, err := renderer(t).Render(exampleSet(t), o, profile(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body string
+		switch ch {
+		case topics.ChannelPush:
+			var p map[string]any
+			json.Unmarshal(d.Payload, &p)
+			body = fmt.Sprint(p)
+		case topics.ChannelMail:
+			var m channels.MailPayload
+			json.Unmarshal(d.Payload, &m)
+			body = m.Text
+		}
+		if !strings.Contains(body, want) {
+			t.Errorf("%s: rendered %s, want it to contain %q", ch, body, want)
+		}
 	}
 }
