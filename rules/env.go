@@ -12,14 +12,40 @@ import (
 // for every string, float and slice it boxes: a 200-row table would box
 // hundreds of values per evaluation. Instead every rule is compiled against
 // a flat, typed map environment ("member.prefecture": string, ...) — expr
-// loads such identifiers with a single map lookup (OpLoadFast) — and the
-// map's values are views: interface values whose data word points straight
-// at the field inside the caller's Facts. Building a view allocates nothing,
-// a view is rebuilt only when the Facts pointer changes, and a view always
-// shows the field's current content. The price is the rule documented on
-// Facts: do not modify it while an evaluation against it runs. Views never
-// escape an evaluation: conditions are checked to return bool and outputs
-// are constants taken from cells.
+// loads such identifiers with a single map lookup (OpLoadFast) — and before
+// every evaluation bind stores, for each field the table reads, an
+// interface value showing that field of the caller's Facts. Making one
+// allocates nothing:
+//
+//   - A field that Go stores indirectly in an interface (strings, numbers,
+//     bools, slices, time.Time: everything but maps today) is shown by a
+//     view, an interface whose data word points at the field inside the
+//     Facts. Whoever reads the view reads the field's memory at that
+//     moment, so a view cannot lag behind the field.
+//   - A field stored directly (pointer-shaped: a map) has its value in the
+//     data word itself, so the interface is a copy of the pointer, stale as
+//     soon as the field is reassigned. bind therefore re-reads it from the
+//     Facts on every evaluation; copying a pointer allocates nothing either.
+//
+// Which of the two a type is, is the runtime's decision, and it has changed
+// between Go releases (Go 1.26 decides by size and pointer words rather
+// than by kind). It is not restated here: init boxes each field type's zero
+// value and looks at the result — a pointer-shaped zero is stored as a nil
+// data word, an indirect one never is.
+//
+// There is deliberately no cache keyed by the *Facts pointer: bind rewrites
+// every field the table reads, every time (a map assignment per field, a
+// handful per table, against tens of expr instructions per row), so an
+// evaluation sees exactly the Facts' content when it starts, whether the
+// caller passes a new Facts or overwrites one. The rule that remains is the
+// one documented on Facts: do not modify a Facts while an evaluation
+// against it runs. Views never escape an evaluation: conditions are checked
+// to return bool and outputs are constants taken from cells.
+//
+// The alternative — compiling common "field op $param" shapes to typed Go
+// closures and keeping expr for the rest — would still need this
+// environment for the rest, so it would add a second evaluator without
+// removing the first.
 
 // fact is one top-level fact (event, member, campaign).
 type fact struct {
@@ -30,15 +56,14 @@ type fact struct {
 
 // field is one fact field that rules can read, e.g. member.prefecture.
 type field struct {
-	id     int
 	name   string // flat name: "member.prefecture"
 	fact   string // "member"
 	typ    reflect.Type
 	offset uintptr // inside Facts
 	// typeWord is the runtime type word of an interface holding typ.
 	typeWord unsafe.Pointer
-	// direct reports that typ is pointer-shaped: the interface data word
-	// holds the value itself rather than a pointer to it.
+	// direct reports that the runtime stores typ in the data word of an
+	// interface (pointer-shaped) rather than a pointer to it.
 	direct bool
 }
 
@@ -60,14 +85,17 @@ func init() {
 			inner := sf.Type.Field(j)
 			name := fc.name + "." + inner.Tag.Get("expr")
 			zero := reflect.Zero(inner.Type).Interface()
+			ze := (*eface)(unsafe.Pointer(&zero))
 			f := &field{
-				id:       len(fields),
 				name:     name,
 				fact:     fc.name,
 				typ:      inner.Type,
 				offset:   sf.Offset + inner.Offset,
-				typeWord: (*eface)(unsafe.Pointer(&zero)).typ,
-				direct:   isDirectIface(inner.Type),
+				typeWord: ze.typ,
+				// The runtime's own answer: an indirect value is always
+				// reached through a non-nil pointer, a pointer-shaped
+				// zero value is the nil pointer itself.
+				direct: ze.data == nil,
 			}
 			fields = append(fields, f)
 			fieldIndex[name] = f
@@ -82,22 +110,10 @@ type eface struct {
 	data unsafe.Pointer
 }
 
-// isDirectIface mirrors the runtime's rule for storing a value directly in
-// an interface's data word.
-func isDirectIface(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Map, reflect.Pointer, reflect.Chan, reflect.Func, reflect.UnsafePointer:
-		return true
-	case reflect.Struct:
-		return t.NumField() == 1 && isDirectIface(t.Field(0).Type)
-	case reflect.Array:
-		return t.Len() == 1 && isDirectIface(t.Elem())
-	}
-	return false
-}
-
-// view returns an interface value showing field f of *facts without copying
-// or allocating.
+// view returns an interface value showing field f of *base without
+// allocating: for an indirect type it points at the field, for a
+// pointer-shaped one it holds the field's current pointer (so it must be
+// taken again whenever the field may have changed: bind does, every time).
 func (f *field) view(base *Facts) any {
 	p := unsafe.Add(unsafe.Pointer(base), f.offset)
 	var v any
@@ -155,32 +171,24 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
-// binding is a reusable environment bound to one *Facts. It is not safe for
-// concurrent use; Tables keep bindings in a sync.Pool.
+// binding is a reusable environment. It is not safe for concurrent use;
+// Tables keep bindings in a sync.Pool.
 type binding struct {
-	env   map[string]any
-	facts *Facts
-	bound []bool // by field id, for the current facts
+	env map[string]any
 }
 
 func newBinding() *binding {
-	b := &binding{env: make(map[string]any, len(fields)), bound: make([]bool, len(fields))}
+	b := &binding{env: make(map[string]any, len(fields))}
 	for _, f := range fields {
 		b.env[f.name] = envSample[f.name]
 	}
 	return b
 }
 
-// bind makes the environment show the given fields of f.
+// bind makes the environment show the current content of the given fields
+// of f. It runs before every evaluation and keeps nothing from the last.
 func (b *binding) bind(f *Facts, used []*field) {
-	if b.facts != f {
-		b.facts = f
-		clear(b.bound)
-	}
 	for _, fl := range used {
-		if !b.bound[fl.id] {
-			b.env[fl.name] = fl.view(f)
-			b.bound[fl.id] = true
-		}
+		b.env[fl.name] = fl.view(f)
 	}
 }

@@ -26,6 +26,12 @@ var (
 	ErrInvalidOutput    = errors.New("invalid output value")
 	ErrMissingOutput    = errors.New("missing required output")
 	ErrTemplate         = errors.New("broken template")
+	// ErrDuplicateTemplate: two rows define the same template id for the
+	// same channel.
+	ErrDuplicateTemplate = errors.New("duplicate template")
+	// ErrUnknownTemplate: a campaign names a template id that no template
+	// table defines for any channel (or names none).
+	ErrUnknownTemplate  = errors.New("unknown template")
 	ErrNotDecisionTable = errors.New("not a decision table")
 )
 

@@ -47,9 +47,12 @@ var evaluators = sync.Pool{New: func() any { return &evaluator{b: newBinding()} 
 // matching rule, or false when no rule matches. Under the collect policy it
 // also returns the first match; use EvaluateAll for every match.
 //
-// Evaluate does not allocate (conditions over list facts such as
-// member.segments are the exception: expr boxes each element it compares).
-// f must not be modified while Evaluate runs.
+// Evaluate does not allocate, whether f is new or a reused Facts
+// overwritten since the last call; conditions that index a map fact
+// (event.attrs["utm"]) or search a list fact ("vip" in member.segments) are
+// the exception: expr's reflection boxes each value it reads from them.
+// Every evaluation sees f's content as it is when the evaluation starts; f
+// must not be modified while Evaluate runs.
 func (t *Table) Evaluate(f *Facts) (Decision, bool, error) {
 	var d Decision
 	found := false

@@ -59,7 +59,7 @@ func TestCampaignOutputs(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	want := CampaignOutput{Campaign: "price-drop-big", Audience: AudienceFavoritesOfItem, Priority: 90, Template: "price-drop-line", Timing: TimingNow, ExpiresAfter: 6 * time.Hour}
+	want := CampaignOutput{Campaign: "price-drop-big", Audience: AudienceFavoritesOfItem, Priority: 90, Template: "price-drop", Timing: TimingNow, ExpiresAfter: 6 * time.Hour}
 	if *d.Campaign != want {
 		t.Errorf("outputs = %+v, want %+v", *d.Campaign, want)
 	}
@@ -131,9 +131,9 @@ func TestEvaluateChannelAndTiming(t *testing.T) {
 
 func TestRenderTemplate(t *testing.T) {
 	set := exampleSet(t)
-	tp, ok := set.Template("price-drop-line")
+	tp, ok := set.Template("price-drop", ChannelLine)
 	if !ok {
-		t.Fatal("template price-drop-line missing")
+		t.Fatal("template price-drop for LINE missing")
 	}
 	f := SampleFacts()
 	r, err := tp.Render(f)

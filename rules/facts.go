@@ -74,9 +74,11 @@ type Campaign struct {
 // campaign).
 //
 // The sub-structs are values, not pointers, so that a caller can keep one
-// Facts per goroutine and overwrite it per message: the evaluator binds to
-// the Facts' memory once and evaluations then allocate nothing. Do not
-// modify a Facts while an evaluation against it is running.
+// Facts per goroutine and overwrite it per message (whole, or field by
+// field: replacing a map or a slice is fine); every evaluation reads the
+// Facts' content as it is when the evaluation starts, without allocating
+// (see env.go). Do not modify a Facts while an evaluation against it is
+// running.
 type Facts struct {
 	Event    Event    `json:"event" expr:"event"`
 	Member   Member   `json:"member" expr:"member"`

@@ -50,6 +50,21 @@ func TestLoadExamples(t *testing.T) {
 			t.Errorf("table %s kind = %q, want %q", n, got[n], k)
 		}
 	}
+	if err := Validate(specs); err != nil {
+		t.Fatalf("the example workbook does not validate: %v", err)
+	}
+	// Every campaign's template has a variant for every channel its
+	// channel rows can route to: the example never excludes for want of
+	// content.
+	set := exampleSet(t)
+	camps, _ := set.Table("campaigns")
+	spec := camps.Spec()
+	for _, r := range spec.Rows {
+		id, _ := textOf(r.Cells[spec.actionColumn("template")])
+		if got := set.TemplateChannels(id); len(got) != len(Channels) {
+			t.Errorf("template %s (row %d) has variants for %v, want all of %v", id, r.Row, got, Channels)
+		}
+	}
 	b, _ := json.MarshalIndent(specs[1], "", "  ")
 	t.Logf("%s", b)
 }

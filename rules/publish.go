@@ -45,12 +45,12 @@ func Publish(ctx context.Context, client *kgo.Client, specs []TableSpec, meta Pu
 	if id, _ := client.OptValue(kgo.TransactionalID).(string); id == "" {
 		return PublishReport{}, errors.New("publishing rules: client needs kgo.TransactionalID to write both topics atomically")
 	}
-	if err := Validate(specs); err != nil {
-		return PublishReport{}, err
-	}
 	current, err := List(ctx, client)
 	if err != nil {
 		return PublishReport{}, fmt.Errorf("publishing rules: %w", err)
+	}
+	if err := validate(specs, current, meta.Prune); err != nil {
+		return PublishReport{}, err
 	}
 	if meta.PublishedAt.IsZero() {
 		meta.PublishedAt = time.Now().UTC()
@@ -113,12 +113,23 @@ func produceTxn(ctx context.Context, client *kgo.Client, recs []*kgo.Record) err
 	return nil
 }
 
-// Validate compiles every spec and checks that table names and template
-// ids are unique, returning every problem.
-func Validate(specs []TableSpec) error {
+// Validate compiles every spec and checks the tables together: table
+// names are unique, no two rows define the same template (id, channel)
+// pair, and every campaign row names a template id that has a variant for
+// at least one channel. Every problem is returned, located at its cell.
+// Pass every workbook that makes up the rules (`rtm rules validate
+// campaigns.xlsx content.xlsx`); Publish checks the same against the live
+// tables that stay.
+func Validate(specs []TableSpec) error { return validate(specs, nil, false) }
+
+// validate is Validate for specs that are published over live tables:
+// live tables that the specs do not replace (and prune does not delete)
+// take part in the checks, so that a publish cannot clash with them or
+// take away a template a live campaign uses.
+func validate(specs []TableSpec, live map[string]TableSpec, prune bool) error {
 	errs := &errorList{}
 	names := map[string]bool{}
-	templateIDs := map[string]string{}
+	var proposed []*Table
 	for _, s := range specs {
 		errs.file = s.Meta.SourceFile
 		if names[s.Name] {
@@ -126,18 +137,104 @@ func Validate(specs []TableSpec) error {
 			continue
 		}
 		names[s.Name] = true
-		t := compileSpec(s, errs)
+		if t := compileSpec(s, errs); t != nil {
+			proposed = append(proposed, t)
+		}
+	}
+	// Live tables, compiled as a Watcher would: one that does not compile
+	// is not in force, so it takes no part.
+	var kept []*Table
+	liveIDs := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(live)) {
+		t := compileSpec(live[name], &errorList{})
 		if t == nil {
 			continue
 		}
 		for _, tp := range t.templates {
-			if prev, dup := templateIDs[tp.ID]; dup {
-				errs.add(s.Sheet, fmt.Sprintf("row %d", tp.Trace.Row), ErrBadColumn, "template id %s is also defined in table %s", tp.ID, prev)
+			liveIDs[tp.ID] = true
+		}
+		if !names[name] && !prune {
+			kept = append(kept, t)
+		}
+	}
+	// Kept tables first, so that a clash between a kept and a proposed
+	// table is reported at the proposed one.
+	all := append(slices.Clip(kept), proposed...)
+	isProposed := func(i int) bool { return i >= len(kept) }
+	variants := map[templateKey]*Template{}
+	ids := map[string]bool{}
+	for i, t := range all {
+		for _, tp := range t.templates {
+			ids[tp.ID] = true
+			k := templateKey{tp.ID, tp.Channel}
+			prev, dup := variants[k]
+			if !dup {
+				variants[k] = tp
+				continue
 			}
-			templateIDs[tp.ID] = s.Name
+			if isProposed(i) {
+				errs.file = tp.file
+				errs.add(tp.Trace.Sheet, tp.cell, ErrDuplicateTemplate, "template %s for %s is also defined by table %s at %s",
+					tp.ID, tp.Channel, prev.Trace.Table, at(prev.file, prev.Trace.Sheet, prev.cell, tp.file, tp.Trace.Sheet))
+			}
+		}
+	}
+	for i, t := range all {
+		if t.Kind() != KindCampaign {
+			continue
+		}
+		col := t.spec.actionColumn("template")
+		for ri := range t.rules {
+			r := &t.rules[ri]
+			id := r.out.campaign.Template
+			if ids[id] {
+				continue
+			}
+			// A kept live campaign is reported only when this publish
+			// removes its template, not for what was already broken.
+			if !isProposed(i) && (id == "" || !liveIDs[id]) {
+				continue
+			}
+			cell := fmt.Sprintf("row %d", r.trace.Row)
+			if col >= 0 {
+				cell = t.spec.cellRef(col, &Row{Row: r.trace.Row})
+			}
+			errs.file = t.spec.Meta.SourceFile
+			switch {
+			case id == "":
+				errs.add(r.trace.Sheet, cell, ErrUnknownTemplate, "campaign %s names no template: its offers could not be rendered", r.out.campaign.Campaign)
+			case !isProposed(i):
+				errs.add(r.trace.Sheet, cell, ErrUnknownTemplate, "campaign %s (live table %s) uses template %s, which this publish removes", r.out.campaign.Campaign, t.Name(), id)
+			default:
+				errs.add(r.trace.Sheet, cell, ErrUnknownTemplate, "campaign %s names template %s, which no template table defines for any channel%s", r.out.campaign.Campaign, id, suggestTemplate(id, ids))
+			}
 		}
 	}
 	return errs.err()
+}
+
+// actionColumn returns the index of the ACTION column setting output, or -1.
+func (s *TableSpec) actionColumn(output string) int {
+	for i, c := range s.Columns {
+		if c.Type == ColAction && strings.TrimSpace(c.Template) == output {
+			return i
+		}
+	}
+	return -1
+}
+
+// suggestTemplate names the closest known template id, for a typo.
+func suggestTemplate(id string, ids map[string]bool) string {
+	best, bestD := "", 4
+	for _, k := range slices.Sorted(maps.Keys(ids)) {
+		if d := editDistance(k, id); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
 }
 
 // List reads the rules topic to its current end: the live version of every

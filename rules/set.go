@@ -11,11 +11,17 @@ import (
 type Set struct {
 	tables    map[string]*Table
 	byKind    map[Kind][]*Table
-	templates map[string]*Template
+	templates map[templateKey]*Template
+	// channels lists, per template id, the channels it has a variant for,
+	// in the order of Channels.
+	channels map[string][]string
+	// conflicts are template variants defined by more than one table.
+	conflicts *errorList
 }
 
 // NewSet builds a set; table names must be unique, and so must template
-// ids across template tables.
+// (id, channel) pairs across template tables: a clash is an *Errors
+// naming both cells (ErrDuplicateTemplate).
 func NewSet(tables ...*Table) (*Set, error) {
 	m := make(map[string]*Table, len(tables))
 	for _, t := range tables {
@@ -24,24 +30,53 @@ func NewSet(tables ...*Table) (*Set, error) {
 		}
 		m[t.Name()] = t
 	}
-	return newSet(m), nil
+	s := newSet(m)
+	if err := s.Conflicts(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func newSet(m map[string]*Table) *Set {
-	s := &Set{tables: m, byKind: map[Kind][]*Table{}, templates: map[string]*Template{}}
+	s := &Set{tables: m, byKind: map[Kind][]*Table{}, templates: map[templateKey]*Template{},
+		channels: map[string][]string{}, conflicts: &errorList{}}
 	names := slices.Sorted(maps.Keys(m))
 	for _, n := range names {
 		t := m[n]
 		s.byKind[t.Kind()] = append(s.byKind[t.Kind()], t)
 		for _, tp := range t.templates {
-			// On a clash the table first in name order wins; Publish
-			// refuses clashes within one workbook.
-			if _, dup := s.templates[tp.ID]; !dup {
-				s.templates[tp.ID] = tp
+			k := templateKey{tp.ID, tp.Channel}
+			if prev, dup := s.templates[k]; dup {
+				// Publish refuses this; a set assembled record by record
+				// (a Watcher mid-publish, or tables published around
+				// Publish) keeps the table first in name order, the same
+				// choice in every process, and reports the clash.
+				s.conflicts.file = tp.file
+				s.conflicts.add(tp.Trace.Sheet, tp.cell, ErrDuplicateTemplate, "template %s for %s is also defined by table %s at %s",
+					tp.ID, tp.Channel, prev.Trace.Table, at(prev.file, prev.Trace.Sheet, prev.cell, tp.file, tp.Trace.Sheet))
+				continue
 			}
+			s.templates[k] = tp
 		}
 	}
+	for k := range s.templates {
+		s.channels[k.id] = append(s.channels[k.id], k.channel)
+	}
+	for id, cs := range s.channels {
+		slices.SortFunc(cs, func(a, b string) int { return slices.Index(Channels, a) - slices.Index(Channels, b) })
+		s.channels[id] = cs
+	}
 	return s
+}
+
+// Conflicts reports template variants defined by more than one table of
+// the set (nil when there are none); the set uses the one of the table
+// first in name order.
+func (s *Set) Conflicts() error {
+	if s == nil {
+		return nil
+	}
+	return s.conflicts.err()
 }
 
 // Table returns the table with the given name.
@@ -82,13 +117,24 @@ func (s *Set) Len() int {
 	return len(s.tables)
 }
 
-// Template returns the message template with the given id.
-func (s *Set) Template(id string) (*Template, bool) {
+// Template returns the variant of template id for channel. The lookup is
+// exact: no other id and no other channel stands in for a missing variant.
+func (s *Set) Template(id, channel string) (*Template, bool) {
 	if s == nil {
 		return nil, false
 	}
-	t, ok := s.templates[id]
+	t, ok := s.templates[templateKey{id, channel}]
 	return t, ok
+}
+
+// TemplateChannels returns the channels template id has a variant for, in
+// the order of Channels, or nil for an unknown id. The slice is shared: do
+// not modify it.
+func (s *Set) TemplateChannels(id string) []string {
+	if s == nil {
+		return nil
+	}
+	return s.channels[id]
 }
 
 // With returns a copy of the set with t added or replaced.

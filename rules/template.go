@@ -11,8 +11,11 @@ import (
 	"time"
 )
 
-// Template is one message template of a template table. Its text fields
-// are Go text/templates over .member, .event and .campaign, using the same
+// Template is one row of a template table: the variant of message ID for
+// one channel. Campaign tables name the ID; the channel stage picks a
+// channel among those the ID has a variant for, and render uses exactly
+// that variant (Set.Template(id, channel)). Its text fields are Go
+// text/templates over .member, .event and .campaign, using the same
 // snake_case field names as conditions: {{.member.email}},
 // {{.event.new_price | yen}}.
 type Template struct {
@@ -25,6 +28,23 @@ type Template struct {
 	Trace   Trace  `json:"trace"`
 
 	parsed [4]*template.Template // subject, body, alt_text, url; nil if empty
+	// file and cell locate the row's id cell, for errors about the variant.
+	file, cell string
+}
+
+// templateKey identifies a template variant.
+type templateKey struct{ id, channel string }
+
+// at locates a cell for a message about another cell: the cell alone on
+// the same sheet, sheet!cell in the same workbook, else with the workbook.
+func at(file, sheet, cell, fromFile, fromSheet string) string {
+	switch {
+	case file == fromFile && sheet == fromSheet:
+		return cell
+	case file == fromFile || file == "":
+		return sheet + "!" + cell
+	}
+	return file + ": " + sheet + "!" + cell
 }
 
 // Rendered is a template executed against facts.
@@ -104,7 +124,7 @@ func SampleFacts() *Facts {
 			Reachable: []string{ChannelMail, ChannelLine, ChannelPush, ChannelInApp},
 			Segments:  []string{"vip"}, FavoritesCount: 8, OrdersCount: 3, DaysSinceLastOrder: 12,
 		},
-		Campaign: Campaign{ID: "price-drop", Priority: 10, Audience: AudienceFavoritesOfItem, Template: "price-drop-line", Timing: TimingNow},
+		Campaign: Campaign{ID: "price-drop", Priority: 10, Audience: AudienceFavoritesOfItem, Template: "price-drop", Timing: TimingNow},
 	}
 }
 
@@ -185,7 +205,7 @@ func compileTemplates(spec *TableSpec, sheet string, errs *errorList) []*Templat
 		return nil
 	}
 	var out []*Template
-	ids := map[string]string{}
+	ids := map[templateKey]string{} // → id cell of the first row
 	for ri := range spec.Rows {
 		r := &spec.Rows[ri]
 		get := func(name string) (string, string) {
@@ -199,27 +219,37 @@ func compileTemplates(spec *TableSpec, sheet string, errs *errorList) []*Templat
 			}
 			return s, spec.cellRef(i, r)
 		}
-		t := &Template{Trace: Trace{Table: spec.Name, Version: spec.Meta.Version, Sheet: sheet, Row: r.Row}}
-		var ref string
-		t.ID, ref = get("id")
+		t := &Template{Trace: Trace{Table: spec.Name, Version: spec.Meta.Version, Sheet: sheet, Row: r.Row},
+			file: spec.Meta.SourceFile}
+		t.ID, _ = get("id")
 		t.ID = strings.TrimSpace(t.ID)
+		t.cell = spec.cellRef(col["id"]-1, r)
 		t.Trace.Rule = t.ID
 		ok := true
 		if t.ID == "" {
-			errs.add(sheet, spec.cellRef(col["id"]-1, r), ErrMissingOutput, "template id is empty")
+			errs.add(sheet, t.cell, ErrMissingOutput, "template id is empty")
 			ok = false
-		} else if prev := ids[t.ID]; prev != "" {
-			errs.add(sheet, ref, ErrBadColumn, "template id %s is already used at %s", t.ID, prev)
-			ok = false
-		} else {
-			ids[t.ID] = ref
 		}
-		ch, _ := get("channel")
+		ch, chRef := get("channel")
+		if chRef == "" {
+			chRef = spec.cellRef(col["channel"]-1, r)
+		}
 		if cs, err := channelsOf(Value{V: ch}); err != nil || len(cs) != 1 {
-			errs.add(sheet, spec.cellRef(col["channel"]-1, r), ErrInvalidOutput, "channel: want one of %s, cell holds %s", strings.Join(Channels, ", "), Value{V: ch})
+			errs.add(sheet, chRef, ErrInvalidOutput, "channel: want one of %s, cell holds %s", strings.Join(Channels, ", "), Value{V: ch})
 			ok = false
 		} else {
 			t.Channel = cs[0]
+		}
+		if ok {
+			// One row per (id, channel): the same id on another row is
+			// the message's variant for another channel.
+			k := templateKey{t.ID, t.Channel}
+			if prev, dup := ids[k]; dup {
+				errs.add(sheet, t.cell, ErrDuplicateTemplate, "template %s for %s is already defined at %s (one row per id and channel)", t.ID, t.Channel, prev)
+				ok = false
+			} else {
+				ids[k] = t.cell
+			}
 		}
 		texts := [4]*string{&t.Subject, &t.Body, &t.AltText, &t.URL}
 		for i, name := range templateFields[2:] {

@@ -132,6 +132,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		})
 		if changed {
 			w.swap(next)
+			if err := next.Conflicts(); err != nil {
+				w.log.Warn("template variants defined by two tables; the table first in name order is used", "err", err)
+			}
 		}
 		if caughtUp() {
 			w.readyOnce.Do(func() {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -133,17 +134,32 @@ type StageTime struct {
 	At    time.Time `json:"at"`
 }
 
-// EventSummary is the part of the triggering event an offer carries along.
+// EventSummary is the triggering event as an offer carries it along: every
+// event field that rules can read (rules.Event: conditions and templates
+// name them as event.<json name>) and the event ID, so that filter,
+// channel, timing and render see exactly what the campaign table saw. Build
+// it with Event.Summary; stage.EventFacts maps it to rule facts.
 type EventSummary struct {
-	EventID  string    `json:"event_id"`
-	Type     string    `json:"type"`
-	ItemID   string    `json:"item_id,omitempty"`
-	Brand    string    `json:"brand,omitempty"`
-	Category string    `json:"category,omitempty"`
-	OldPrice float64   `json:"old_price,omitempty"`
-	NewPrice float64   `json:"new_price,omitempty"`
-	DropPct  float64   `json:"drop_pct,omitempty"`
-	At       time.Time `json:"at"`
+	EventID  string            `json:"event_id"`
+	Type     string            `json:"type"`
+	ItemID   string            `json:"item_id,omitempty"`
+	MemberID string            `json:"member_id,omitempty"`
+	Brand    string            `json:"brand,omitempty"`
+	Category string            `json:"category,omitempty"`
+	OldPrice float64           `json:"old_price,omitempty"`
+	NewPrice float64           `json:"new_price,omitempty"`
+	DropPct  float64           `json:"drop_pct,omitempty"`
+	Stock    int               `json:"stock,omitempty"`
+	At       time.Time         `json:"at"`
+	Attrs    map[string]string `json:"attrs,omitempty"`
+}
+
+// Summary is the event as offers carry it. Attrs is copied, so the offers
+// of one event share nothing mutable with it.
+func (e *Event) Summary() EventSummary {
+	return EventSummary{EventID: e.EventID, Type: e.Type, ItemID: e.ItemID, MemberID: e.MemberID,
+		Brand: e.Brand, Category: e.Category, OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct,
+		Stock: e.Stock, At: e.At, Attrs: maps.Clone(e.Attrs)}
 }
 
 // Offer is one campaign's message for one member, carried through

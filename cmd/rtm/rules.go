@@ -109,17 +109,9 @@ table, and renders the templates a campaign decision names. Nothing is published
 					for _, d := range ds {
 						b, _ := json.Marshal(outputsOf(d))
 						fmt.Fprintf(out, "  %-16s %s → %s\n", t.Name(), d.Trace, b)
-						if d.Campaign != nil && d.Campaign.Template != "" {
-							if tp, ok := set.Template(d.Campaign.Template); ok {
-								f := sc.Facts
-								f.Campaign = rules.Campaign{ID: d.Campaign.Campaign, Priority: d.Campaign.Priority,
-									Audience: d.Campaign.Audience, Template: d.Campaign.Template, Timing: d.Campaign.Timing}
-								r, err := tp.Render(&f)
-								if err != nil {
-									return err
-								}
-								rb, _ := json.Marshal(r)
-								fmt.Fprintf(out, "  %-16s template %s\n", "", rb)
+						if d.Campaign != nil {
+							if err := renderVariants(out, set, d.Campaign, sc.Facts); err != nil {
+								return err
 							}
 						}
 					}
@@ -131,6 +123,29 @@ table, and renders the templates a campaign decision names. Nothing is published
 	cmd.Flags().StringVar(&factsFile, "facts", "", "JSON file of scenarios (required)")
 	cmd.MarkFlagRequired("facts")
 	return cmd
+}
+
+// renderVariants renders, for a campaign decision, its template's variant
+// for every channel the template has one for — each looked up exactly as
+// render does (Set.Template(id, channel)), since the channel stage may
+// choose any of them.
+func renderVariants(out io.Writer, set *rules.Set, c *rules.CampaignOutput, f rules.Facts) error {
+	f.Campaign = rules.Campaign{ID: c.Campaign, Priority: c.Priority, Audience: c.Audience, Template: c.Template, Timing: c.Timing}
+	channels := set.TemplateChannels(c.Template)
+	if len(channels) == 0 {
+		fmt.Fprintf(out, "  %-16s template %q: no variant for any channel (offers would be excluded: no_template)\n", "", c.Template)
+		return nil
+	}
+	for _, ch := range channels {
+		tp, _ := set.Template(c.Template, ch)
+		r, err := tp.Render(&f)
+		if err != nil {
+			return err
+		}
+		rb, _ := json.Marshal(r)
+		fmt.Fprintf(out, "  %-16s template %s\n", "", rb)
+	}
+	return nil
 }
 
 func outputsOf(d rules.Decision) any {

@@ -47,21 +47,16 @@ func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
 	return goka.NewProcessor(env.Brokers, d.Graph(), env.ProcessorOptions()...)
 }
 
-func summary(e *topics.Event) topics.EventSummary {
-	return topics.EventSummary{EventID: e.EventID, Type: e.Type, ItemID: e.ItemID, Brand: e.Brand,
-		Category: e.Category, OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct, At: e.At}
-}
-
 func (d *decider) event(ctx goka.Context, msg any) {
 	e, ok := stage.Decode(ctx, Group, topics.EventCodec{}, msg)
 	if !ok {
 		return
 	}
 	set := d.rules.Current()
-	facts := &rules.Facts{Event: rules.Event{
-		Type: e.Type, ItemID: e.ItemID, MemberID: e.MemberID, Brand: e.Brand, Category: e.Category,
-		OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct, Stock: e.Stock, At: e.At, Attrs: e.Attrs,
-	}}
+	// The facts are those of the summary the offers will carry, so that
+	// every later stage reads the event the campaign table read.
+	sum := e.Summary()
+	facts := &rules.Facts{Event: stage.EventFacts(&sum)}
 	var decisions []rules.Decision
 	for _, t := range set.Kind(rules.KindCampaign) {
 		var err error
@@ -71,14 +66,14 @@ func (d *decider) event(ctx goka.Context, msg any) {
 		}
 	}
 	for _, dec := range decisions {
-		d.fire(ctx, e, dec, msg)
+		d.fire(ctx, e, sum, dec, msg)
 	}
 }
 
-func (d *decider) fire(ctx goka.Context, e *topics.Event, dec rules.Decision, msg any) {
+func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummary, dec rules.Decision, msg any) {
 	c := dec.Campaign
 	offer := topics.Offer{
-		CampaignID: c.Campaign, RulesVersion: dec.Table + "@" + dec.Version, Event: summary(e),
+		CampaignID: c.Campaign, RulesVersion: dec.Table + "@" + dec.Version, Event: sum,
 		Audience: c.Audience, Priority: c.Priority, Template: c.Template, Timing: c.Timing,
 		Decisions: []topics.Decision{{Stage: Group, Table: dec.Table, Rule: dec.Rule, Outcome: "fire"}},
 	}

@@ -1,6 +1,8 @@
 package channel
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -16,9 +18,17 @@ import (
 // Group is the consumer group.
 const Group = topics.GroupChannel
 
-// ReasonNoChannel drops an offer whose member is reachable on none of the
-// listed channels.
-const ReasonNoChannel = "no_channel"
+// Reasons the stage excludes an offer for.
+const (
+	// ReasonNoChannel: the member is reachable on none of the listed
+	// channels.
+	ReasonNoChannel = "no_channel"
+	// ReasonNoTemplate: the offer's template has no variant for any
+	// listed channel the member is reachable on (or none at all).
+	ReasonNoTemplate = "no_template"
+	// ReasonRuleError: a channel table could not be evaluated.
+	ReasonRuleError = "rule_error"
+)
 
 // defaultChannels apply when no channel table matches.
 var defaultChannels = rules.ChannelOutput{
@@ -28,7 +38,7 @@ var defaultChannels = rules.ChannelOutput{
 
 var routed = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_channel_routed_total",
-	Help: "Offers routed, by channel (no_channel for dropped ones) and strategy.",
+	Help: "Offers routed, by channel and strategy; excluded ones by reason (no_channel, no_template, rule_error) in place of the channel, with an empty strategy.",
 }, []string{"channel", "strategy"})
 
 type router struct {
@@ -55,15 +65,23 @@ func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
 }
 
 // Route decides the channel of an offer: the decision to record and the
-// channel ("" when dropped).
+// channel ("" when excluded; the decision's Reason says why).
+//
+// The stage chooses only among channels the offer's template has a variant
+// for, so render always finds the content for the channel chosen: the
+// listed channels without a variant are left out before the strategy
+// picks, and an offer whose template has no variant on any listed channel
+// the member is reachable on is excluded with ReasonNoTemplate. An offer
+// that names no template (validated campaign tables always name one) is
+// routed on the listed channels; render dead-letters it.
 func Route(set *rules.Set, o *topics.Offer, p *memberstate.Profile, priors map[string]Prior, now time.Time) (topics.Decision, string) {
 	out, table, rule := defaultChannels, "", "default"
 	if p != nil {
-		facts := &rules.Facts{Member: p.Facts(now), Campaign: stage.CampaignFacts(o)}
+		facts := stage.OfferFacts(o, p.Facts(now))
 		for _, t := range set.Kind(rules.KindChannel) {
 			d, ok, err := t.Evaluate(facts)
 			if err != nil {
-				return topics.Decision{Stage: Group, Table: t.Name(), Outcome: "exclude", Reason: "rule_error: " + err.Error()}, ""
+				return topics.Decision{Stage: Group, Table: t.Name(), Outcome: "exclude", Reason: ReasonRuleError + ": " + err.Error()}, ""
 			}
 			if ok {
 				out, table, rule = *d.Channel, d.Table+"@"+d.Version, d.Rule
@@ -71,14 +89,41 @@ func Route(set *rules.Set, o *topics.Offer, p *memberstate.Profile, priors map[s
 			}
 		}
 	}
-	var ch string
-	if p != nil {
-		ch = Choose(p, out.Channels, out.Strategy, o.OfferID, priors, now)
+	exclude := func(reason string) (topics.Decision, string) {
+		return topics.Decision{Stage: Group, Table: table, Rule: rule, Outcome: "exclude", Reason: reason}, ""
 	}
+	usable := out.Channels
+	if o.Template != "" {
+		variants := set.TemplateChannels(o.Template)
+		if len(variants) == 0 {
+			return exclude(ReasonNoTemplate)
+		}
+		usable = withVariant(out.Channels, variants)
+	}
+	if p == nil {
+		return exclude(ReasonNoChannel)
+	}
+	ch := Choose(p, usable, out.Strategy, o.OfferID, priors, now)
 	if ch == "" {
-		return topics.Decision{Stage: Group, Table: table, Rule: rule, Outcome: "exclude", Reason: ReasonNoChannel}, ""
+		if len(usable) < len(out.Channels) && Choose(p, out.Channels, StrategyFixed, o.OfferID, priors, now) != "" {
+			// Reachable, but not with this content.
+			return exclude(ReasonNoTemplate)
+		}
+		return exclude(ReasonNoChannel)
 	}
 	return topics.Decision{Stage: Group, Table: table, Rule: rule, Outcome: "route:" + ch, Reason: out.Strategy}, ch
+}
+
+// withVariant returns the listed channels that have a template variant,
+// in listed order.
+func withVariant(listed, variants []string) []string {
+	out := make([]string, 0, len(listed))
+	for _, c := range listed {
+		if slices.Contains(variants, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (r *router) offer(ctx goka.Context, msg any) {
@@ -90,13 +135,23 @@ func (r *router) offer(ctx goka.Context, msg any) {
 	d, ch := Route(r.rules.Current(), o, p, r.priors, r.now())
 	o.Decisions = append(o.Decisions, d)
 	stage.Stamp(o, Group)
+	count(d, ch)
 	if ch == "" {
-		routed.WithLabelValues(ReasonNoChannel, "").Inc()
 		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
 		return
 	}
 	o.Channel = ch
-	routed.WithLabelValues(ch, d.Reason).Inc()
 	ctx.Emit(goka.Stream(topics.OffersRouted), ctx.Key(), o)
 	stage.Emitted.WithLabelValues(Group, topics.OffersRouted).Inc()
+}
+
+// count records a routing decision: by channel and strategy, or by
+// exclusion reason in place of the channel.
+func count(d topics.Decision, ch string) {
+	if ch == "" {
+		label, _, _ := strings.Cut(d.Reason, ":") // rule_error: <message>
+		routed.WithLabelValues(label, "").Inc()
+		return
+	}
+	routed.WithLabelValues(ch, d.Reason).Inc()
 }

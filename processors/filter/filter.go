@@ -67,11 +67,7 @@ func Decide(set *rules.Set, o *topics.Offer, p *memberstate.Profile, now time.Ti
 	case !p.Targetable():
 		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonWithdrawn}, true
 	}
-	facts := &rules.Facts{
-		Event:    stage.EventFacts(&o.Event),
-		Member:   p.Facts(now),
-		Campaign: stage.CampaignFacts(o),
-	}
+	facts := stage.OfferFacts(o, p.Facts(now))
 	for _, t := range set.Kind(rules.KindFilter) {
 		d, ok, err := t.Evaluate(facts)
 		if err != nil {

@@ -84,30 +84,20 @@ func (e *TemplateError) Error() string {
 }
 func (e *TemplateError) Unwrap() error { return e.Err }
 
-// FindTemplate returns the template for an offer's template ID on channel.
-// Campaign tables name one template (e.g. price-drop-line); when the
-// channel stage picked another channel, the sibling with the same base and
-// that channel's suffix is used (price-drop-mail), else any template of
-// the base on that channel.
+// FindTemplate returns the variant of the offer's template id for the
+// channel the channel stage chose — exactly that (id, channel) row of the
+// template tables, as `rtm rules test` uses it. There is no fallback to
+// another id: the channel stage only chooses channels the id has a
+// variant for, so a miss means the rules changed in between, and the
+// offer goes to the dead-letter topic rather than out with other content.
 func FindTemplate(set *rules.Set, id, channel string) (*rules.Template, error) {
-	if t, ok := set.Template(id); ok && t.Channel == channel {
+	if t, ok := set.Template(id, channel); ok {
 		return t, nil
 	}
-	base := id
-	for _, ch := range []string{topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp} {
-		base = strings.TrimSuffix(base, "-"+strings.ToLower(ch))
+	if cs := set.TemplateChannels(id); len(cs) > 0 {
+		return nil, fmt.Errorf("template %q has no %s variant (it has %s)", id, channel, strings.Join(cs, ", "))
 	}
-	if t, ok := set.Template(base + "-" + strings.ToLower(channel)); ok && t.Channel == channel {
-		return t, nil
-	}
-	for _, tb := range set.Kind(rules.KindTemplate) {
-		for _, t := range tb.Templates() {
-			if t.Channel == channel && strings.HasPrefix(t.ID, base) {
-				return t, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("no template %q (or a sibling of %q) for channel %s", id, base, channel)
+	return nil, fmt.Errorf("no template %q for any channel", id)
 }
 
 // Render renders an offer for its channel to a delivery.
@@ -116,7 +106,7 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *memberstate.Profil
 	if err != nil {
 		return nil, &TemplateError{TemplateID: o.Template, Channel: o.Channel, Err: err}
 	}
-	facts := &rules.Facts{Event: stage.EventFacts(&o.Event), Member: p.Facts(now), Campaign: stage.CampaignFacts(o)}
+	facts := stage.OfferFacts(o, p.Facts(now))
 	out, err := tp.Render(facts)
 	if err != nil {
 		return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}

@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func profile() *memberstate.Profile {
 }
 
 func priceDrop(channel string) *topics.Offer {
-	return &topics.Offer{OfferID: "of-1", CampaignID: "price-drop-big", MemberID: "M1", Template: "price-drop-line", Channel: channel,
+	return &topics.Offer{OfferID: "of-1", CampaignID: "price-drop-big", MemberID: "M1", Template: "price-drop", Channel: channel,
 		Event: topics.EventSummary{EventID: "e1", Type: "price_drop", ItemID: "I1", Brand: "ナチュラルライフ", OldPrice: 5000, NewPrice: 3000, DropPct: 40}}
 }
 
@@ -51,7 +52,7 @@ func TestRenderEveryChannel(t *testing.T) {
 		t.Run(ch, func(t *testing.T) {
 			o := priceDrop(ch)
 			if ch == topics.ChannelPush || ch == topics.ChannelInApp {
-				o.Template = "back-in-stock-push" // the example workbook's push template
+				o.Template = "back-in-stock"
 				o.Event.Type = "back_in_stock"
 			}
 			d, err := r.Render(set, o, profile(), time.Now())
@@ -115,13 +116,68 @@ func TestTemplateErrors(t *testing.T) {
 	}
 }
 
-func TestFindTemplateSibling(t *testing.T) {
+// TestFindTemplateIsExact: the offer's template id and channel select one
+// row; no sibling, prefix or other channel stands in for a missing one.
+func TestFindTemplateIsExact(t *testing.T) {
 	set := exampleSet(t)
-	tp, err := FindTemplate(set, "price-drop-line", topics.ChannelMail)
-	if err != nil || tp.ID != "price-drop-mail" {
-		t.Fatalf("got %v, %v", tp, err)
+	for _, ch := range []string{topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp} {
+		tp, err := FindTemplate(set, "price-drop", ch)
+		if err != nil || tp.ID != "price-drop" || tp.Channel != ch {
+			t.Fatalf("price-drop for %s: %+v, %v", ch, tp, err)
+		}
 	}
-	if _, err := FindTemplate(set, "nope", topics.ChannelMail); err == nil {
-		t.Fatal("found a template for an unknown ID")
+	tpl, err := rules.Compile(rules.TableSpec{Name: "templates", Kind: rules.KindTemplate, Sheet: "T",
+		Columns: []rules.Column{{Type: rules.ColField, Template: "id", Ref: "B4"}, {Type: rules.ColField, Template: "channel", Ref: "C4"},
+			{Type: rules.ColField, Template: "body", Ref: "D4"}},
+		Rows: []rules.Row{
+			{Row: 5, Cells: []rules.Value{{V: "price-drop"}, {V: "LINE"}, {V: "line"}}},
+			{Row: 6, Cells: []rules.Value{{V: "price-drop-home-mail"}, {V: "MAIL"}, {V: "another campaign's mail"}}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := rules.NewSet(tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp, err := FindTemplate(small, "price-drop", topics.ChannelMail); err == nil || !strings.Contains(err.Error(), "has no MAIL variant (it has LINE)") {
+		t.Fatalf("price-drop for MAIL found %+v, %v; want no variant", tp, err)
+	}
+	if _, err := FindTemplate(small, "nope", topics.ChannelMail); err == nil || !strings.Contains(err.Error(), `no template "nope" for any channel`) {
+		t.Fatalf("unknown id: %v", err)
+	}
+	o := priceDrop(topics.ChannelMail)
+	_, err = renderer(t).Render(small, o, profile(), time.Now())
+	var te *TemplateError
+	if !errors.As(err, &te) || te.TemplateID != "price-drop" || te.Channel != topics.ChannelMail {
+		t.Fatalf("rendering a missing variant: %v, want a TemplateError", err)
+	}
+}
+
+// TestRenderBackInStockWithRealStock: the event's stock reaches the
+// template through the offer (it used to be dropped on the way, rendering
+// "在庫わずか（0点）").
+func TestRenderBackInStockWithRealStock(t *testing.T) {
+	e := topics.Event{EventID: "e-bis", Type: "back_in_stock", Source: "cdc.items", ItemID: "I9", Brand: "ナチュラルライフ", Stock: 7, At: time.Now()}
+	for ch, want := range map[string]string{topics.ChannelPush: "在庫わずか（7点）", topics.ChannelMail: "在庫わずか（7点）です"} {
+		o := &topics.Offer{OfferID: "of-bis", CampaignID: "back-in-stock", MemberID: "M1", Template: "back-in-stock", Channel: ch, Event: e.Summary()}
+		d, err := renderer(t).Render(exampleSet(t), o, profile(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body string
+		switch ch {
+		case topics.ChannelPush:
+			var p map[string]any
+			json.Unmarshal(d.Payload, &p)
+			body = fmt.Sprint(p)
+		case topics.ChannelMail:
+			var m channels.MailPayload
+			json.Unmarshal(d.Payload, &m)
+			body = m.Text
+		}
+		if !strings.Contains(body, want) {
+			t.Errorf("%s: rendered %s, want it to contain %q", ch, body, want)
+		}
 	}
 }

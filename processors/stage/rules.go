@@ -26,13 +26,25 @@ func Stamp(o *topics.Offer, stage string) {
 	o.Stamps = append(o.Stamps, topics.StageTime{Stage: stage, At: time.Now().UTC()})
 }
 
-// EventFacts maps an event summary to rule facts.
+// EventFacts maps an offer's event summary to rule facts. It is the one
+// mapping from events to facts: the campaign stage evaluates against
+// EventFacts of the summary it puts on the offers (topics.Event.Summary),
+// and every later stage against EventFacts of the summary the offer
+// carries, so a condition or template reads the same event everywhere.
 func EventFacts(e *topics.EventSummary) rules.Event {
-	return rules.Event{Type: e.Type, ItemID: e.ItemID, Brand: e.Brand, Category: e.Category,
-		OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct, At: e.At}
+	return rules.Event{Type: e.Type, ItemID: e.ItemID, MemberID: e.MemberID, Brand: e.Brand, Category: e.Category,
+		OldPrice: e.OldPrice, NewPrice: e.NewPrice, DropPct: e.DropPct, Stock: e.Stock, At: e.At, Attrs: e.Attrs}
 }
 
 // CampaignFacts maps an offer's campaign fields to rule facts.
 func CampaignFacts(o *topics.Offer) rules.Campaign {
 	return rules.Campaign{ID: o.CampaignID, Audience: o.Audience, Priority: o.Priority, Template: o.Template, Timing: o.Timing}
+}
+
+// OfferFacts is what the offer stages (filter, channel, timing, render)
+// evaluate and render against: the offer's event and campaign, and the
+// member's facts as the caller has them (zero when it has no profile).
+// Which of them a table may read is the table kind's business.
+func OfferFacts(o *topics.Offer, member rules.Member) *rules.Facts {
+	return &rules.Facts{Event: EventFacts(&o.Event), Member: member, Campaign: CampaignFacts(o)}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -40,11 +41,11 @@ func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *memberstate.Profile
 	// The rules are evaluated even without a profile (this stage's copy of
 	// the member table may lag): caps then still apply, from the rows that
 	// need no member facts.
-	facts := &rules.Facts{Campaign: rules.Campaign{ID: o.CampaignID, Audience: o.Audience,
-		Priority: o.Priority, Template: o.Template, Timing: o.Timing}}
+	var member rules.Member
 	if p != nil {
-		facts.Member = p.Facts(now)
+		member = p.Facts(now)
 	}
+	facts := stage.OfferFacts(o, member)
 	var out rules.TimingOutput
 	table, rule := "", "default"
 	for _, t := range set.Kind(rules.KindTiming) {

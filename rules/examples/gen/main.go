@@ -35,11 +35,11 @@ func tables() []Table {
 				"campaign", "audience", "priority", "template", "timing", "expires_after", ""},
 			Labels: []string{"ルール名", "イベント種別", "値下げ率(%)以上", "値下げ後価格(円)以上", "カテゴリ", "キャンペーン", "対象", "優先度", "テンプレート", "タイミング", "有効期限", "説明"},
 			Rows: [][]any{
-				{"大幅値下げ", "price_drop", 30, 1000, X, "price-drop-big", "favorites_of_item", 90, "price-drop-line", "now", "6h", "30%以上の値下げはすぐ LINE で"},
-				{"家具・キッチン値下げ", "price_drop", 10, 3000, "キッチン,インテリア", "price-drop-home", "favorites_of_item", 75, "price-drop-mail", "best_hour", "12h", "高額カテゴリは 10% から"},
-				{"値下げ", "price_drop", 15, 500, X, "price-drop", "favorites_of_item", 70, "price-drop-mail", "best_hour", "12h", ""},
-				{"再入荷", "back_in_stock", X, X, X, "back-in-stock", "favorites_of_item", 80, "back-in-stock-push", "now", "24h", "在庫が戻ったらお気に入り登録者へ"},
-				{"カゴ落ち", "cart_abandoned", X, X, X, "cart-reminder", "member", 60, "cart-reminder-mail", "best_hour", "2d", "カートに入れたまま 1 時間"},
+				{"大幅値下げ", "price_drop", 30, 1000, X, "price-drop-big", "favorites_of_item", 90, "price-drop", "now", "6h", "30%以上の値下げはすぐ LINE で"},
+				{"家具・キッチン値下げ", "price_drop", 10, 3000, "キッチン,インテリア", "price-drop-home", "favorites_of_item", 75, "price-drop", "best_hour", "12h", "高額カテゴリは 10% から"},
+				{"値下げ", "price_drop", 15, 500, X, "price-drop", "favorites_of_item", 70, "price-drop", "best_hour", "12h", ""},
+				{"再入荷", "back_in_stock", X, X, X, "back-in-stock", "favorites_of_item", 80, "back-in-stock", "now", "24h", "在庫が戻ったらお気に入り登録者へ"},
+				{"カゴ落ち", "cart_abandoned", X, X, X, "cart-reminder", "member", 60, "cart-reminder", "best_hour", "2d", "カートに入れたまま 1 時間"},
 			},
 		},
 		{
@@ -85,36 +85,39 @@ func tables() []Table {
 	}
 }
 
-// Template is one row of the template table.
+// Template is one row of the template table: the variant of message ID
+// for one channel.
 type Template struct{ ID, Channel, Subject, Body, AltText, URL string }
 
+// templates holds one row per (message, channel), as a marketer writes
+// content: the campaign tables name the message (price-drop), the channel
+// stage picks among the channels it has a row for, and render uses that
+// row. Every message here has all four channels; leaving one out keeps
+// the channel stage from choosing it for that message.
 var templates = []Template{
-	{"price-drop-line", "LINE", "",
+	{"price-drop", "LINE", "",
 		"お気に入りの「{{.event.brand}}」の商品が {{.event.drop_pct | pct}} 値下げ！\n{{.event.old_price | yen}} → {{.event.new_price | yen}}",
 		"お気に入り商品が値下げされました", "https://shop.example.jp/items/{{.event.item_id}}?utm_source=line&utm_campaign={{.campaign.id}}"},
-	{"price-drop-mail", "MAIL", "【値下げ】{{.event.brand}}の商品が{{.event.new_price | yen}}になりました",
+	{"price-drop", "MAIL", "【値下げ】{{.event.brand}}の商品が{{.event.new_price | yen}}になりました",
 		"いつもご利用ありがとうございます。\nお気に入りに登録された商品が値下げされました。\n\n{{.event.old_price | yen}} → {{.event.new_price | yen}} ({{.event.drop_pct | pct}} OFF)\n",
 		"", "https://shop.example.jp/items/{{.event.item_id}}?utm_source=mail&utm_campaign={{.campaign.id}}"},
-	{"back-in-stock-push", "PUSH", "再入荷しました", "お気に入りの{{.event.brand}}の商品が再入荷しました。在庫わずか（{{.event.stock}}点）", "",
+	{"price-drop", "PUSH", "お気に入り商品が値下げ", "「{{.event.brand}}」の商品が {{.event.drop_pct | pct}} 値下げ: {{.event.new_price | yen}}", "",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=push&utm_campaign={{.campaign.id}}"},
+	{"price-drop", "INAPP", "お気に入り商品が値下げされました", "{{.event.brand}}: {{.event.old_price | yen}} → {{.event.new_price | yen}}", "",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=inapp&utm_campaign={{.campaign.id}}"},
+	{"back-in-stock", "PUSH", "再入荷しました", "お気に入りの{{.event.brand}}の商品が再入荷しました。在庫わずか（{{.event.stock}}点）", "",
 		"https://shop.example.jp/items/{{.event.item_id}}"},
-	{"cart-reminder-mail", "MAIL", "カートに商品が残っています",
+	{"back-in-stock", "LINE", "", "お気に入りの{{.event.brand}}の商品が再入荷しました（残り{{.event.stock}}点）", "再入荷のお知らせ",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=line"},
+	{"back-in-stock", "MAIL", "【再入荷】{{.event.brand}}の商品が入荷しました", "お気に入りに登録された商品が再入荷しました。\n在庫わずか（{{.event.stock}}点）です。\n", "",
+		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=mail"},
+	{"back-in-stock", "INAPP", "再入荷しました", "{{.event.brand}}の商品が再入荷しました", "", "https://shop.example.jp/items/{{.event.item_id}}"},
+	{"cart-reminder", "MAIL", "カートに商品が残っています",
 		"カートに入れた商品のお手続きがまだ完了していません。\n{{if .member.segments}}会員様限定のご案内もございます。{{end}}",
 		"", "https://shop.example.jp/cart"},
-	// Every campaign has a template on every channel: the channel stage may
-	// pick any of them, and render uses the sibling of the named template
-	// for the chosen channel (price-drop-line → price-drop-push).
-	{"price-drop-push", "PUSH", "お気に入り商品が値下げ", "「{{.event.brand}}」の商品が {{.event.drop_pct | pct}} 値下げ: {{.event.new_price | yen}}", "",
-		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=push&utm_campaign={{.campaign.id}}"},
-	{"price-drop-inapp", "INAPP", "お気に入り商品が値下げされました", "{{.event.brand}}: {{.event.old_price | yen}} → {{.event.new_price | yen}}", "",
-		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=inapp&utm_campaign={{.campaign.id}}"},
-	{"back-in-stock-line", "LINE", "", "お気に入りの{{.event.brand}}の商品が再入荷しました（残り{{.event.stock}}点）", "再入荷のお知らせ",
-		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=line"},
-	{"back-in-stock-mail", "MAIL", "【再入荷】{{.event.brand}}の商品が入荷しました", "お気に入りに登録された商品が再入荷しました。\n在庫わずか（{{.event.stock}}点）です。\n", "",
-		"https://shop.example.jp/items/{{.event.item_id}}?utm_source=mail"},
-	{"back-in-stock-inapp", "INAPP", "再入荷しました", "{{.event.brand}}の商品が再入荷しました", "", "https://shop.example.jp/items/{{.event.item_id}}"},
-	{"cart-reminder-line", "LINE", "", "カートに入れた商品が残っています。お手続きはこちらから。", "カートのお知らせ", "https://shop.example.jp/cart?utm_source=line"},
-	{"cart-reminder-push", "PUSH", "カートに商品が残っています", "お手続きがまだ完了していません", "", "https://shop.example.jp/cart?utm_source=push"},
-	{"cart-reminder-inapp", "INAPP", "カートに商品が残っています", "お手続きがまだ完了していません", "", "https://shop.example.jp/cart"},
+	{"cart-reminder", "LINE", "", "カートに入れた商品が残っています。お手続きはこちらから。", "カートのお知らせ", "https://shop.example.jp/cart?utm_source=line"},
+	{"cart-reminder", "PUSH", "カートに商品が残っています", "お手続きがまだ完了していません", "", "https://shop.example.jp/cart?utm_source=push"},
+	{"cart-reminder", "INAPP", "カートに商品が残っています", "お手続きがまだ完了していません", "", "https://shop.example.jp/cart"},
 }
 
 func main() {
