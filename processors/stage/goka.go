@@ -5,9 +5,9 @@ package stage
 
 import (
 	"fmt"
-	"strings"
 	"hash"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
