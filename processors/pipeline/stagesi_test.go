@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -74,6 +75,7 @@ func newHarness(t *testing.T, rs *swappable) *harness {
 		cfg: Config{Brokers: []string{b.Addr()}, Catalogue: cat, DataDir: t.TempDir(), Rules: rs, Log: testkit.Logger(t),
 			Detect: detect.Config{Clock: clock}, Timing: timing.Config{Clock: clock}}}
 	t.Cleanup(h.explainFailure) // before the broker closes
+	t.Cleanup(h.stopAll)        // before explainFailure: LIFO
 	return h
 }
 
@@ -121,7 +123,7 @@ func (h *harness) records(topic string) []*kgo.Record {
 	return testkit.ReadCommitted(h.t, h.addr, topic)
 }
 
-// start runs a stage until stop(name) or the end of the test.
+// start runs a stage until h.stop(name) or the end of the test.
 func (h *harness) start(name string, dataDir string) {
 	h.t.Helper()
 	cfg := h.cfg
@@ -146,7 +148,23 @@ func (h *harness) start(name string, dataDir string) {
 	}
 	h.stops[name] = stop
 	h.built[name] = r
-	h.t.Cleanup(stop)
+}
+
+// stop stops the named stages, all at once (each takes a while to leave its
+// group), and waits until they have.
+func (h *harness) stop(names ...string) {
+	var wg sync.WaitGroup
+	for _, n := range names {
+		if stop := h.stops[n]; stop != nil {
+			wg.Go(stop)
+		}
+	}
+	wg.Wait()
+}
+
+// stopAll stops every stage still running.
+func (h *harness) stopAll() {
+	h.stop(slices.Collect(maps.Keys(h.stops))...)
 }
 
 func (h *harness) cdc(table, key string, keyCols map[string]any, op string, row any) {
@@ -415,9 +433,9 @@ func TestCartAbandonmentTimer(t *testing.T) {
 		topics.OrderRow{OrderID: "O-2b", MemberID: "M2", ItemID: "I5", Status: "placed", OrderedAt: now.Add(time.Second)})
 	// Every change row is in detect's state before time moves, and a tick
 	// just before the window closes releases nothing.
-	h.caughtUp(stagesOne...)
+	h.caughtUp(detect.Group)
 	h.tick(detect.Group, now.Add(window-time.Nanosecond))
-	h.caughtUp(stagesOne...)
+	h.caughtUp(detect.Group)
 	if n := len(h.cartAbandoned()); n != 0 {
 		t.Fatalf("%d cart_abandoned events before the window closed", n)
 	}
@@ -483,8 +501,7 @@ func TestStagesRestart(t *testing.T) {
 	drop()
 	testkit.Eventually(t, time.Minute, "first drop", func() bool { return filtered.len() == 30 })
 
-	h.stops[audience.Group]()
-	h.stops[filter.Group]()
+	h.stop(audience.Group, filter.Group)
 	drop() // arrives while audience and filter are down
 	h.start(audience.Group, audienceDir)
 	h.start(filter.Group, t.TempDir()) // empty: restores member-state-table from the changelog

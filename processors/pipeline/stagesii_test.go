@@ -174,7 +174,7 @@ func TestHeldOffersReleasedAcrossRestart(t *testing.T) {
 	h.offer(topics.OffersRouted, &topics.Offer{OfferID: "of-held", CampaignID: "c", MemberID: "M7", Channel: "MAIL", Timing: "now"})
 	h.waitFor(timing.Group, "the offer held in the ledger", func(v []byte) bool { return strings.Contains(string(v), `"held":[`) })
 
-	h.stops[timing.Group]()
+	h.stop(timing.Group)
 	h.clock.Set(due.Add(-time.Minute))
 	h.start(timing.Group, dir)
 	// The restarted stage ticks (its ticker's first tick, and one just
@@ -386,9 +386,7 @@ func TestReplayNeverResends(t *testing.T) {
 	if _, err := Replay(ctx, adm, send.Group, time.Time{}); !errors.Is(err, ErrGroupActive) {
 		t.Fatalf("replaying a running stage: %v, want ErrGroupActive", err)
 	}
-	for _, s := range stages {
-		h.stops[s]()
-	}
+	h.stop(stages...)
 	for _, s := range stages {
 		n, err := Replay(ctx, adm, s, time.Time{})
 		if err != nil || n == 0 {
@@ -438,7 +436,7 @@ func TestMemberStateReplayCountsNothingTwice(t *testing.T) {
 		return got
 	}
 	testkit.Eventually(t, time.Minute, "600 page views counted", func() bool { return activity() == n })
-	h.stops[memberstate.Group]()
+	h.stop(memberstate.Group)
 	if _, err := Replay(testkit.Context(t), kadm.NewClient(h.client), memberstate.Group, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
