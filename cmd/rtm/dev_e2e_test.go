@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rtm-project/rtm/internal/testkit"
+	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -88,46 +89,66 @@ func TestDevFromOutside(t *testing.T) {
 	// Four members: M1 and M2 favourite the item; M3 too, but is a debug
 	// user (excluded by the example filter); M4 does not favourite it.
 	tz := noonZone()
-	var in strings.Builder
+	var members, favs strings.Builder // kcat -t takes one topic per run
 	v := int64(1)
-	for i, debug := range []bool{false, false, true, false} {
-		m := fmt.Sprintf("E2E-M%d", i+1)
-		in.WriteString(cdcLine(t, "members", m, map[string]any{"member_id": m}, "i", v, topics.MemberRow{
+	member := func(m string, debug bool, item string) {
+		members.WriteString(cdcLine(t, "members", m, map[string]any{"member_id": m}, "i", v, topics.MemberRow{
 			MemberID: m, Email: m + "@example.jp", MailOptIn: true, LineUserID: "U" + m, LineOptIn: true,
 			Status: "active", IsDebug: debug, Timezone: tz}))
 		v++
-		if i < 3 {
-			in.WriteString(cdcLine(t, "favorites", m, map[string]any{"member_id": m, "item_id": "E2E-I1"}, "i", v,
-				topics.FavoriteRow{MemberID: m, ItemID: "E2E-I1", CreatedAt: time.Now().UTC()}))
+		if item != "" {
+			favs.WriteString(cdcLine(t, "favorites", m, map[string]any{"member_id": m, "item_id": item}, "i", v,
+				topics.FavoriteRow{MemberID: m, ItemID: item, CreatedAt: time.Now().UTC()}))
 			v++
 		}
 	}
-	// kcat -t takes one topic per run: members, then favourites.
-	var members, favs strings.Builder
-	for _, l := range strings.SplitAfter(in.String(), "\n") {
-		if strings.Contains(l, `"table":"favorites"`) {
-			favs.WriteString(l)
-		} else {
-			members.WriteString(l)
+	for i, debug := range []bool{false, false, true, false} {
+		item := "E2E-I1"
+		if i == 3 {
+			item = ""
 		}
+		member(fmt.Sprintf("E2E-M%d", i+1), debug, item)
 	}
-	testkit.Kcat(t, members.String(), "-b", addr, "-P", "-K\t", "-X", "partitioner=murmur2_random", "-t", topics.CDCMembers)
-	testkit.Kcat(t, favs.String(), "-b", addr, "-P", "-K\t", "-X", "partitioner=murmur2_random", "-t", topics.CDCFavorites)
+	produce := func(topic string, b *strings.Builder) {
+		testkit.Kcat(t, b.String(), "-b", addr, "-P", "-K\t", "-X", "partitioner=murmur2_random", "-t", topic)
+		b.Reset()
+	}
+	produce(topics.CDCMembers, &members)
+	produce(topics.CDCFavorites, &favs)
 	// The price drop must find the favourites: wait until member-state has
 	// written all seven rows' effects to its changelog.
 	waitFor(t, addr, topics.TableOf(topics.GroupMemberState), 7)
-	// The audience stage reads its own copy of the table, which follows the
-	// changelog by a fetch; nothing outside the process can see it, so wait
-	// the few fetch intervals that takes.
-	time.Sleep(2 * time.Second)
 
-	item := func(op string, version int64, price float64) string {
-		return cdcLine(t, "items", "E2E-I1", map[string]any{"item_id": "E2E-I1"}, op, version, topics.ItemRow{
-			ItemID: "E2E-I1", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: price, Stock: 5})
+	// Every stage reads its own copy of that table, which follows the
+	// changelog by a fetch and is invisible from outside. Sentinels make it
+	// visible: one member per partition, written to the changelog after the
+	// rows above, favouriting an item of their own. Once a price drop of
+	// that item has reached all of them, every stage's copy of every
+	// partition holds the rows above too.
+	sentinels := topics.PartitionKeys("E2E-S", 4)
+	for _, m := range sentinels {
+		member(m, false, "E2E-I0")
 	}
-	testkit.Kcat(t, item("i", 100, 5000)+item("u", 101, 2900), "-b", addr, "-P", "-K\t", "-X", "partitioner=murmur2_random", "-t", topics.CDCItems)
+	produce(topics.CDCMembers, &members)
+	produce(topics.CDCFavorites, &favs)
+	item := func(id, op string, version int64, price float64) string {
+		return cdcLine(t, "items", id, map[string]any{"item_id": id}, op, version, topics.ItemRow{
+			ItemID: id, Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: price, Stock: 5})
+	}
+	kcatItems := func(s string) {
+		testkit.Kcat(t, s, "-b", addr, "-P", "-K\t", "-X", "partitioner=murmur2_random", "-t", topics.CDCItems)
+	}
+	kcatItems(item("E2E-I0", "i", 100, 5000) + item("E2E-I0", "u", 101, 2900))
+	waitFor(t, addr, topics.DeliveryResults, len(sentinels))
 
-	results := waitFor(t, addr, topics.DeliveryResults, 2)
+	kcatItems(item("E2E-I1", "i", 102, 5000) + item("E2E-I1", "u", 103, 2900))
+	results := waitFor(t, addr, topics.DeliveryResults, len(sentinels)+2)
+	// Nobody else: once every stage, upstream first, has consumed all its
+	// input, no further delivery can be under way. The timer stages' loop
+	// topics tick on the wall clock and are left out: nothing here is held
+	// (it is noon for every member) and no cart is open.
+	testkit.WaitCaughtUp(t, addr, []string{topics.LoopOf(topics.GroupDetect), topics.LoopOf(topics.GroupTiming)}, pipeline.Stages()...)
+	results = readAll(t, addr, topics.DeliveryResults)
 	var got []string
 	for _, line := range results {
 		var r topics.DeliveryResult
@@ -137,16 +158,16 @@ func TestDevFromOutside(t *testing.T) {
 		if r.Status != topics.StatusSent || r.CampaignID != "price-drop-big" {
 			t.Errorf("result %+v", r)
 		}
-		got = append(got, r.MemberID)
+		if !slices.Contains(sentinels, r.MemberID) {
+			got = append(got, r.MemberID)
+		}
 	}
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"E2E-M1", "E2E-M2"}) {
-		t.Fatalf("delivery results for %v, want [E2E-M1 E2E-M2]", got)
+		t.Fatalf("delivery results for %v besides the sentinels, want [E2E-M1 E2E-M2]", got)
 	}
-	// Nobody else: give a straggler the time one more delivery would take.
-	time.Sleep(2 * time.Second)
-	if n := len(readAll(t, addr, topics.DeliveryResults)); n != 2 {
-		t.Fatalf("%d delivery results, want 2", n)
+	if len(results) != len(sentinels)+2 {
+		t.Fatalf("%d delivery results, want %d", len(results), len(sentinels)+2)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,21 +19,28 @@ import (
 	"github.com/rtm-project/rtm/topics"
 )
 
+// rtmBin is the rtm binary the end-to-end tests run as a process: this test
+// binary itself, which holds the same package main and runs it when
+// asRTM is set in its environment, so no second copy is built and linked.
 var rtmBin string
 
+const asRTM = "RTM_E2E_RUN_AS_RTM"
+
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rtm-bin")
-	if err != nil {
-		panic(err)
+	if os.Getenv(asRTM) == "1" {
+		main()
+		os.Exit(0)
 	}
-	rtmBin = filepath.Join(dir, "rtm")
-	if out, err := exec.Command("go", "build", "-o", rtmBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building rtm: %v\n%s", err, out)
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "finding the test binary: %v\n", err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	rtmBin = exe
+	// Inherited by every process the tests start (rtm, and kcat, which
+	// ignores it).
+	os.Setenv(asRTM, "1")
+	os.Exit(m.Run())
 }
 
 func freeAddr(t *testing.T) string {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,4 +155,59 @@ func ReadCommitted(t testing.TB, addr string, topics ...string) []*kgo.Record {
 		})
 	}
 	return out
+}
+
+// WaitCaughtUp waits until each consumer group, in the order given, is
+// stable and has committed every record of the topics it consumes (lag zero
+// on every assigned partition), except topics in except. Pass a pipeline's
+// groups upstream first: Goka commits a record only once what it emitted is
+// acknowledged, so a group found caught up after its upstream has also
+// consumed everything the upstream emitted. This proves that nothing more
+// is coming, where a sleep would only hope so. The deadline only bounds a
+// hang.
+func WaitCaughtUp(t testing.TB, addr string, except []string, groups ...string) {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, addr))
+	for _, g := range groups {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			why := lagging(Context(t), adm, g, except)
+			if why == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for group %s to catch up: %s", g, why)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// lagging says why group has not caught up, or "" when it has.
+func lagging(ctx context.Context, adm *kadm.Client, group string, except []string) string {
+	lags, err := adm.Lag(ctx, group)
+	if err != nil {
+		return err.Error()
+	}
+	l := lags[group]
+	if err := l.Error(); err != nil {
+		return err.Error()
+	}
+	if l.State != "Stable" {
+		return "state " + l.State
+	}
+	n := 0
+	for _, ml := range l.Lag.Sorted() {
+		if slices.Contains(except, ml.Topic) {
+			continue
+		}
+		if ml.Err != nil || ml.Lag != 0 {
+			return fmt.Sprintf("%s/%d lags by %d (%v)", ml.Topic, ml.Partition, ml.Lag, ml.Err)
+		}
+		n++
+	}
+	if n == 0 {
+		return "no partitions assigned"
+	}
+	return ""
 }

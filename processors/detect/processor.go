@@ -22,6 +22,10 @@ type Config struct {
 	CartWindow time.Duration
 	// TickInterval is how often due checks are released. Default 1s.
 	TickInterval time.Duration
+	// Clock is what the stage's ticks say: a cart's check is released by
+	// the first tick at or after it is due. Default timer.Wall; tests pass
+	// a clock they move.
+	Clock timer.Clock
 }
 
 func (c Config) withDefaults() Config {
@@ -30,6 +34,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = timer.Wall
 	}
 	return c
 }
@@ -76,7 +83,7 @@ func New(env stage.Env, cfg Config) (*Stage, error) {
 
 // Run runs the processor and its ticker until ctx is done or either fails.
 func (s *Stage) Run(ctx context.Context) error {
-	return timer.Run(ctx, s.proc, s.d.env, goka.Stream(topics.LoopOf(Group)), s.d.cfg.TickInterval)
+	return timer.Run(ctx, s.proc, s.d.env, goka.Stream(topics.LoopOf(Group)), s.d.cfg.TickInterval, s.d.cfg.Clock)
 }
 
 func value(ctx goka.Context) *State {

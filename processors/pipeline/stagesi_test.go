@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +23,8 @@ import (
 	"github.com/rtm-project/rtm/processors/filter"
 	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/state"
+	"github.com/rtm-project/rtm/processors/timer"
+	"github.com/rtm-project/rtm/processors/timing"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -47,11 +50,14 @@ func exampleRules(t *testing.T) *rules.Set {
 }
 
 // harness runs stages against an embedded broker and feeds them CDC rows.
+// The timer stages (detect, timing) run on clock, which stands still until
+// a test moves it: their tickers are quiet in between.
 type harness struct {
 	t       *testing.T
 	addr    string
 	cfg     Config
 	client  *kgo.Client
+	clock   *testkit.Clock
 	version atomic.Int64
 	stops   map[string]func()
 	built   map[string]*Stage
@@ -64,12 +70,60 @@ func newHarness(t *testing.T, rs *swappable) *harness {
 	if _, err := topics.Apply(testkit.Context(t), kadm.NewClient(cl), cat, false); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, addr: b.Addr(), client: cl, stops: map[string]func(){}, built: map[string]*Stage{},
-		cfg: Config{Brokers: []string{b.Addr()}, Catalogue: cat, DataDir: t.TempDir(), Rules: rs, Log: testkit.Logger(t)}}
+	clock := testkit.NewClock(time.Now().UTC())
+	h := &harness{t: t, addr: b.Addr(), client: cl, clock: clock, stops: map[string]func(){}, built: map[string]*Stage{},
+		cfg: Config{Brokers: []string{b.Addr()}, Catalogue: cat, DataDir: t.TempDir(), Rules: rs, Log: testkit.Logger(t),
+			Detect: detect.Config{Clock: clock}, Timing: timing.Config{Clock: clock}}}
+	t.Cleanup(h.explainFailure) // before the broker closes
+	t.Cleanup(h.stopAll)        // before explainFailure: LIFO
 	return h
 }
 
-// start runs a stage until stop(name) or the end of the test.
+// explainFailure logs, for a failed test, how far the records got.
+func (h *harness) explainFailure() {
+	if !h.t.Failed() {
+		return
+	}
+	for _, tp := range []string{topics.Events, topics.OffersFiltered, topics.OffersRouted, topics.OffersReady,
+		topics.OffersExcluded, topics.Deliveries, topics.DeliveryResults, topics.DLQ} {
+		recs := testkit.ReadCommitted(h.t, h.addr, tp)
+		h.t.Logf("%s: %d records", tp, len(recs))
+		if tp == topics.OffersExcluded || tp == topics.DLQ {
+			for _, r := range recs {
+				h.t.Logf("  %s", r.Value)
+			}
+		}
+	}
+}
+
+// caughtUp waits until the groups, upstream first, have processed every
+// record on their inputs, and so emitted everything they are going to.
+func (h *harness) caughtUp(groups ...string) {
+	h.t.Helper()
+	testkit.WaitCaughtUp(h.t, h.addr, nil, groups...)
+}
+
+// tick sends a tick for at to every partition of stage's loop topic, as the
+// stage's ticker does.
+func (h *harness) tick(stage string, at time.Time) {
+	h.t.Helper()
+	v, err := timer.Codec{}.Encode(&timer.Message{Kind: timer.Tick, At: at})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, k := range topics.PartitionKeys("tick-", h.cfg.Catalogue.Partitions) {
+		h.produce(topics.LoopOf(stage), k, v)
+	}
+}
+
+// records returns every record on topic, read up to its end: unlike a
+// collector, which may still be fetching, it misses nothing already written.
+func (h *harness) records(topic string) []*kgo.Record {
+	h.t.Helper()
+	return testkit.ReadCommitted(h.t, h.addr, topic)
+}
+
+// start runs a stage until h.stop(name) or the end of the test.
 func (h *harness) start(name string, dataDir string) {
 	h.t.Helper()
 	cfg := h.cfg
@@ -94,7 +148,23 @@ func (h *harness) start(name string, dataDir string) {
 	}
 	h.stops[name] = stop
 	h.built[name] = r
-	h.t.Cleanup(stop)
+}
+
+// stop stops the named stages, all at once (each takes a while to leave its
+// group), and waits until they have.
+func (h *harness) stop(names ...string) {
+	var wg sync.WaitGroup
+	for _, n := range names {
+		if stop := h.stops[n]; stop != nil {
+			wg.Go(stop)
+		}
+	}
+	wg.Wait()
+}
+
+// stopAll stops every stage still running.
+func (h *harness) stopAll() {
+	h.stop(slices.Collect(maps.Keys(h.stops))...)
 }
 
 func (h *harness) cdc(table, key string, keyCols map[string]any, op string, row any) {
@@ -331,20 +401,20 @@ func TestStagesOneEndToEnd(t *testing.T) {
 // cart with no order within the window becomes a cart_abandoned event (the
 // due-time index, a tick, a loopback release), and the campaign's member
 // audience and filter rules apply to it. A member who orders in time gets
-// nothing; the event is released once.
+// nothing; nothing is released before it is due; the event is released
+// once. Time is the harness clock's, so the window is the real default.
 func TestCartAbandonmentTimer(t *testing.T) {
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)
-	h.cfg.Detect.CartWindow = 2 * time.Second
-	h.cfg.Detect.TickInterval = 100 * time.Millisecond
+	const window = time.Hour
+	h.cfg.Detect.CartWindow = window
 	for _, s := range stagesOne {
 		h.start(s, "")
 	}
 	filtered := h.collect(topics.OffersFiltered)
-	events := h.collect(topics.Events)
 
-	now := time.Now().UTC()
+	now := h.clock.Now()
 	for _, m := range []string{"M1", "M2", "M3"} {
 		h.member(topics.MemberRow{MemberID: m, Email: m + "@example.jp", MailOptIn: true, Status: "active"})
 		// An earlier order: the example filter sends cart reminders only to
@@ -361,24 +431,38 @@ func TestCartAbandonmentTimer(t *testing.T) {
 	// in the sense that it comes before: it is ignored (ordered_at earlier).
 	h.cdc("orders", "M2", map[string]any{"order_id": "O-2b"}, topics.OpInsert,
 		topics.OrderRow{OrderID: "O-2b", MemberID: "M2", ItemID: "I5", Status: "placed", OrderedAt: now.Add(time.Second)})
+	// Every change row is in detect's state before time moves, and a tick
+	// just before the window closes releases nothing.
+	h.caughtUp(detect.Group)
+	h.tick(detect.Group, now.Add(window-time.Nanosecond))
+	h.caughtUp(detect.Group)
+	if n := len(h.cartAbandoned()); n != 0 {
+		t.Fatalf("%d cart_abandoned events before the window closed", n)
+	}
 
+	h.clock.Set(now.Add(window)) // the stage's own ticker releases the carts
 	testkit.Eventually(t, time.Minute, "cart reminders for M1 and M3", func() bool { return filtered.len() == 2 })
 	if got := memberIDs(filtered.offers(t), "cart-reminder"); !slices.Equal(got, []string{"M1", "M3"}) {
 		t.Fatalf("cart reminders for %v, want [M1 M3]", got)
 	}
-	// Ticks keep coming; nothing is released twice.
-	time.Sleep(time.Second)
-	n := 0
-	events.mu.Lock()
-	for _, r := range events.recs {
+	// More ticks, the ticker's and a duplicate: nothing is released twice.
+	h.clock.Advance(time.Minute)
+	h.tick(detect.Group, now.Add(window))
+	h.caughtUp(stagesOne...)
+	if n, m := len(h.cartAbandoned()), len(h.records(topics.OffersFiltered)); n != 2 || m != 2 {
+		t.Fatalf("%d cart_abandoned events and %d offers, want 2 and 2", n, m)
+	}
+}
+
+// cartAbandoned returns the cart_abandoned events on the events topic.
+func (h *harness) cartAbandoned() []*kgo.Record {
+	var out []*kgo.Record
+	for _, r := range h.records(topics.Events) {
 		if strings.Contains(string(r.Value), `"cart_abandoned"`) {
-			n++
+			out = append(out, r)
 		}
 	}
-	events.mu.Unlock()
-	if n != 2 || filtered.len() != 2 {
-		t.Fatalf("%d cart_abandoned events and %d offers, want 2 and 2", n, filtered.len())
-	}
+	return out
 }
 
 // TestStagesRestart stops stages and starts them again — audience on its
@@ -417,17 +501,20 @@ func TestStagesRestart(t *testing.T) {
 	drop()
 	testkit.Eventually(t, time.Minute, "first drop", func() bool { return filtered.len() == 30 })
 
-	h.stops[audience.Group]()
-	h.stops[filter.Group]()
+	h.stop(audience.Group, filter.Group)
 	drop() // arrives while audience and filter are down
 	h.start(audience.Group, audienceDir)
 	h.start(filter.Group, t.TempDir()) // empty: restores member-state-table from the changelog
 	testkit.Eventually(t, time.Minute, "second drop after restart", func() bool { return filtered.len() >= 60 })
 	drop()
 	testkit.Eventually(t, time.Minute, "third drop", func() bool { return filtered.len() >= 90 })
-	time.Sleep(500 * time.Millisecond) // let any duplicate arrive before counting
+	h.caughtUp(stagesOne...) // any duplicate has been written
 	ids := map[string]int{}
-	for _, o := range filtered.offers(t) {
+	for _, r := range h.records(topics.OffersFiltered) {
+		o, err := topics.OfferCodec{}.DecodeValue(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ids[o.OfferID]++
 	}
 	for id, n := range ids {

@@ -86,6 +86,7 @@ func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
 	}
 	ready, excluded := h.collect(topics.OffersReady), h.collect(topics.OffersExcluded)
 	h.member(topics.MemberRow{MemberID: "M1", Email: "m1@example.jp", MailOptIn: true, Status: "active", Timezone: "UTC"})
+	h.waitProfilesBy(channel.Group, 1) // without it, channel excludes the offers (no_channel)
 	h.waitProfilesBy(timing.Group, 1)
 
 	burst := make([]*topics.Offer, 10)
@@ -101,8 +102,8 @@ func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
 	// it is decided (capped), every replay before it has been processed.
 	h.offer(topics.OffersFiltered, &topics.Offer{OfferID: "of-sentinel", CampaignID: "cx", MemberID: "M1", Timing: "now"})
 	testkit.Eventually(t, time.Minute, "the sentinel decided", func() bool { return excluded.len() == 8 })
-	if ready.len() != 3 {
-		t.Fatalf("%d offers passed a day cap of 3 under a burst and its replay", ready.len())
+	if n := len(h.records(topics.OffersReady)); n != 3 {
+		t.Fatalf("%d offers passed a day cap of 3 under a burst and its replay", n)
 	}
 	for _, o := range excluded.offers(t) {
 		if d := o.Decisions[len(o.Decisions)-1]; d.Stage != "timing" || d.Reason != timing.ReasonCapDay {
@@ -155,22 +156,15 @@ func TestChannelFollowsEngagement(t *testing.T) {
 
 // TestHeldOffersReleasedAcrossRestart: an offer held by quiet hours is
 // released when they end, although the timing stage was stopped and
-// started again while it was held — on time and exactly once.
+// started again while it was held — not before its due time, at it, and
+// exactly once. Time is the harness clock's: nothing waits for real minutes.
 func TestHeldOffersReleasedAcrossRestart(t *testing.T) {
-	// Quiet hours from this minute to the next (UTC member): the offer is
-	// held until the next full minute. Start early in a minute, so the
-	// restart happens inside the window.
-	now := time.Now().UTC()
-	if now.Second() > 40 {
-		time.Sleep(time.Duration(61-now.Second()) * time.Second)
-		now = time.Now().UTC()
-	}
-	due := now.Truncate(time.Minute).Add(time.Minute)
-	quiet := fmt.Sprintf("%02d:%02d-%02d:%02d", now.Hour(), now.Minute(), due.Hour(), due.Minute())
 	rs := &swappable{}
-	rs.p.Store(set(t, table(t, "timing", rules.KindTiming, []string{"quiet_hours", "cap_day"}, []any{quiet, 5.0})))
+	rs.p.Store(set(t, table(t, "timing", rules.KindTiming, []string{"quiet_hours", "cap_day"}, []any{"22:00-08:00", 5.0})))
 	h := newHarness(t, rs)
-	h.cfg.Timing.TickInterval = 200 * time.Millisecond
+	// 23:00 for a UTC member: held until the quiet hours end at 08:00.
+	h.clock.Set(time.Date(2026, 11, 24, 23, 0, 0, 0, time.UTC))
+	due := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 	dir := t.TempDir()
 	h.start(memberstate.Group, "")
 	h.start(timing.Group, dir)
@@ -180,21 +174,29 @@ func TestHeldOffersReleasedAcrossRestart(t *testing.T) {
 	h.offer(topics.OffersRouted, &topics.Offer{OfferID: "of-held", CampaignID: "c", MemberID: "M7", Channel: "MAIL", Timing: "now"})
 	h.waitFor(timing.Group, "the offer held in the ledger", func(v []byte) bool { return strings.Contains(string(v), `"held":[`) })
 
-	h.stops[timing.Group]()
-	if ready.len() != 0 {
-		t.Fatal("released during quiet hours")
-	}
+	h.stop(timing.Group)
+	h.clock.Set(due.Add(-time.Minute))
 	h.start(timing.Group, dir)
-	testkit.Eventually(t, 2*time.Minute, "the held offer released", func() bool { return ready.len() == 1 })
-	ready.mu.Lock()
-	released := ready.recs[0].Timestamp
-	ready.mu.Unlock()
-	if late := released.Sub(due); late < 0 || late > 2*time.Second {
-		t.Errorf("released at %v, %v after its due time %v (want within 2s)", released, late, due)
+	// The restarted stage ticks (its ticker's first tick, and one just
+	// before the due time) and releases nothing yet.
+	h.tick(timing.Group, due.Add(-time.Nanosecond))
+	h.caughtUp(timing.Group)
+	if n := len(h.records(topics.OffersReady)); n != 0 {
+		t.Fatalf("%d offers released during quiet hours", n)
 	}
-	time.Sleep(time.Second) // more ticks: nothing is released twice
-	if ready.len() != 1 {
-		t.Fatalf("released %d times", ready.len())
+
+	h.clock.Set(due) // the ticker's next tick releases it
+	testkit.Eventually(t, time.Minute, "the held offer released", func() bool { return ready.len() == 1 })
+	o := ready.offers(t)[0]
+	if d := o.Decisions[len(o.Decisions)-1]; o.OfferID != "of-held" || !o.SendAt.Equal(due) || d.Stage != timing.Group || d.Outcome != "release" {
+		t.Fatalf("released %s to be sent at %v with %+v, want of-held at %v by a release", o.OfferID, o.SendAt, d, due)
+	}
+	// More ticks, the ticker's and duplicates: nothing is released twice.
+	h.clock.Advance(time.Hour)
+	h.tick(timing.Group, due)
+	h.caughtUp(timing.Group)
+	if n := len(h.records(topics.OffersReady)); n != 1 {
+		t.Fatalf("released %d times", n)
 	}
 }
 
@@ -370,8 +372,9 @@ func TestReplayNeverResends(t *testing.T) {
 		m := fmt.Sprintf("R%d", i)
 		h.member(topics.MemberRow{MemberID: m, LineUserID: fmt.Sprintf("U%032d", i), LineOptIn: true, Status: "active", Timezone: "UTC"})
 	}
-	h.waitProfilesBy(render.Group, 5)
-	h.waitProfilesBy(timing.Group, 5)
+	for _, s := range []string{channel.Group, timing.Group, render.Group} {
+		h.waitProfilesBy(s, 5) // channel without them excludes the offers (no_channel)
+	}
 	for i := range 5 {
 		h.offer(topics.OffersFiltered, &topics.Offer{OfferID: fmt.Sprintf("of-replay-%d", i), CampaignID: "c", MemberID: fmt.Sprintf("R%d", i),
 			Template: "t-line", Timing: "now"})
@@ -383,9 +386,7 @@ func TestReplayNeverResends(t *testing.T) {
 	if _, err := Replay(ctx, adm, send.Group, time.Time{}); !errors.Is(err, ErrGroupActive) {
 		t.Fatalf("replaying a running stage: %v, want ErrGroupActive", err)
 	}
-	for _, s := range stages {
-		h.stops[s]()
-	}
+	h.stop(stages...)
 	for _, s := range stages {
 		n, err := Replay(ctx, adm, s, time.Time{})
 		if err != nil || n == 0 {
@@ -402,14 +403,9 @@ func TestReplayNeverResends(t *testing.T) {
 	for _, s := range stages {
 		h.start(s, "")
 	}
-	for _, s := range stages {
-		testkit.Eventually(t, time.Minute, s+" to catch up after the replay", func() bool {
-			lags, err := adm.Lag(ctx, s)
-			return err == nil && lags[s].Lag.Total() == 0 && len(lags[s].Lag) > 0
-		})
-	}
-	if got := len(sk.HTTP.Line.Accepted()); got != accepted || results.len() != 5 {
-		t.Fatalf("after a full replay: LINE accepted %d (was %d), %d delivery results (was 5)", got, accepted, results.len())
+	h.caughtUp(stages...)
+	if got, n := len(sk.HTTP.Line.Accepted()), len(h.records(topics.DeliveryResults)); got != accepted || n != 5 {
+		t.Fatalf("after a full replay: LINE accepted %d (was %d), %d delivery results (was 5)", got, accepted, n)
 	}
 }
 
@@ -440,7 +436,7 @@ func TestMemberStateReplayCountsNothingTwice(t *testing.T) {
 		return got
 	}
 	testkit.Eventually(t, time.Minute, "600 page views counted", func() bool { return activity() == n })
-	h.stops[memberstate.Group]()
+	h.stop(memberstate.Group)
 	if _, err := Replay(testkit.Context(t), kadm.NewClient(h.client), memberstate.Group, time.Time{}); err != nil {
 		t.Fatal(err)
 	}

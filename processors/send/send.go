@@ -84,8 +84,9 @@ type Config struct {
 	RetryHorizon time.Duration
 	// TickInterval is how often due retries are looked for. Default 1 s.
 	TickInterval time.Duration
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	// Clock is the stage's time: retry decisions and ticks. Default
+	// timer.Wall.
+	Clock timer.Clock
 }
 
 func (c Config) withDefaults() Config {
@@ -101,8 +102,8 @@ func (c Config) withDefaults() Config {
 	if c.TickInterval <= 0 {
 		c.TickInterval = time.Second
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = timer.Wall
 	}
 	return c
 }
@@ -213,7 +214,7 @@ func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
 
 // Run runs the processor and its ticker until ctx is done.
 func (st *Stage) Run(ctx context.Context) error {
-	return timer.Run(ctx, st.proc, st.env, Loop, st.cfg.TickInterval)
+	return timer.Run(ctx, st.proc, st.env, Loop, st.cfg.TickInterval, st.cfg.Clock)
 }
 
 // WaitForReadyContext waits until the processor has recovered and runs.
@@ -239,7 +240,7 @@ func (s *sender) delivery(ctx goka.Context, msg any) {
 		duplicates.Inc()
 		return
 	}
-	now := s.cfg.Now().UTC()
+	now := s.cfg.Clock.Now().UTC()
 	if !s.attempt(ctx, l, Retry{Delivery: *d, First: now}, now) {
 		return
 	}
@@ -264,7 +265,7 @@ func (s *sender) release(ctx goka.Context, at time.Time) {
 		return
 	}
 	waiting.Set(float64(len(due)))
-	now := s.cfg.Now().UTC()
+	now := s.cfg.Clock.Now().UTC()
 	for _, r := range due {
 		if !s.attempt(ctx, l, r, now) {
 			return

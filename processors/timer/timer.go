@@ -70,23 +70,48 @@ func HandleTick(ctx goka.Context, env stage.Env, table goka.Table, index string,
 	})
 }
 
-// RunTicker sends a tick to every partition of loop every interval until ctx
-// is done. Every instance of a stage may run one: a duplicate tick finds
-// nothing left to release.
-func RunTicker(ctx context.Context, env stage.Env, loop goka.Stream, interval time.Duration) error {
+// Clock is a timer stage's time source: the time its decisions are made
+// at, and the ticks that release due work (each tick carries the time it
+// was sent). Wall is the real one; tests pass their own, so that no test
+// waits for real time to pass.
+type Clock interface {
+	Now() time.Time
+	// NewTicker returns a channel of ticks about every d, and a function
+	// that stops them.
+	NewTicker(d time.Duration) (<-chan time.Time, func())
+}
+
+// Wall is the real clock: time.Now and time.NewTicker.
+var Wall Clock = wall{}
+
+type wall struct{}
+
+func (wall) Now() time.Time { return time.Now() }
+func (wall) NewTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
+// RunTicker sends a tick to every partition of loop every interval of clock
+// (Wall if nil) until ctx is done. Every instance of a stage may run one: a
+// duplicate tick finds nothing left to release.
+func RunTicker(ctx context.Context, env stage.Env, loop goka.Stream, interval time.Duration, clock Clock) error {
+	if clock == nil {
+		clock = Wall
+	}
 	em, err := goka.NewEmitter(env.Brokers, loop, Codec{}, env.EmitterOptions()...)
 	if err != nil {
 		return fmt.Errorf("starting ticker on %s: %w", loop, err)
 	}
 	defer em.Finish()
 	keys := topics.PartitionKeys("tick-", env.Catalogue.Partitions)
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	ticks, stop := clock.NewTicker(interval)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-t.C:
+		case now := <-ticks:
 			for _, k := range keys {
 				if _, err := em.Emit(k, &Message{Kind: Tick, At: now.UTC()}); err != nil {
 					return fmt.Errorf("ticking %s: %w", loop, err)
@@ -96,9 +121,9 @@ func RunTicker(ctx context.Context, env stage.Env, loop goka.Stream, interval ti
 	}
 }
 
-// Run runs a stage's processor and its ticker until ctx is done or either
-// fails.
-func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Stream, interval time.Duration) error {
+// Run runs a stage's processor and its ticker (on clock, Wall if nil) until
+// ctx is done or either fails.
+func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Stream, interval time.Duration, clock Clock) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := proc.Run(ctx)
@@ -109,7 +134,7 @@ func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Str
 		}
 		return err
 	})
-	g.Go(func() error { return RunTicker(ctx, env, loop, interval) })
+	g.Go(func() error { return RunTicker(ctx, env, loop, interval, clock) })
 	return g.Wait()
 }
 

@@ -31,6 +31,9 @@ type Config struct {
 	// TickInterval is how often held offers are released; they go out
 	// within about one interval of their due time. Default 1s.
 	TickInterval time.Duration
+	// Clock is when the stage decides offers and what its ticks say.
+	// Default timer.Wall; tests pass a clock they move.
+	Clock timer.Clock
 }
 
 // Indexes are the partition-local indexes of timing-table.
@@ -68,7 +71,10 @@ func New(env stage.Env, rs stage.Rules, cfg Config) (*Stage, error) {
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = time.Second
 	}
-	s := &scheduler{env: env, rules: rs, cfg: cfg, now: time.Now}
+	if cfg.Clock == nil {
+		cfg.Clock = timer.Wall
+	}
+	s := &scheduler{env: env, rules: rs, cfg: cfg, now: cfg.Clock.Now}
 	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
 	if err != nil {
 		return nil, err
@@ -78,7 +84,7 @@ func New(env stage.Env, rs stage.Rules, cfg Config) (*Stage, error) {
 
 // Run runs the processor and its ticker until ctx is done or either fails.
 func (st *Stage) Run(ctx context.Context) error {
-	return timer.Run(ctx, st.proc, st.s.env, goka.Stream(topics.LoopOf(Group)), st.s.cfg.TickInterval)
+	return timer.Run(ctx, st.proc, st.s.env, goka.Stream(topics.LoopOf(Group)), st.s.cfg.TickInterval, st.s.cfg.Clock)
 }
 
 func ledger(ctx goka.Context) *Ledger {
