@@ -467,6 +467,16 @@ func (c *tableCompiler) row(r *Row) (rule, bool) {
 			ru.trace.Rule, _ = textOf(v)
 		}
 	}
+	if c.spec.Kind == KindCampaign && out.campaign != nil {
+		if cc := out.campaign; (cc.Audience == AudienceSegment) != (cc.Segment != "") {
+			ref := fmt.Sprintf("row %d", r.Row)
+			if col := c.spec.actionColumn("audience"); col >= 0 {
+				ref = c.spec.cellRef(col, r)
+			}
+			c.errs.add(c.sheet, ref, ErrInvalidOutput, "audience %s with segment %q: a segment audience names its segment, and only a segment audience names one", cc.Audience, cc.Segment)
+			ok = false
+		}
+	}
 	if !ok {
 		return rule{}, false
 	}

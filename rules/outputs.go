@@ -51,6 +51,9 @@ type CampaignOutput struct {
 	Timing string `json:"timing"`
 	// ExpiresAfter is zero when the offer does not expire.
 	ExpiresAfter time.Duration `json:"expires_after,omitempty"`
+	// Segment is the members' segment an audience=segment campaign
+	// reaches.
+	Segment string `json:"segment,omitempty"`
 }
 
 // FilterOutput is what a filter row decides.
@@ -200,6 +203,10 @@ var outputDefs = map[Kind]map[string]outputDef{
 		}},
 		"expires_after": {set: func(o outputs, v Value) (err error) {
 			o.campaign.ExpiresAfter, err = durationOf(v)
+			return err
+		}},
+		"segment": {set: func(o outputs, v Value) (err error) {
+			o.campaign.Segment, err = textOf(v)
 			return err
 		}},
 	},

@@ -22,6 +22,9 @@ type MemberRow struct {
 	Prefecture   string    `json:"prefecture"`
 	Timezone     string    `json:"timezone"` // IANA, e.g. Asia/Tokyo
 	RegisteredAt time.Time `json:"registered_at"`
+	// Segments are the shop's segments the member is in, comma-separated
+	// (e.g. "vip,newsletter"), as the column stores them.
+	Segments string `json:"segments,omitempty"`
 }
 
 // ItemRow is dbo.items.

@@ -35,7 +35,9 @@ CREATE TABLE dbo.members (
     birthday      DATE          NULL,
     prefecture    NVARCHAR(32)  NULL,
     timezone      NVARCHAR(64)  NOT NULL DEFAULT N'Asia/Tokyo',
-    registered_at DATETIME2(3)  NOT NULL
+    registered_at DATETIME2(3)  NOT NULL,
+    -- the shop's segments the member is in, comma-separated (audience=segment)
+    segments      NVARCHAR(400) NULL
 );
 GO
 CREATE TABLE dbo.items (

@@ -81,7 +81,7 @@ func DefaultTables() []TableConfig {
 	return []TableConfig{
 		{Name: "members", PrimaryKey: []string{"member_id"}, PartitionColumn: "member_id",
 			Columns: []string{"member_id", "email", "line_user_id", "push_token", "mail_opt_in", "line_opt_in",
-				"push_opt_in", "status", "is_debug", "gender", "birthday", "prefecture", "timezone", "registered_at"}},
+				"push_opt_in", "status", "is_debug", "gender", "birthday", "prefecture", "timezone", "registered_at", "segments"}},
 		{Name: "items", PrimaryKey: []string{"item_id"}, PartitionColumn: "item_id",
 			Columns: []string{"item_id", "name", "brand", "category", "price", "stock", "url", "image_url"}},
 		{Name: "favorites", PrimaryKey: []string{"member_id", "item_id"}, PartitionColumn: "member_id",

@@ -60,8 +60,17 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("request for partition %d arrived on partition %d: the producer does not use murmur2 partitioning", req.Partition, ctx.Partition()))
 		return
 	}
-	if req.Audience != topics.AudienceFavoritesOfItem {
+	index, key, why := memberstate.FavoritesIndex, req.ItemID, "favourited "+req.ItemID
+	switch req.Audience {
+	case topics.AudienceFavoritesOfItem:
+	case topics.AudienceSegment:
+		index, key, why = memberstate.SegmentsIndex, req.Segment, "in segment "+req.Segment
+	default:
 		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("audience %q is not supported", req.Audience))
+		return
+	}
+	if key == "" {
+		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("audience %q request without its item or segment", req.Audience))
 		return
 	}
 	st := x.env.Registry.Store(string(memberstate.Table), ctx.Partition())
@@ -70,12 +79,12 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		return
 	}
 	n := 0
-	err := st.Lookup(memberstate.FavoritesIndex, req.ItemID, func(member string) error {
+	err := st.Lookup(index, key, func(member string) error {
 		o := req.Offer
 		o.MemberID = member
 		o.OfferID = topics.OfferID(o.CampaignID, o.Event.EventID, member)
 		o.Decisions = append(o.Decisions[:len(o.Decisions):len(o.Decisions)],
-			topics.Decision{Stage: Group, Outcome: "match", Reason: "favourited " + req.ItemID})
+			topics.Decision{Stage: Group, Outcome: "match", Reason: why})
 		o.Stamps = o.Stamps[:len(o.Stamps):len(o.Stamps)]
 		stage.Stamp(&o, Group)
 		ctx.Emit(goka.Stream(topics.OffersCandidates), member, &o)
@@ -83,7 +92,7 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		return nil
 	})
 	if err != nil {
-		stage.Fail(ctx, fmt.Errorf("scanning %s index on partition %d: %w", memberstate.FavoritesIndex, ctx.Partition(), err))
+		stage.Fail(ctx, fmt.Errorf("scanning %s index on partition %d: %w", index, ctx.Partition(), err))
 	}
 	members.WithLabelValues(req.Offer.CampaignID).Add(float64(n))
 	stage.Emitted.WithLabelValues(Group, topics.OffersCandidates).Add(float64(n))

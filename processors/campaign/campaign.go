@@ -105,6 +105,16 @@ func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummar
 			})
 		}
 		stage.Emitted.WithLabelValues(Group, topics.AudienceRequests).Add(float64(len(d.keys)))
+	case topics.AudienceSegment:
+		// As for favourites: every partition answers for its own members
+		// from its segment index.
+		for p, key := range d.keys {
+			ctx.Emit(goka.Stream(topics.AudienceRequests), key, &topics.AudienceRequest{
+				RequestID: topics.RequestID(c.Campaign, e.EventID), Audience: c.Audience, Segment: c.Segment,
+				Partition: int32(p), Offer: offer, At: e.At,
+			})
+		}
+		stage.Emitted.WithLabelValues(Group, topics.AudienceRequests).Add(float64(len(d.keys)))
 	default:
 		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s: audience %q is not supported yet (%s)", c.Campaign, c.Audience, dec.Trace))
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rtm-project/rtm/topics"
@@ -45,6 +46,7 @@ func (p *Profile) ApplyCDC(r *topics.CDCRecord) (bool, error) {
 		p.MailOptIn, p.LineOptIn, p.PushOptIn = row.MailOptIn, row.LineOptIn, row.PushOptIn
 		p.Status, p.IsDebug, p.Gender, p.Birthday = row.Status, row.IsDebug, row.Gender, row.Birthday
 		p.Prefecture, p.Timezone, p.RegisteredAt = row.Prefecture, row.Timezone, row.RegisteredAt
+		p.Segments = parseSegments(row.Segments)
 		p.applyOptOuts()
 		return true, nil
 	case "favorites":
@@ -263,4 +265,18 @@ func (g Engagement) decayed(at time.Time) Engagement {
 // EngagementAt returns a channel's decayed counts as of now.
 func (p *Profile) EngagementAt(channel string, now time.Time) Engagement {
 	return p.Engagement[channel].decayed(now)
+}
+
+// parseSegments splits a members row's segments column: trimmed, without
+// empties or repeats, sorted, so the same column always gives the same
+// index entries.
+func parseSegments(col string) []string {
+	var out []string
+	for _, s := range strings.Split(col, ",") {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -18,7 +18,7 @@ var Table = goka.GroupTable(goka.Group(Group))
 // stage that joins the table declares them too, so its local copy is
 // indexed the same way.
 func Indexes() map[string]state.Indexer {
-	return map[string]state.Indexer{FavoritesIndex: IndexFavorites}
+	return map[string]state.Indexer{FavoritesIndex: IndexFavorites, SegmentsIndex: IndexSegments}
 }
 
 // Graph is the stage's topology.

@@ -52,6 +52,8 @@ type Profile struct {
 	Prefecture   string    `json:"prefecture,omitempty"`
 	Timezone     string    `json:"timezone,omitempty"`
 	RegisteredAt time.Time `json:"registered_at,omitzero"`
+	// Segments are the shop's segments the member is in, sorted.
+	Segments []string `json:"segments,omitempty"`
 
 	// Versions is the last applied Change Tracking version per source row
 	// ("members", "fav/<item>", "order/<id>", "cart/<item>"), kept after a
@@ -144,7 +146,7 @@ func (p *Profile) Facts(now time.Time) rules.Member {
 		MemberID: p.MemberID, Email: p.Email, Status: p.Status, IsDebug: p.IsDebug, Gender: p.Gender,
 		Birthday: p.Birthday, Prefecture: p.Prefecture, Timezone: p.Timezone,
 		MailOptIn: p.MailOptIn, LineOptIn: p.LineOptIn, PushOptIn: p.PushOptIn,
-		Reachable: p.Reachable(), FavoritesCount: len(p.Favorites), OrdersCount: p.OrdersCount,
+		Reachable: p.Reachable(), FavoritesCount: len(p.Favorites), OrdersCount: p.OrdersCount, Segments: p.Segments,
 		DaysSinceLastOrder: -1,
 	}
 	if !p.Exists {
@@ -240,6 +242,26 @@ func (Codec) Decode(b []byte) (any, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// SegmentsIndex is the name of the partition-local index segment → member.
+const SegmentsIndex = "seg"
+
+// IndexSegments is the Indexer of SegmentsIndex: the segments of a
+// targetable member, so a segment audience never finds a withdrawn one.
+func IndexSegments(_ string, value []byte) ([]string, error) {
+	var p struct {
+		Exists   bool     `json:"exists"`
+		Status   string   `json:"status"`
+		Segments []string `json:"segments"`
+	}
+	if err := sonic.Unmarshal(value, &p); err != nil {
+		return nil, nil // not a profile: nothing to index
+	}
+	if !p.Exists || p.Status == "withdrawn" {
+		return nil, nil
+	}
+	return p.Segments, nil
 }
 
 // FavoritesIndex is the name of the partition-local index

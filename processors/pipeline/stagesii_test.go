@@ -27,8 +27,8 @@ import (
 func table(t *testing.T, name string, kind rules.Kind, actions []string, rows ...[]any) *rules.Table {
 	t.Helper()
 	spec := rules.TableSpec{Name: name, Kind: kind, HitPolicy: rules.HitFirst, Sheet: name}
-	for _, a := range actions {
-		spec.Columns = append(spec.Columns, rules.Column{Type: rules.ColAction, Template: a})
+	for i, a := range actions {
+		spec.Columns = append(spec.Columns, rules.Column{Type: rules.ColAction, Template: a, Ref: string(rune('A'+i)) + "3"})
 	}
 	for i, r := range rows {
 		row := rules.Row{Row: 5 + i}
