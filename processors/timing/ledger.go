@@ -111,9 +111,13 @@ func (l *Ledger) hold(o topics.Offer, due time.Time) {
 	l.Held = slices.Insert(l.Held, i, Held{Due: due, Offer: o})
 }
 
-// free gives back the cap slot of an offer that will not go out after all.
-func (l *Ledger) free(offerID string) {
+// free gives back the cap slot of an offer that will not go out after all
+// (expired while held, or its delivery failed for good), and reports
+// whether it had one. The offer stays decided: a replay does not send it.
+func (l *Ledger) free(offerID string) bool {
+	n := len(l.Slots)
 	l.Slots = slices.DeleteFunc(l.Slots, func(s Slot) bool { return s.OfferID == offerID })
+	return len(l.Slots) != n
 }
 
 // due removes and returns the held offers due by now.

@@ -50,6 +50,7 @@ type scheduler struct {
 func (s *scheduler) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersRouted), stage.Raw, s.offer),
+		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, s.result),
 		goka.Join(memberstate.Table, memberstate.Codec{}),
 		goka.Loop(stage.Raw, timer.Loop(s.env, Group, table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
@@ -92,6 +93,22 @@ func ledger(ctx goka.Context) *Ledger {
 		return l
 	}
 	return &Ledger{}
+}
+
+// result frees the cap slot of a delivery that failed for good: a member
+// who was never reached has not been messaged, and the caps are there to
+// keep members from being flooded, not to count attempts.
+func (s *scheduler) result(ctx goka.Context, msg any) {
+	r, ok := stage.Decode(ctx, Group, topics.DeliveryResultCodec{}, msg)
+	if !ok || r.Status != topics.StatusFailed {
+		return
+	}
+	l, ok := ctx.Value().(*Ledger)
+	if !ok || l == nil || !l.free(r.OfferID) {
+		return
+	}
+	decisions.WithLabelValues("slot_freed").Inc()
+	ctx.SetValue(l)
 }
 
 func (s *scheduler) offer(ctx goka.Context, msg any) {
