@@ -241,6 +241,9 @@ func Bind(fs *pflag.FlagSet, groups ...Group) *Binding {
 			continue
 		}
 		fs.Var(&flagValue{f: f, def: f.get(&d)}, f.Flag, f.Usage+" (env "+f.Env+")")
+		if f.Kind == "bool" {
+			fs.Lookup(f.Flag).NoOptDefVal = "true" // --kafka-tls alone means true
+		}
 	}
 	return &Binding{fs: fs, groups: groups}
 }

@@ -121,11 +121,11 @@ func TestTypedFlagsAndSecrets(t *testing.T) {
 	}{
 		{[]string{"--shutdown-timeout", "soon"}, `invalid argument "soon" for "--shutdown-timeout" flag: not a duration`},
 		{[]string{"--smtp-port", "x"}, `"--smtp-port" flag: not a whole number`},
-		{[]string{"--kafka-tls", "maybe"}, `"--kafka-tls" flag: not true or false`},
+		{[]string{"--kafka-tls=maybe"}, `"--kafka-tls" flag: not true or false`},
 		{[]string{"--line-token", "t"}, "unknown flag: --line-token"},
 		{[]string{"--mssql-dsn", "d"}, "unknown flag: --mssql-dsn"},
 		{[]string{"--tracking-secret", "s"}, "unknown flag: --tracking-secret"},
-		{[]string{"--shutdown-timeout", "45s", "--max-failures", "3"}, ""},
+		{[]string{"--shutdown-timeout", "45s", "--max-failures", "3", "--kafka-tls"}, ""},
 	}
 	for _, tc := range cases {
 		err := fs.Parse(tc.args)

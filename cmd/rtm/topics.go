@@ -58,7 +58,9 @@ keys and breaks co-partitioned state. A second run prints "no changes".`,
 				return err
 			}
 			rep, err := applyTopics(cmd.Context(), cfg.KafkaConfig(), cfg.Catalogue(), dryRun, cfg.Logger())
-			fmt.Fprintln(cmd.OutOrStdout(), rep)
+			if err == nil || errors.Is(err, topics.ErrDrift) {
+				fmt.Fprintln(cmd.OutOrStdout(), rep)
+			}
 			if errors.Is(err, topics.ErrDrift) {
 				return exitCode(2)
 			}

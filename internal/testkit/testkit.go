@@ -126,7 +126,14 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // call: what a transactional consumer downstream sees.
 func ReadCommitted(t testing.TB, addr string, topics ...string) []*kgo.Record {
 	t.Helper()
-	ends, err := kadm.NewClient(Client(t, addr)).ListCommittedOffsets(Context(t), topics...)
+	return ReadCommittedWith(t, addr, nil, topics...)
+}
+
+// ReadCommittedWith is ReadCommitted with the caller's connection options
+// (e.g. TLS and SASL).
+func ReadCommittedWith(t testing.TB, addr string, conn []kgo.Opt, topics ...string) []*kgo.Record {
+	t.Helper()
+	ends, err := kadm.NewClient(Client(t, addr, conn...)).ListCommittedOffsets(Context(t), topics...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +143,8 @@ func ReadCommitted(t testing.TB, addr string, topics ...string) []*kgo.Record {
 			todo[fmt.Sprintf("%s/%d", o.Topic, o.Partition)] = true
 		}
 	})
-	cl := Client(t, addr, kgo.ConsumeTopics(topics...), kgo.KeepControlRecords(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl := Client(t, addr, append(slices.Clone(conn), kgo.ConsumeTopics(topics...), kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	var out []*kgo.Record
 	for len(todo) > 0 {
 		fs := cl.PollFetches(Context(t))
@@ -167,7 +174,14 @@ func ReadCommitted(t testing.TB, addr string, topics ...string) []*kgo.Record {
 // hang.
 func WaitCaughtUp(t testing.TB, addr string, except []string, groups ...string) {
 	t.Helper()
-	adm := kadm.NewClient(Client(t, addr))
+	WaitCaughtUpWith(t, Client(t, addr), except, groups...)
+}
+
+// WaitCaughtUpWith is WaitCaughtUp over the caller's client (e.g. one
+// that authenticates).
+func WaitCaughtUpWith(t testing.TB, cl *kgo.Client, except []string, groups ...string) {
+	t.Helper()
+	adm := kadm.NewClient(cl)
 	for _, g := range groups {
 		deadline := time.Now().Add(2 * time.Minute)
 		for {

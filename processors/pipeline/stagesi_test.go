@@ -22,6 +22,7 @@ import (
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/filter"
 	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/processors/timer"
 	"github.com/rtm-project/rtm/processors/timing"
@@ -73,7 +74,7 @@ func newHarness(t *testing.T, rs *swappable) *harness {
 	clock := testkit.NewClock(time.Now().UTC())
 	h := &harness{t: t, addr: b.Addr(), client: cl, clock: clock, stops: map[string]func(){}, built: map[string]*Stage{},
 		cfg: Config{Brokers: []string{b.Addr()}, Catalogue: cat, DataDir: t.TempDir(), Rules: rs, Log: testkit.Logger(t),
-			Detect: detect.Config{Clock: clock}, Timing: timing.Config{Clock: clock}}}
+			Detect: detect.Config{Clock: clock}, Timing: timing.Config{Clock: clock}, Send: send.Config{Clock: clock}}}
 	t.Cleanup(h.explainFailure) // before the broker closes
 	t.Cleanup(h.stopAll)        // before explainFailure: LIFO
 	return h
