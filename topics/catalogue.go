@@ -143,7 +143,7 @@ func New(partitions int32, replication int16) Catalogue {
 			Value: "TableSpec (rules)", Owner: "rtm rules publish", Doc: "every published rule-table version, for rollback"},
 		{Name: DLQ, Partitions: partitions, Cleanup: Delete, Retention: 4 * week, Key: "original key",
 			Value: "DeadLetter", Codec: DeadLetterCodec{}, Doc: "records a stage could not process, with the reason"},
-		table(GroupMemberState, "member_id", "MemberProfile (processors/memberstate)", "member profiles; index favourite item → member"),
+		table(GroupMemberState, "member_id", "member.Profile (processors/member)", "member profiles; indexes favourite item → member, segment → member"),
 		table(GroupDetect, "item_id or member_id", "detector state (processors/detect)", "item prices and stock; carts with due times"),
 		loop(GroupDetect, "tick", "timer ticks that release due cart-abandonment checks"),
 		table(GroupTiming, "member_id", "ledger (processors/timing)", "frequency ledger and held offers with due-time index"),

@@ -30,6 +30,7 @@ import (
 	"github.com/rtm-project/rtm/processors/campaign"
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/filter"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
@@ -120,7 +121,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	}
 
 	t1 := time.Now()
-	ms, err := memberstate.New(env(memberstate.Group, memberstate.Indexes()))
+	ms, err := memberstate.New(env(memberstate.Group, member.Indexes()))
 	if err != nil {
 		return err
 	}
@@ -151,7 +152,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 		return err
 	}
 	start("audience", aud)
-	filt, err := filter.New(env(filter.Group, memberstate.Indexes()), rs)
+	filt, err := filter.New(env(filter.Group, member.Indexes()), rs)
 	if err != nil {
 		return err
 	}

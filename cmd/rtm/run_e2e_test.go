@@ -20,7 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/internal/testkit"
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 )
 
 const exampleRules = "../../rules/examples/rtm-rules.xlsx"
@@ -160,11 +160,11 @@ func seedMembers(t *testing.T, addr string, n int) {
 	ctx := testkit.Context(t)
 	for i := range n {
 		id := fmt.Sprintf("M%07d", i)
-		v, err := memberstate.Codec{}.Encode(&memberstate.Profile{MemberID: id, Exists: true, Email: id + "@example.jp", MailOptIn: true})
+		v, err := member.Codec{}.Encode(&member.Profile{MemberID: id, Exists: true, Email: id + "@example.jp", MailOptIn: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl.Produce(ctx, &kgo.Record{Topic: string(memberstate.Table), Key: []byte(id), Value: v}, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, &kgo.Record{Topic: string(member.Table), Key: []byte(id), Value: v}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				t.Error(err)
 			}
@@ -325,8 +325,8 @@ func seedBigMembers(t *testing.T, addr string, from, n int) {
 	pad := strings.Repeat("x", 1000)
 	for i := from; i < from+n; i++ {
 		id := fmt.Sprintf("M%07d", i)
-		v, _ := memberstate.Codec{}.Encode(&memberstate.Profile{MemberID: id, Exists: true, Email: id + pad + "@example.jp"})
-		cl.Produce(ctx, &kgo.Record{Topic: string(memberstate.Table), Key: []byte(id), Value: v}, nil)
+		v, _ := member.Codec{}.Encode(&member.Profile{MemberID: id, Exists: true, Email: id + pad + "@example.jp"})
+		cl.Produce(ctx, &kgo.Record{Topic: string(member.Table), Key: []byte(id), Value: v}, nil)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		t.Fatal(err)

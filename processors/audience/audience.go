@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/topics"
@@ -29,7 +29,7 @@ var members = promauto.NewCounterVec(prometheus.CounterOpts{
 }, []string{"campaign"})
 
 // Indexes are those of the joined member-state-table.
-func Indexes() map[string]state.Indexer { return memberstate.Indexes() }
+func Indexes() map[string]state.Indexer { return member.Indexes() }
 
 type extractor struct{ env stage.Env }
 
@@ -38,7 +38,7 @@ type extractor struct{ env stage.Env }
 func (x *extractor) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.AudienceRequests), stage.Raw, x.request),
-		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Join(member.Table, member.Codec{}),
 		goka.Output(goka.Stream(topics.OffersCandidates), topics.OfferCodec{}),
 		stage.DLQOutput(),
 	)
@@ -60,11 +60,11 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("request for partition %d arrived on partition %d: the producer does not use murmur2 partitioning", req.Partition, ctx.Partition()))
 		return
 	}
-	index, key, why := memberstate.FavoritesIndex, req.ItemID, "favourited "+req.ItemID
+	index, key, why := member.FavoritesIndex, req.ItemID, "favourited "+req.ItemID
 	switch req.Audience {
 	case topics.AudienceFavoritesOfItem:
 	case topics.AudienceSegment:
-		index, key, why = memberstate.SegmentsIndex, req.Segment, "in segment "+req.Segment
+		index, key, why = member.SegmentsIndex, req.Segment, "in segment "+req.Segment
 	default:
 		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("audience %q is not supported", req.Audience))
 		return
@@ -73,9 +73,9 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("audience %q request without its item or segment", req.Audience))
 		return
 	}
-	st := x.env.Registry.Store(string(memberstate.Table), ctx.Partition())
+	st := x.env.Registry.Store(string(member.Table), ctx.Partition())
 	if st == nil {
-		stage.Fail(ctx, fmt.Errorf("no local store for %s/%d", memberstate.Table, ctx.Partition()))
+		stage.Fail(ctx, fmt.Errorf("no local store for %s/%d", member.Table, ctx.Partition()))
 		return
 	}
 	n := 0

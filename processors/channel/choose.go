@@ -15,7 +15,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -50,7 +50,7 @@ const openWeight = 0.3
 // the offer ID: a replayed offer meets the same draws, so with unchanged
 // engagement and rules it is routed the same way (what protects against a
 // second send is timing's ledger of decided offer IDs, not this).
-func Choose(p *memberstate.Profile, listed []string, strategy, offerID string, priors map[string]Prior, now time.Time) string {
+func Choose(p *member.Profile, listed []string, strategy, offerID string, priors map[string]Prior, now time.Time) string {
 	reachable := p.Reachable()
 	var candidates []string
 	for _, c := range listed {

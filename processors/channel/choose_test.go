@@ -5,19 +5,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/topics"
 )
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
-func member(mail, line, push bool) *memberstate.Profile {
-	p := &memberstate.Profile{MemberID: "M1", Exists: true, Status: "active",
+func profile(mail, line, push bool) *member.Profile {
+	p := &member.Profile{MemberID: "M1", Exists: true, Status: "active",
 		Email: "a@example.jp", LineUserID: "U1", PushToken: "tok", MailOptIn: mail, LineOptIn: line, PushOptIn: push}
 	return p
 }
 
-func engaged(p *memberstate.Profile, ch string, sends, clicks int) {
+func engaged(p *member.Profile, ch string, sends, clicks int) {
 	for i := range sends {
 		p.ApplyResult(&topics.DeliveryResult{DeliveryID: fmt.Sprintf("%s-%d", ch, i), MemberID: "M1", Channel: ch, Status: "sent", At: now.Add(-time.Hour)})
 	}
@@ -30,15 +30,15 @@ func TestChooseFixed(t *testing.T) {
 	all := []string{"LINE", "PUSH", "MAIL", "INAPP"}
 	cases := []struct {
 		name   string
-		p      *memberstate.Profile
+		p      *member.Profile
 		listed []string
 		want   string
 	}{
-		{"first reachable", member(true, false, true), all, "PUSH"},
-		{"order matters", member(true, true, true), []string{"MAIL", "LINE"}, "MAIL"},
-		{"in-app reaches everyone", member(false, false, false), all, "INAPP"},
-		{"none reachable", member(false, false, false), []string{"MAIL", "LINE"}, ""},
-		{"withdrawn reaches nothing", &memberstate.Profile{Exists: true, Status: "withdrawn", Email: "a", MailOptIn: true}, all, ""},
+		{"first reachable", profile(true, false, true), all, "PUSH"},
+		{"order matters", profile(true, true, true), []string{"MAIL", "LINE"}, "MAIL"},
+		{"in-app reaches everyone", profile(false, false, false), all, "INAPP"},
+		{"none reachable", profile(false, false, false), []string{"MAIL", "LINE"}, ""},
+		{"withdrawn reaches nothing", &member.Profile{Exists: true, Status: "withdrawn", Email: "a", MailOptIn: true}, all, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,7 +52,7 @@ func TestChooseFixed(t *testing.T) {
 // A member who only ever clicks LINE gets LINE under `best`, whatever the
 // listed order, nearly always (Thompson sampling still explores a little).
 func TestChooseBestFollowsEngagement(t *testing.T) {
-	p := member(true, true, true)
+	p := profile(true, true, true)
 	engaged(p, "MAIL", 20, 0)
 	engaged(p, "PUSH", 20, 0)
 	engaged(p, "LINE", 20, 12)
@@ -66,7 +66,7 @@ func TestChooseBestFollowsEngagement(t *testing.T) {
 }
 
 func TestChooseBestIsDeterministicPerOffer(t *testing.T) {
-	p := member(true, true, true)
+	p := profile(true, true, true)
 	for i := range 50 {
 		id := fmt.Sprintf("of-%d", i)
 		a := Choose(p, []string{"MAIL", "LINE", "PUSH"}, StrategyBest, id, DefaultPriors, now)
@@ -78,7 +78,7 @@ func TestChooseBestIsDeterministicPerOffer(t *testing.T) {
 
 // A new member follows the population prior: LINE most, in-app least.
 func TestChooseBestNewMemberFollowsPrior(t *testing.T) {
-	p := member(true, true, true)
+	p := profile(true, true, true)
 	counts := map[string]int{}
 	for i := range 2000 {
 		counts[Choose(p, []string{"MAIL", "LINE", "PUSH", "INAPP"}, StrategyBest, fmt.Sprintf("of-%d", i), DefaultPriors, now)]++

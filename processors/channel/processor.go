@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -51,7 +51,7 @@ type router struct {
 func (r *router) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersFiltered), stage.Raw, r.offer),
-		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Join(member.Table, member.Codec{}),
 		goka.Output(goka.Stream(topics.OffersRouted), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
 		stage.DLQOutput(),
@@ -74,7 +74,7 @@ func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
 // the member is reachable on is excluded with ReasonNoTemplate. An offer
 // that names no template (validated campaign tables always name one) is
 // routed on the listed channels; render dead-letters it.
-func Route(set *rules.Set, o *topics.Offer, p *memberstate.Profile, priors map[string]Prior, now time.Time) (topics.Decision, string) {
+func Route(set *rules.Set, o *topics.Offer, p *member.Profile, priors map[string]Prior, now time.Time) (topics.Decision, string) {
 	out, table, rule := defaultChannels, "", "default"
 	if p != nil {
 		facts := stage.OfferFacts(o, p.Facts(now))
@@ -131,7 +131,7 @@ func (r *router) offer(ctx goka.Context, msg any) {
 	if !ok {
 		return
 	}
-	p, _ := ctx.Join(memberstate.Table).(*memberstate.Profile)
+	p, _ := ctx.Join(member.Table).(*member.Profile)
 	d, ch := Route(r.rules.Current(), o, p, r.priors, r.now())
 	o.Decisions = append(o.Decisions, d)
 	stage.Stamp(o, Group)

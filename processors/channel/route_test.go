@@ -6,7 +6,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -50,26 +50,26 @@ func TestRouteOnlyToChannelsWithContent(t *testing.T) {
 		name               string
 		channels, strategy string
 		variants           [][2]string
-		member             *memberstate.Profile
+		profile            *member.Profile
 		template           string
 		want, reason       string
 	}{
-		{"first listed with a variant", "MAIL,LINE", "fixed", [][2]string{{"t", "LINE"}}, member(true, true, false), "t", "LINE", "fixed"},
-		{"every listed has one", "MAIL,LINE", "fixed", [][2]string{{"t", "LINE"}, {"t", "MAIL"}}, member(true, true, false), "t", "MAIL", "fixed"},
-		{"reachable only without content", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}}, member(false, true, false), "t", "", ReasonNoTemplate},
-		{"unknown template", "MAIL,LINE", "fixed", [][2]string{{"other", "MAIL"}}, member(true, true, false), "t", "", ReasonNoTemplate},
-		{"no template tables at all", "MAIL,LINE", "fixed", nil, member(true, true, false), "t", "", ReasonNoTemplate},
-		{"similar ids do not count", "MAIL,LINE", "fixed", [][2]string{{"t-mail", "MAIL"}, {"t-line", "LINE"}}, member(true, true, false), "t", "", ReasonNoTemplate},
-		{"not reachable at all", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}, {"t", "LINE"}}, member(false, false, true), "t", "", ReasonNoChannel},
+		{"first listed with a variant", "MAIL,LINE", "fixed", [][2]string{{"t", "LINE"}}, profile(true, true, false), "t", "LINE", "fixed"},
+		{"every listed has one", "MAIL,LINE", "fixed", [][2]string{{"t", "LINE"}, {"t", "MAIL"}}, profile(true, true, false), "t", "MAIL", "fixed"},
+		{"reachable only without content", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}}, profile(false, true, false), "t", "", ReasonNoTemplate},
+		{"unknown template", "MAIL,LINE", "fixed", [][2]string{{"other", "MAIL"}}, profile(true, true, false), "t", "", ReasonNoTemplate},
+		{"no template tables at all", "MAIL,LINE", "fixed", nil, profile(true, true, false), "t", "", ReasonNoTemplate},
+		{"similar ids do not count", "MAIL,LINE", "fixed", [][2]string{{"t-mail", "MAIL"}, {"t-line", "LINE"}}, profile(true, true, false), "t", "", ReasonNoTemplate},
+		{"not reachable at all", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}, {"t", "LINE"}}, profile(false, false, true), "t", "", ReasonNoChannel},
 		{"no profile", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}}, nil, "t", "", ReasonNoChannel},
-		{"best among those with content", "MAIL,PUSH,LINE", "best", [][2]string{{"t", "PUSH"}}, member(true, true, true), "t", "PUSH", "best"},
-		{"an offer naming no template is not restricted", "MAIL,LINE", "fixed", [][2]string{{"t", "LINE"}}, member(true, true, false), "", "MAIL", "fixed"},
+		{"best among those with content", "MAIL,PUSH,LINE", "best", [][2]string{{"t", "PUSH"}}, profile(true, true, true), "t", "PUSH", "best"},
+		{"an offer naming no template is not restricted", "MAIL,LINE", "fixed", [][2]string{{"t", "LINE"}}, profile(true, true, false), "", "MAIL", "fixed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			set := routeSet(t, tc.channels, tc.strategy, tc.variants...)
 			o := &topics.Offer{OfferID: "of-1", CampaignID: "c", MemberID: "M1", Template: tc.template}
-			d, ch := Route(set, o, tc.member, DefaultPriors, now)
+			d, ch := Route(set, o, tc.profile, DefaultPriors, now)
 			if ch != tc.want || d.Reason != tc.reason {
 				t.Fatalf("Route = %q (%+v), want %q reason %s", ch, d, tc.want, tc.reason)
 			}
@@ -83,7 +83,7 @@ func TestRouteOnlyToChannelsWithContent(t *testing.T) {
 // TestBestNeverPicksAChannelWithoutContent: however engaged the member is
 // on MAIL, `best` does not pick it for a template without a MAIL variant.
 func TestBestNeverPicksAChannelWithoutContent(t *testing.T) {
-	p := member(true, true, true)
+	p := profile(true, true, true)
 	engaged(p, "MAIL", 20, 15)
 	engaged(p, "LINE", 20, 0)
 	set := routeSet(t, "MAIL,LINE,PUSH", "best", [2]string{"t", "LINE"}, [2]string{"t", "PUSH"})
@@ -100,7 +100,7 @@ func TestBestNeverPicksAChannelWithoutContent(t *testing.T) {
 func TestExclusionsAreCountedByReason(t *testing.T) {
 	before := routedCount(t, ReasonNoTemplate)
 	set := routeSet(t, "MAIL", "fixed")
-	d, ch := Route(set, &topics.Offer{OfferID: "of-1", CampaignID: "c", MemberID: "M1", Template: "t"}, member(true, false, false), DefaultPriors, now)
+	d, ch := Route(set, &topics.Offer{OfferID: "of-1", CampaignID: "c", MemberID: "M1", Template: "t"}, profile(true, false, false), DefaultPriors, now)
 	count(d, ch)
 	if got := routedCount(t, ReasonNoTemplate); got != before+1 {
 		t.Errorf("no_template count %v, want %v", got, before+1)

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -45,7 +45,7 @@ type filter struct {
 func (f *filter) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersCandidates), stage.Raw, f.offer),
-		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Join(member.Table, member.Codec{}),
 		goka.Output(goka.Stream(topics.OffersFiltered), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
 		stage.DLQOutput(),
@@ -60,7 +60,7 @@ func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
 
 // Decide returns the exclusion decision for an offer to a member, or false
 // when the offer passes. It is the stage's logic without Kafka.
-func Decide(set *rules.Set, o *topics.Offer, p *memberstate.Profile, now time.Time) (topics.Decision, bool) {
+func Decide(set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) (topics.Decision, bool) {
 	switch {
 	case p == nil || !p.Exists:
 		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonUnknownMember}, true
@@ -91,7 +91,7 @@ func (f *filter) offer(ctx goka.Context, msg any) {
 	if !ok {
 		return
 	}
-	p, _ := ctx.Join(memberstate.Table).(*memberstate.Profile)
+	p, _ := ctx.Join(member.Table).(*member.Profile)
 	d, exclude := Decide(f.rules.Current(), o, p, f.now())
 	o.Decisions = append(o.Decisions, d)
 	stage.Stamp(o, Group)

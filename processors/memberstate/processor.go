@@ -1,8 +1,19 @@
+// Package memberstate is the member-state stage: it keeps one profile per
+// member (package member) in the group table member-state-table — a
+// compacted changelog plus a partition-local Pebble store with the table's
+// indexes — from the shop's change rows, behaviour events and delivery
+// results.
+//
+// Every update is idempotent, because Goka processing is at-least-once:
+// change rows apply only when their Change Tracking version is newer than the
+// one recorded for that row, behaviour events and delivery results only when
+// their ID has not been seen. Nothing is a blind increment.
 package memberstate
 
 import (
 	"github.com/lovoo/goka"
 
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/topics"
@@ -11,15 +22,8 @@ import (
 // Group is the consumer group and the prefix of the table topic.
 const Group = topics.GroupMemberState
 
-// Table is the group table topic other stages join.
-var Table = goka.GroupTable(goka.Group(Group))
-
-// Indexes are the partition-local indexes of member-state-table. Every
-// stage that joins the table declares them too, so its local copy is
-// indexed the same way.
-func Indexes() map[string]state.Indexer {
-	return map[string]state.Indexer{FavoritesIndex: IndexFavorites, SegmentsIndex: IndexSegments}
-}
+// Indexes are the member table's (member.Indexes).
+func Indexes() map[string]state.Indexer { return member.Indexes() }
 
 // Graph is the stage's topology.
 func Graph() *goka.GroupGraph {
@@ -31,7 +35,7 @@ func Graph() *goka.GroupGraph {
 		cdc(topics.CDCCartItems),
 		goka.Input(goka.Stream(topics.BehaviorEvents), stage.Raw, applyBehavior),
 		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, applyResult),
-		goka.Persist(Codec{}),
+		goka.Persist(member.Codec{}),
 		stage.DLQOutput(),
 	)
 }
@@ -41,11 +45,11 @@ func New(env stage.Env) (*goka.Processor, error) {
 	return goka.NewProcessor(env.Brokers, Graph(), env.ProcessorOptions()...)
 }
 
-func current(ctx goka.Context) *Profile {
-	if v, ok := ctx.Value().(*Profile); ok && v != nil {
+func current(ctx goka.Context) *member.Profile {
+	if v, ok := ctx.Value().(*member.Profile); ok && v != nil {
 		return v
 	}
-	return &Profile{MemberID: ctx.Key()}
+	return &member.Profile{MemberID: ctx.Key()}
 }
 
 func applyCDC(ctx goka.Context, msg any) {
@@ -70,11 +74,11 @@ func applyBehavior(ctx goka.Context, msg any) {
 		return
 	}
 	p := current(ctx)
-	if p.replayed(string(ctx.Topic()), ctx.Offset()) {
+	if p.Replayed(string(ctx.Topic()), ctx.Offset()) {
 		return
 	}
 	p.ApplyBehavior(e)
-	p.applied(string(ctx.Topic()), ctx.Offset())
+	p.Applied(string(ctx.Topic()), ctx.Offset())
 	ctx.SetValue(p)
 }
 
@@ -84,10 +88,10 @@ func applyResult(ctx goka.Context, msg any) {
 		return
 	}
 	p := current(ctx)
-	if p.replayed(string(ctx.Topic()), ctx.Offset()) {
+	if p.Replayed(string(ctx.Topic()), ctx.Offset()) {
 		return
 	}
 	p.ApplyResult(r)
-	p.applied(string(ctx.Topic()), ctx.Offset())
+	p.Applied(string(ctx.Topic()), ctx.Offset())
 	ctx.SetValue(p)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/audience"
 	"github.com/rtm-project/rtm/processors/detect"
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -97,11 +97,11 @@ func (h *harness) waitSegment(segment string, n int) {
 	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d members of segment %s in audience's index", n, segment), func() bool {
 		count := 0
 		for p := range int32(testPartitions) {
-			st := reg.Store(string(memberstate.Table), p)
+			st := reg.Store(string(member.Table), p)
 			if st == nil {
 				return false
 			}
-			err := st.Lookup(memberstate.SegmentsIndex, segment, func(string) error { count++; return nil })
+			err := st.Lookup(member.SegmentsIndex, segment, func(string) error { count++; return nil })
 			if errors.Is(err, state.ErrIndexNotReady) {
 				return false
 			}

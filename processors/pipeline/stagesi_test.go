@@ -21,6 +21,7 @@ import (
 	"github.com/rtm-project/rtm/processors/campaign"
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/filter"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/processors/state"
@@ -264,11 +265,11 @@ func (h *harness) waitIndexed(item string, n int) {
 	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d favouriters of %s in audience's index", n, item), func() bool {
 		count := 0
 		for p := range int32(testPartitions) {
-			st := reg.Store(string(memberstate.Table), p)
+			st := reg.Store(string(member.Table), p)
 			if st == nil {
 				return false
 			}
-			err := st.Lookup(memberstate.FavoritesIndex, item, func(string) error { count++; return nil })
+			err := st.Lookup(member.FavoritesIndex, item, func(string) error { count++; return nil })
 			if errors.Is(err, state.ErrIndexNotReady) {
 				return false // still recovering
 			}

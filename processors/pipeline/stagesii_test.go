@@ -14,6 +14,7 @@ import (
 	"github.com/rtm-project/rtm/connectors/sinks"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/channel"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/render"
 	"github.com/rtm-project/rtm/processors/send"
@@ -135,7 +136,7 @@ func TestChannelFollowsEngagement(t *testing.T) {
 			DeliveryID: fmt.Sprintf("d-LINE-%d", i), Attrs: map[string]string{"channel": "LINE"}})
 	}
 	h.waitFor(channel.Group, "M5's engagement", func(v []byte) bool {
-		var p memberstate.Profile
+		var p member.Profile
 		json.Unmarshal(v, &p)
 		return p.Engagement["LINE"].Clicked == 10 && p.Engagement["MAIL"].Sent == 15 && p.Engagement["PUSH"].Sent == 15
 	})
@@ -231,7 +232,7 @@ func (h *harness) waitFor(stage, what string, cond func([]byte) bool) {
 	h.t.Helper()
 	testkit.Eventually(h.t, time.Minute, what, func() bool {
 		found := false
-		for _, tbl := range []string{string(memberstate.Table), topics.TableOf(stage)} {
+		for _, tbl := range []string{string(member.Table), topics.TableOf(stage)} {
 			if !found {
 				h.eachRow(stage, tbl, func(v []byte) bool { found = cond(v); return !found })
 			}
@@ -245,7 +246,7 @@ func (h *harness) waitProfilesBy(stage string, n int) {
 	h.t.Helper()
 	testkit.Eventually(h.t, time.Minute, fmt.Sprintf("%d profiles in %s's table", n, stage), func() bool {
 		count := 0
-		return h.eachRow(stage, string(memberstate.Table), func([]byte) bool { count++; return true }) && count >= n
+		return h.eachRow(stage, string(member.Table), func([]byte) bool { count++; return true }) && count >= n
 	})
 }
 
@@ -426,7 +427,7 @@ func TestMemberStateReplayCountsNothingTwice(t *testing.T) {
 	activity := func() uint32 {
 		var got uint32
 		h.waitFor(memberstate.Group, "M3's profile", func(v []byte) bool {
-			var p memberstate.Profile
+			var p member.Profile
 			if json.Unmarshal(v, &p) != nil || p.MemberID != "M3" {
 				return false
 			}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/connectors/collector"
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -101,7 +101,7 @@ func FindTemplate(set *rules.Set, id, channel string) (*rules.Template, error) {
 }
 
 // Render renders an offer for its channel to a delivery.
-func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *memberstate.Profile, now time.Time) (*topics.Delivery, error) {
+func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) (*topics.Delivery, error) {
 	tp, err := FindTemplate(set, o.Template, o.Channel)
 	if err != nil {
 		return nil, &TemplateError{TemplateID: o.Template, Channel: o.Channel, Err: err}
@@ -143,7 +143,7 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *memberstate.Profil
 	return d, nil
 }
 
-func (r *Renderer) mail(p *memberstate.Profile, out rules.Rendered, deliveryID string, o *topics.Offer, link string) (channels.Payload, error) {
+func (r *Renderer) mail(p *member.Profile, out rules.Rendered, deliveryID string, o *topics.Offer, link string) (channels.Payload, error) {
 	pixel, err := collector.SignOpen(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID)
 	if err != nil {
 		return nil, fmt.Errorf("open pixel: %w", err)
@@ -164,7 +164,7 @@ func (r *Renderer) mail(p *memberstate.Profile, out rules.Rendered, deliveryID s
 
 // line renders a flex bubble with a button when the template has alt text
 // (LINE requires altText for flex messages), otherwise a text message.
-func line(p *memberstate.Profile, out rules.Rendered, link string) channels.Payload {
+func line(p *member.Profile, out rules.Rendered, link string) channels.Payload {
 	text := out.Body
 	if out.AltText == "" || link == "" {
 		if link != "" {
@@ -202,7 +202,7 @@ type processor struct {
 func (pr *processor) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersReady), stage.Raw, pr.offer),
-		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Join(member.Table, member.Codec{}),
 		goka.Output(goka.Stream(topics.Deliveries), topics.DeliveryCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
 		stage.DLQOutput(),
@@ -224,7 +224,7 @@ func (pr *processor) offer(ctx goka.Context, msg any) {
 	if !ok {
 		return
 	}
-	p, _ := ctx.Join(memberstate.Table).(*memberstate.Profile)
+	p, _ := ctx.Join(member.Table).(*member.Profile)
 	if !p.Targetable() {
 		// Withdrawn or deleted since it was filtered: send nothing.
 		o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "exclude", Reason: "withdrawn"})

@@ -10,7 +10,7 @@ import (
 
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/connectors/collector"
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -35,8 +35,8 @@ func renderer(t *testing.T) *Renderer {
 	return r
 }
 
-func profile() *memberstate.Profile {
-	return &memberstate.Profile{MemberID: "M1", Exists: true, Status: "active", Email: "m1@example.jp", MailOptIn: true,
+func profile() *member.Profile {
+	return &member.Profile{MemberID: "M1", Exists: true, Status: "active", Email: "m1@example.jp", MailOptIn: true,
 		LineUserID: "U0123456789abcdef0123456789abcdef", LineOptIn: true, PushToken: "tok", PushOptIn: true}
 }
 

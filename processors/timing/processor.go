@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/processors/timer"
@@ -51,7 +51,7 @@ func (s *scheduler) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersRouted), stage.Raw, s.offer),
 		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, s.result),
-		goka.Join(memberstate.Table, memberstate.Codec{}),
+		goka.Join(member.Table, member.Codec{}),
 		goka.Loop(stage.Raw, timer.Loop(s.env, Group, table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.OffersReady), topics.OfferCodec{}),
@@ -117,7 +117,7 @@ func (s *scheduler) offer(ctx goka.Context, msg any) {
 		return
 	}
 	l := ledger(ctx)
-	p, _ := ctx.Join(memberstate.Table).(*memberstate.Profile)
+	p, _ := ctx.Join(member.Table).(*member.Profile)
 	now := s.now()
 	v := Schedule(l, s.rules.Current(), o, p, now)
 	if v.Duplicate {

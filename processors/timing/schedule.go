@@ -3,7 +3,7 @@ package timing
 import (
 	"time"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -30,7 +30,7 @@ func (v Verdict) Dropped() bool { return !v.Duplicate && v.SendAt.IsZero() }
 // Schedule decides when an offer goes out, or drops it (expired, over a
 // cap), and records the decision in the ledger: a slot for an offer let
 // through, a held entry when it goes out later.
-func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *memberstate.Profile, now time.Time) Verdict {
+func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) Verdict {
 	if l.decided(o.OfferID) {
 		return Verdict{Duplicate: true}
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtm-project/rtm/processors/memberstate"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -30,8 +30,8 @@ func timingSet(t *testing.T, quiet string, day, week, campDay int) *rules.Set {
 	return s
 }
 
-func tokyoMember() *memberstate.Profile {
-	return &memberstate.Profile{MemberID: "M1", Exists: true, Status: "active", Timezone: "Asia/Tokyo"}
+func tokyoMember() *member.Profile {
+	return &member.Profile{MemberID: "M1", Exists: true, Status: "active", Timezone: "Asia/Tokyo"}
 }
 
 func offer(id, campaign, timing string) *topics.Offer {

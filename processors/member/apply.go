@@ -1,4 +1,4 @@
-package memberstate
+package member
 
 import (
 	"fmt"

@@ -1,14 +1,16 @@
-// Package memberstate is the member-state stage: one profile per member,
-// built from the shop's change rows, behaviour events and delivery results,
-// kept in the group table member-state-table (a compacted changelog plus a
-// partition-local Pebble store) with a partition-local index
-// favourite item → member.
+// Package member is the member table, the contract every stage that reads
+// member state shares and none owns: its topic (member-state-table), its
+// row (Profile) and codec, its partition-local indexes (favourite item →
+// member, segment → member), and how the shop's change rows, behaviour
+// events and delivery results update a profile. The member-state stage
+// (processors/memberstate) writes the table; audience, filter, channel,
+// timing and render join it.
 //
 // Every update is idempotent, because Goka processing is at-least-once:
 // change rows apply only when their Change Tracking version is newer than the
 // one recorded for that row, behaviour events and delivery results only when
 // their ID has not been seen. Nothing is a blind increment.
-package memberstate
+package member
 
 import (
 	"slices"
@@ -16,7 +18,9 @@ import (
 	"time"
 
 	"github.com/bytedance/sonic"
+	"github.com/lovoo/goka"
 
+	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -211,14 +215,14 @@ func location(name string) *time.Location {
 
 func (p *Profile) seen(id string) bool { return slices.Contains(p.Seen, id) }
 
-// replayed reports whether the record at offset of topic was applied before.
-func (p *Profile) replayed(topic string, offset int64) bool {
+// Replayed reports whether the record at offset of topic was applied before.
+func (p *Profile) Replayed(topic string, offset int64) bool {
 	last, ok := p.Offsets[topic]
 	return ok && offset <= last
 }
 
-// applied marks the record at offset of topic as applied.
-func (p *Profile) applied(topic string, offset int64) {
+// Applied marks the record at offset of topic as applied.
+func (p *Profile) Applied(topic string, offset int64) {
 	if p.Offsets == nil {
 		p.Offsets = map[string]int64{}
 	}
@@ -290,4 +294,15 @@ func IndexFavorites(_ string, value []byte) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// Table is the member table's topic: member-state's group table, which
+// other stages join.
+var Table = goka.GroupTable(goka.Group(topics.GroupMemberState))
+
+// Indexes are the partition-local indexes of the member table. Every stage
+// that joins the table declares them too, so its local copy is indexed the
+// same way.
+func Indexes() map[string]state.Indexer {
+	return map[string]state.Indexer{FavoritesIndex: IndexFavorites, SegmentsIndex: IndexSegments}
 }
