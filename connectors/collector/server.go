@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -175,7 +176,7 @@ var pixel = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\
 // clients never retry) but is logged and counted as a lost hit.
 func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	t, err := Verify(s.cfg.TrackingSecret, token, KindOpen)
+	t, err := tracking.Verify(s.cfg.TrackingSecret, token, tracking.KindOpen)
 	if err != nil {
 		s.m.badTokens.Inc()
 		http.NotFound(w, r)
@@ -191,7 +192,7 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 // pixel, a Kafka failure does not break the member's link.
 func (s *Server) click(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	t, err := Verify(s.cfg.TrackingSecret, token, KindClick)
+	t, err := tracking.Verify(s.cfg.TrackingSecret, token, tracking.KindClick)
 	if err != nil {
 		s.m.badTokens.Inc()
 		http.NotFound(w, r)
@@ -202,7 +203,7 @@ func (s *Server) click(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, t.URL, http.StatusFound)
 }
 
-func (s *Server) track(ctx context.Context, token string, t Tracking, typ string) {
+func (s *Server) track(ctx context.Context, token string, t tracking.Tracking, typ string) {
 	attrs := map[string]string{}
 	if t.CampaignID != "" {
 		attrs["campaign_id"] = t.CampaignID
@@ -210,7 +211,7 @@ func (s *Server) track(ctx context.Context, token string, t Tracking, typ string
 	if t.URL != "" {
 		attrs["url"] = t.URL
 	}
-	ev := topics.BehaviorEvent{EventID: tokenEventID(token), MemberID: t.MemberID, Type: typ,
+	ev := topics.BehaviorEvent{EventID: tracking.EventID(token), MemberID: t.MemberID, Type: typ,
 		DeliveryID: t.DeliveryID, At: s.cfg.Now().UTC(), Attrs: attrs}
 	if err := s.produce(ctx, ev); err != nil {
 		s.m.lostHits.WithLabelValues(typ).Inc()

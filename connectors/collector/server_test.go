@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"image/gif"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/internal/kafka"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -136,17 +138,18 @@ func TestCollectorAcceptsAndKcatReads(t *testing.T) {
 
 func TestCollectorTracking(t *testing.T) {
 	addr, srv, _ := newCollector(t, Config{})
-	open, err := SignOpen(secret, "D1", "M1", "C1")
+	open, err := tracking.SignOpen(secret, "D1", "M1", "C1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	click, err := SignClick(secret, "D1", "M1", "C1", "https://shop.example/items/I1?utm=rtm")
+	click, err := tracking.SignClick(secret, "D1", "M1", "C1", "https://shop.example/items/I1?utm=rtm")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Forgeries first: none may record anything or redirect anywhere.
-	evil, _ := SignClick([]byte("another-secret-another-secret-!!"), "D1", "M1", "C1", "https://evil.example/")
+	evil, _ := tracking.SignClick([]byte("another-secret-another-secret-!!"), "D1", "M1", "C1", "https://evil.example/")
 	p, sig, _ := strings.Cut(click, ".")
+	b64 := base64.RawURLEncoding
 	payload, _ := b64.DecodeString(p)
 	altered := b64.EncodeToString(bytes.Replace(payload, []byte("shop.example"), []byte("evil.example"), 1)) + "." + sig
 	for name, path := range map[string]string{
@@ -241,21 +244,21 @@ func TestCollectorLimitsAndAuth(t *testing.T) {
 }
 
 func TestTokens(t *testing.T) {
-	if _, err := SignClick(secret, "D1", "M1", "C1", "javascript:alert(1)"); err == nil {
+	if _, err := tracking.SignClick(secret, "D1", "M1", "C1", "javascript:alert(1)"); err == nil {
 		t.Error("SignClick accepted a javascript: URL")
 	}
-	if _, err := SignOpen(nil, "D1", "M1", "C1"); err == nil {
+	if _, err := tracking.SignOpen(nil, "D1", "M1", "C1"); err == nil {
 		t.Error("SignOpen without a secret: want an error")
 	}
-	tok, err := SignClick(secret, "D1", "M1", "C1", "https://shop.example/")
+	tok, err := tracking.SignClick(secret, "D1", "M1", "C1", "https://shop.example/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Verify(secret, tok, KindClick)
-	if err != nil || got != (Tracking{DeliveryID: "D1", MemberID: "M1", CampaignID: "C1", URL: "https://shop.example/", Kind: KindClick}) {
+	got, err := tracking.Verify(secret, tok, tracking.KindClick)
+	if err != nil || got != (tracking.Tracking{DeliveryID: "D1", MemberID: "M1", CampaignID: "C1", URL: "https://shop.example/", Kind: tracking.KindClick}) {
 		t.Errorf("Verify = %+v, %v", got, err)
 	}
-	if _, err := Verify(secret, tok+"x", KindClick); err == nil {
+	if _, err := tracking.Verify(secret, tok+"x", tracking.KindClick); err == nil {
 		t.Error("altered signature verified")
 	}
 }

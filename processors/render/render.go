@@ -19,7 +19,7 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/rtm-project/rtm/connectors/channels"
-	"github.com/rtm-project/rtm/connectors/collector"
+	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
@@ -114,7 +114,7 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *member.Profile, no
 	deliveryID := topics.DeliveryID(o.OfferID, o.Channel)
 	link := out.URL
 	if link != "" {
-		tok, err := collector.SignClick(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID, out.URL)
+		tok, err := tracking.SignClick(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID, out.URL)
 		if err != nil {
 			return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: fmt.Errorf("tracking link: %w", err)}
 		}
@@ -144,7 +144,7 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *member.Profile, no
 }
 
 func (r *Renderer) mail(p *member.Profile, out rules.Rendered, deliveryID string, o *topics.Offer, link string) (channels.Payload, error) {
-	pixel, err := collector.SignOpen(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID)
+	pixel, err := tracking.SignOpen(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID)
 	if err != nil {
 		return nil, fmt.Errorf("open pixel: %w", err)
 	}

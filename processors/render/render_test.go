@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rtm-project/rtm/connectors/channels"
-	"github.com/rtm-project/rtm/connectors/collector"
+	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -78,7 +78,7 @@ func TestRenderEveryChannel(t *testing.T) {
 					t.Fatalf("subject %q", m.Subject)
 				}
 				tok := m.Text[strings.Index(m.Text, "/t/c/")+5:]
-				tr, err := collector.Verify(secret, strings.TrimSpace(tok), "click")
+				tr, err := tracking.Verify(secret, strings.TrimSpace(tok), "click")
 				if err != nil || !strings.HasPrefix(tr.URL, "https://shop.example.jp/items/I1") {
 					t.Fatalf("click token %+v, %v", tr, err)
 				}

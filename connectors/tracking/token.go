@@ -1,4 +1,8 @@
-package collector
+// Package tracking signs and verifies the tokens of tracked links and open
+// pixels: the render stage signs them into every message, the collector
+// verifies them on /t/o and /t/c. Both import this small package, so
+// neither depends on the other, and one secret rule holds everywhere.
+package tracking
 
 import (
 	"crypto/hmac"
@@ -87,9 +91,9 @@ func Verify(secret []byte, token, kind string) (Tracking, error) {
 	return t, nil
 }
 
-// tokenEventID is the event ID of a tracking hit: a hash of the token, so a
+// EventID is the event ID of a tracking hit: a hash of the token, so a
 // double click or a reloaded pixel is the same event downstream.
-func tokenEventID(token string) string {
+func EventID(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return "t-" + hex.EncodeToString(sum[:16])
 }
