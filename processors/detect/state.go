@@ -13,6 +13,7 @@ import (
 
 	"github.com/bytedance/sonic"
 
+	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/timer"
 )
 
@@ -63,16 +64,7 @@ func (m *MemberState) newer(row string, v int64) bool {
 }
 
 // Codec is the detect-table codec.
-type Codec struct{}
-
-func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
-func (Codec) Decode(b []byte) (any, error) {
-	s := new(State)
-	if err := sonic.Unmarshal(b, s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
+type Codec = stage.TableCodec[State]
 
 // DueIndex is the partition-local index due time → member of pending
 // cart-abandonment checks.

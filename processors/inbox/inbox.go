@@ -43,16 +43,7 @@ func (b *Inbox) Add(m topics.InAppMessage) bool {
 }
 
 // Codec is the inbox-table codec.
-type Codec struct{}
-
-func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
-func (Codec) Decode(b []byte) (any, error) {
-	in := new(Inbox)
-	if err := sonic.Unmarshal(b, in); err != nil {
-		return nil, err
-	}
-	return in, nil
-}
+type Codec = stage.TableCodec[Inbox]
 
 // Graph is the stage's topology.
 func Graph() *goka.GroupGraph {

@@ -20,6 +20,7 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/lovoo/goka"
 
+	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -237,16 +238,7 @@ func (p *Profile) remember(id string) {
 }
 
 // Codec is the member-state-table codec.
-type Codec struct{}
-
-func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
-func (Codec) Decode(b []byte) (any, error) {
-	p := new(Profile)
-	if err := sonic.Unmarshal(b, p); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
+type Codec = stage.TableCodec[Profile]
 
 // SegmentsIndex is the name of the partition-local index segment → member.
 const SegmentsIndex = "seg"

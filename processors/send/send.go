@@ -150,16 +150,7 @@ func (l *Log) add(s Sent) {
 }
 
 // Codec is the send-table codec.
-type Codec struct{}
-
-func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
-func (Codec) Decode(b []byte) (any, error) {
-	l := new(Log)
-	if err := sonic.Unmarshal(b, l); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
+type Codec = stage.TableCodec[Log]
 
 // Indexes are the send table's: its retries by due time.
 func Indexes() map[string]state.Indexer { return map[string]state.Indexer{DueIndex: IndexDue} }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bytedance/sonic"
 
+	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/timer"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -132,16 +133,7 @@ func (l *Ledger) due(now time.Time) []Held {
 }
 
 // Codec is the timing-table codec.
-type Codec struct{}
-
-func (Codec) Encode(v any) ([]byte, error) { return sonic.Marshal(v) }
-func (Codec) Decode(b []byte) (any, error) {
-	l := new(Ledger)
-	if err := sonic.Unmarshal(b, l); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
+type Codec = stage.TableCodec[Ledger]
 
 // DueIndex indexes a ledger by its earliest held offer.
 const DueIndex = "due"
