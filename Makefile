@@ -8,7 +8,12 @@ PKGS      := ./...
 RACE_PKGS  = $(shell $(GO) list ./topics/... ./config/... ./processors/... ./rules/...)
 PLAIN_PKGS = $(filter-out $(RACE_PKGS),$(shell $(GO) list $(PKGS)))
 
-.PHONY: run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
+# The fault-injection suite over separate processes (test/chaos): the reduced
+# schedule by default, FULL=1 for the full one.
+chaos:
+	$(GO) run ./test/chaos $(if $(FULL),-full)
+
+.PHONY: chaos run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
 
 build:
 	$(GO) build -o bin/rtm ./cmd/rtm
