@@ -187,14 +187,16 @@ func run(s schedule, seed uint64, keep bool) (bool, error) {
 		line.setMode(modeUp)
 		h.faults.Add(1)
 	})
-	faults.Go(func() {
-		time.Sleep(4 * time.Second)
-		h.restartBroker(s.brokerDown, brokerAddr)
-	})
 	h.note("price drop of the favourited item (%d favouriters)", s.members)
 	if err := w.priceDrop(ctx, cl); err != nil {
 		return false, err
 	}
+	// Mid fan-out: once the first offers reach render, offers and
+	// deliveries are in flight between every stage.
+	if err := waitEnd(ctx, brokerAddr, topics.OffersReady, 1, time.Minute); err != nil {
+		return false, err
+	}
+	faults.Go(func() { h.restartBroker(s.brokerDown, brokerAddr) })
 	faults.Wait()
 	h.rollingRelease()
 
@@ -720,6 +722,30 @@ func readAll(ctx context.Context, addr, topic string) ([]*kgo.Record, error) {
 		})
 	}
 	return out, nil
+}
+
+// waitEnd waits until topic's end offsets add up to at least n.
+func waitEnd(ctx context.Context, addr, topic string, n int64, timeout time.Duration) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+		var sum int64
+		if err == nil {
+			ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+			if sum >= n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %d of %d records after %v (%v)", topic, sum, n, timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func waitRecords(ctx context.Context, addr, topic string, n int, timeout time.Duration) error {
