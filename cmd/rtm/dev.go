@@ -110,7 +110,6 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	cfg.Brokers = []string{b.Addr()}
 	cfg.Replication = 1
 	cfg.Kafka = clientSecurity(bc)
-	p.cfg = cfg
 
 	rep, err := applyTopics(ctx, cfg.KafkaConfig(), cfg.Catalogue(), false, log)
 	if err != nil {
@@ -126,7 +125,6 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 		}
 	}
 	cfg.TrackingBase = "http://" + cfg.Collector.Addr
-	p.cfg = cfg
 
 	sc := cfg.Sinks
 	if sc.EMLDir == "" {
@@ -139,7 +137,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	}
 	closers = append(closers, func() { sk.Close() })
 	pointChannelsAtSinks(&cfg, sk)
-	p.cfg = cfg
+	p.cfg = cfg // what the stages, the collector and the inbox read from here on
 
 	col, closeProducer, err := newCollector(cfg, p)
 	if err != nil {
@@ -182,7 +180,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
   results            kcat -b %s -C -t delivery.results -o beginning
 Data is kept in %s across restarts; delete it to start afresh. Ctrl-C stops.
 `, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, cfg.Collector.Addr,
-		sk.SMTP.Addr(), sk.HTTP.Addr(), filepath.Join(cfg.DataDir, "mail"), sk.HTTP.Addr(), sk.HTTP.Addr(), b.Addr(), cfg.DataDir)
+		sk.SMTP.Addr(), sk.HTTP.Addr(), sc.EMLDir, sk.HTTP.Addr(), sk.HTTP.Addr(), b.Addr(), cfg.DataDir)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
