@@ -100,6 +100,7 @@ var Fields = []Field{
 
 	str(GroupSinks, "sinks.smtp_addr", "RTM_SINKS_SMTP_ADDR", "sink-smtp-addr", "local mail sink (loopback)", func(c *Config) *string { return &c.Sinks.SMTPAddr }),
 	str(GroupSinks, "sinks.http_addr", "RTM_SINKS_HTTP_ADDR", "sink-http-addr", "local LINE, FCM and view sink (loopback)", func(c *Config) *string { return &c.Sinks.HTTPAddr }),
+	integer(GroupSinks, "sinks.keep", "RTM_SINKS_KEEP", "sink-keep", "how many messages each sink keeps (the last ones)", func(c *Config) *int { return &c.Sinks.Keep }, parseInt[int](0)),
 	str(GroupSinks, "sinks.eml_dir", "RTM_SINKS_EML_DIR", "sink-eml-dir", "also write every mail received as an .eml file here", func(c *Config) *string { return &c.Sinks.EMLDir }),
 }
 

@@ -123,7 +123,7 @@ func run(s schedule, seed uint64, keep bool) (bool, error) {
 			return false, fmt.Errorf("rtm %s: %v\n%s", strings.Join(args[:2], " "), err, out)
 		}
 	}
-	h.sinks = h.proc("sinks", bin, "sinks", "--sink-http-addr", sinkHTTP, "--sink-smtp-addr", sinkSMTP, "--http-addr", freeAddr(), "--log-level", "warn")
+	h.sinks = h.proc("sinks", bin, "sinks", "--sink-keep", "1000000", "--sink-http-addr", sinkHTTP, "--sink-smtp-addr", sinkSMTP, "--http-addr", freeAddr(), "--log-level", "warn")
 	h.launch(h.sinks)
 	if err := waitListen(sinkHTTP, 30*time.Second); err != nil {
 		return false, err
