@@ -33,6 +33,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/connectors/sinks"
 	"github.com/rtm-project/rtm/internal/benchkit"
 	"github.com/rtm-project/rtm/processors/detect"
@@ -62,20 +63,8 @@ func main() {
 	}
 }
 
-// noonZone is a fixed-offset zone where it is about noon now: no quiet hours.
 // profilePath, when set, receives a CPU profile of the measured phase.
 var profilePath string
-
-func noonZone() string {
-	k := 12 - time.Now().UTC().Hour()
-	switch {
-	case k > 0:
-		return fmt.Sprintf("Etc/GMT-%d", k)
-	case k < 0:
-		return fmt.Sprintf("Etc/GMT+%d", -k)
-	}
-	return "UTC"
-}
 
 func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook string) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -123,7 +112,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		return err
 	}
 
-	tz := noonZone()
+	tz := simulator.NoonZone()
 	member := func(i int) string { return fmt.Sprintf("M%08d", i) }
 	version := int64(0)
 	produceCDC := func(table, key string, k map[string]any, op string, row any) {

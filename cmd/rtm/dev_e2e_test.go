@@ -13,25 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/topics"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-// noonZone returns a fixed-offset time zone where it is about noon now, so
-// the example rules' quiet hours (22:00-08:00) never hold the test's offers.
-func noonZone() string {
-	k := 12 - time.Now().UTC().Hour()
-	switch {
-	case k > 0:
-		return fmt.Sprintf("Etc/GMT-%d", k)
-	case k < 0:
-		return fmt.Sprintf("Etc/GMT+%d", -k)
-	}
-	return "UTC"
-}
 
 func cdcLine(t *testing.T, table, key string, keyCols map[string]any, op string, version int64, row any) string {
 	t.Helper()
@@ -111,7 +99,7 @@ func TestDevFromOutside(t *testing.T) {
 
 	// Four members: M1 and M2 favourite the item; M3 too, but is a debug
 	// user (excluded by the example filter); M4 does not favourite it.
-	tz := noonZone()
+	tz := simulator.NoonZone()
 	var members, favs strings.Builder // one topic each
 	v := int64(1)
 	member := func(m string, debug bool, item string) {

@@ -51,6 +51,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -156,7 +157,7 @@ func run(s schedule, seed uint64, keep bool) (bool, error) {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	w := workload{members: s.members, zone: noonZone()}
+	w := workload{members: s.members, zone: simulator.NoonZone()}
 	if err := w.seed(ctx, cl); err != nil {
 		return false, err
 	}
@@ -802,17 +803,4 @@ func freeAddr() string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// noonZone is a fixed zone in which it is about noon now, so the example
-// timing rules (quiet hours 22:00-08:00) send at once.
-func noonZone() string {
-	k := 12 - time.Now().UTC().Hour()
-	switch {
-	case k > 0:
-		return fmt.Sprintf("Etc/GMT-%d", k)
-	case k < 0:
-		return fmt.Sprintf("Etc/GMT+%d", -k)
-	}
-	return "UTC"
 }
