@@ -18,7 +18,6 @@ import (
 
 	"github.com/rtm-project/rtm/internal/kafka"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -161,7 +160,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 		return err
 	})
 	if !o.noSimulator {
-		shop := simulator.System{Kafka: cfg.KafkaConfig(), Registerer: prometheus.DefaultRegisterer, Log: log,
+		shop := simulator.System{Kafka: cfg.KafkaConfig(), Registerer: p.reg, Log: log,
 			Shop: simulator.Config{Seed: 1, Members: o.members, Items: o.items, StepEvery: o.eventsEvery, Interval: o.eventsEvery}}
 		goRun("simulated shop", shop.Run)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/rtm-project/rtm/config"
@@ -65,7 +64,7 @@ func newCollector(cfg config.Config, p *process) (*collector.Server, func(), err
 	c := cfg.Collector
 	s, err := collector.New(collector.Config{Addr: c.Addr, APIKeys: c.APIKeys, MaxBodyBytes: c.MaxBodyBytes,
 		MaxEvents: c.MaxEvents, RatePerSecond: c.RatePerSecond, Burst: c.Burst,
-		TrackingSecret: []byte(cfg.TrackingSecret), Registerer: prometheus.DefaultRegisterer}, prod, p.log)
+		TrackingSecret: []byte(cfg.TrackingSecret), Registerer: p.reg}, prod, p.log)
 	if err != nil {
 		prod.Close()
 		return nil, nil, err
@@ -104,7 +103,7 @@ a file named by RTM_MSSQL_DSN_FILE).`,
 			}
 			bc := mssql.Defaults()
 			bc.Kafka = cfg.KafkaConfig()
-			b, err := mssql.New(bc, src, p.log, prometheus.DefaultRegisterer)
+			b, err := mssql.New(bc, src, p.log, p.reg)
 			if err != nil {
 				return err
 			}

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/internal/dirlock"
 	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/internal/ops"
+	"github.com/rtm-project/rtm/processors/stage"
 )
 
 // Exit statuses beyond 0 (done) and 1 (an error).
@@ -67,7 +69,10 @@ type process struct {
 	log    *slog.Logger
 	health *ops.Health
 	// dir is this instance's state directory, <data_dir>/<instance_id>.
-	dir    string
+	dir string
+	// reg is the one registry the process's metrics are registered on
+	// and /metrics serves.
+	reg    *prometheus.Registry
 	srv    *ops.Server
 	unlock func() error
 }
@@ -88,11 +93,17 @@ func startProcess(ctx context.Context, cfg config.Config, keepsState bool, extra
 		p.unlock = unlock
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := stage.RegisterMetrics(reg); err != nil {
+		p.close()
+		return nil, err
+	}
+	p.reg = reg
 	p.health = ops.NewHealth(reg)
 	for _, c := range components {
 		p.health.Set(c, ops.Status{State: ops.Starting})
 	}
-	srv, err := ops.Listen(cfg.HTTPAddr, p.health, prometheus.Gatherers{prometheus.DefaultGatherer, reg}, extra)
+	srv, err := ops.Listen(cfg.HTTPAddr, p.health, reg, extra)
 	if err != nil {
 		p.close()
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +39,7 @@ func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []strin
 	closeAll := func() {}
 	for _, n := range names {
 		if n == send.Group {
-			d, closer, err := deliverer(cfg, log)
+			d, closer, err := deliverer(cfg, p.reg, log)
 			if err != nil {
 				return pc, closeAll, err
 			}
@@ -50,12 +49,9 @@ func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []strin
 	return pc, closeAll, nil
 }
 
-// sendMetrics registers the adapters' metrics once per process.
-var sendMetrics = sync.OnceValues(func() (*channels.Metrics, error) { return channels.NewMetrics(prometheus.DefaultRegisterer) })
-
 // deliverer builds every channel's adapter behind its rate limit and retries.
-func deliverer(cfg config.Config, log *slog.Logger) (send.Deliverer, func(), error) {
-	m, err := sendMetrics()
+func deliverer(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (send.Deliverer, func(), error) {
+	m, err := channels.NewMetrics(reg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -23,7 +22,7 @@ import (
 // Group is the consumer group.
 const Group = topics.GroupAudience
 
-var members = promauto.NewCounterVec(prometheus.CounterOpts{
+var members = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_audience_members_total",
 	Help: "Members found for audience requests, by campaign.",
 }, []string{"campaign"})

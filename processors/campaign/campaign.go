@@ -10,7 +10,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
@@ -20,7 +19,7 @@ import (
 // Group is the consumer group.
 const Group = topics.GroupCampaign
 
-var fired = promauto.NewCounterVec(prometheus.CounterOpts{
+var fired = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_campaign_fired_total",
 	Help: "Campaigns fired by events, by campaign and audience.",
 }, []string{"campaign", "audience"})

@@ -7,7 +7,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -36,7 +35,7 @@ var defaultChannels = rules.ChannelOutput{
 	Strategy: StrategyFixed,
 }
 
-var routed = promauto.NewCounterVec(prometheus.CounterOpts{
+var routed = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_channel_routed_total",
 	Help: "Offers routed, by channel and strategy; excluded ones by reason (no_channel, no_template, rule_error) in place of the channel, with an empty strategy.",
 }, []string{"channel", "strategy"})

@@ -11,7 +11,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -30,7 +29,7 @@ const (
 	ReasonRuleError     = "rule_error"
 )
 
-var excluded = promauto.NewCounterVec(prometheus.CounterOpts{
+var excluded = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_filter_excluded_total",
 	Help: "Offers excluded by member filtering, by reason.",
 }, []string{"reason"})

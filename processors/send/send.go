@@ -33,7 +33,6 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -51,15 +50,15 @@ type Deliverer interface {
 }
 
 var (
-	duplicates = promauto.NewCounter(prometheus.CounterOpts{
+	duplicates = stage.Metrics.NewCounter(prometheus.CounterOpts{
 		Name: "rtm_send_duplicates_total",
 		Help: "Deliveries not sent because their delivery ID was already sent or is being retried.",
 	})
-	rescheduled = promauto.NewCounterVec(prometheus.CounterOpts{
+	rescheduled = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 		Name: "rtm_send_rescheduled_total",
 		Help: "Deliveries put back to be retried later after a retryable failure, by channel.",
 	}, []string{"channel"})
-	waiting = promauto.NewGauge(prometheus.GaugeOpts{
+	waiting = stage.Metrics.NewGauge(prometheus.GaugeOpts{
 		Name: "rtm_send_retries_due",
 		Help: "Deliveries released for a retry by the last tick of this process (0 when no channel is failing).",
 	})

@@ -6,7 +6,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -20,7 +19,7 @@ const Group = topics.GroupTiming
 
 var (
 	table     = goka.GroupTable(goka.Group(Group))
-	decisions = promauto.NewCounterVec(prometheus.CounterOpts{
+	decisions = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 		Name: "rtm_timing_decisions_total",
 		Help: "Timing decisions: send_now, held, released, or the drop reason.",
 	}, []string{"outcome"})
