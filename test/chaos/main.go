@@ -14,8 +14,8 @@
 //
 // Faults: SIGKILL of random stage instances (restarted after a pause, as an
 // orchestrator would), a broker restart mid fan-out, the LINE API down
-// (connection refused, then 503) behind a proxy the harness controls, and a
-// rolling release (every stage stopped with SIGTERM and started again, one
+// (connection refused, then 503) behind a proxy the harness controls, a
+// SIGTERM of a send instance during that outage, and a rolling release (every stage stopped with SIGTERM and started again, one
 // after another). A process that exits on its own (a stage that gave up) is
 // restarted too, and counted.
 //
@@ -198,6 +198,12 @@ func run(s schedule, seed uint64, keep bool) (bool, error) {
 		return false, err
 	}
 	faults.Go(func() { h.restartBroker(s.brokerDown, brokerAddr) })
+	faults.Go(func() {
+		// A send instance stopped gracefully while its deliveries wait
+		// out the LINE outage: what it was doing is redone, not lost.
+		time.Sleep(s.refused / 2)
+		h.sigterm("send-0")
+	})
 	faults.Wait()
 	h.rollingRelease()
 
@@ -329,6 +335,18 @@ func (h *harness) killRandomly(n int, every time.Duration) {
 		h.note("SIGKILL %s (restarted in 2 s)", p.name)
 		h.signal(p, syscall.SIGKILL, 5*time.Second)
 		time.AfterFunc(2*time.Second, func() { h.launch(p) })
+	}
+}
+
+// sigterm stops the named stage instance with SIGTERM and starts it again.
+func (h *harness) sigterm(name string) {
+	for _, p := range h.stages() {
+		if p.name == name {
+			h.faults.Add(1)
+			h.note("SIGTERM %s (started again at once)", name)
+			h.signal(p, syscall.SIGTERM, 30*time.Second)
+			h.launch(p)
+		}
 	}
 }
 
