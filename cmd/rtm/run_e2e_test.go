@@ -152,15 +152,17 @@ func provisionN(t *testing.T, addr string, partitions int) {
 	}
 }
 
-// seedMembers writes n profiles to the member table's changelog, so the
-// filter stage has a table to recover.
-func seedMembers(t *testing.T, addr string, n int) {
+// seedMembers writes n profiles to the member table's
+// changelog, so the stages that join it have a table to recover; pad makes
+// each about that many bytes larger (to fill a memtable).
+func seedMembers(t *testing.T, addr string, n, pad int) {
 	t.Helper()
 	cl := testkit.Client(t, addr, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	ctx := testkit.Context(t)
+	padding := strings.Repeat("x", pad)
 	for i := range n {
 		id := fmt.Sprintf("M%07d", i)
-		v, err := member.Codec{}.Encode(&member.Profile{MemberID: id, Exists: true, Email: id + "@example.jp", MailOptIn: true})
+		v, err := member.Codec{}.Encode(&member.Profile{MemberID: id, Exists: true, Email: id + padding + "@example.jp", MailOptIn: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,12 +191,11 @@ func storeFiles(t *testing.T, dir string) []string {
 }
 
 // TestRunIsAnOperableProcess runs `rtm run --stage filter --stage send
-// --stage inbox` as
-// its own process against the broker: /readyz is 503 while the stages
-// start and recover, 200 after; /healthz, /metrics and the inbox API
-// answer; a second
-// process on the same instance directory refuses to start and deletes
-// nothing; SIGTERM exits 0 and leaves every store marked clean.
+// --stage inbox` as its own process against the broker: /readyz is 503
+// while the stages start and recover, 200 after; /healthz, /metrics and the
+// inbox API answer; a second process on the same instance directory refuses
+// to start and deletes nothing; SIGTERM exits 0 and leaves every store
+// marked clean.
 func TestRunIsAnOperableProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -202,7 +203,7 @@ func TestRunIsAnOperableProcess(t *testing.T) {
 	addr := freeAddr(t)
 	startBroker(t, addr, t.TempDir())
 	provision(t, addr)
-	seedMembers(t, addr, 20000)
+	seedMembers(t, addr, 20000, 0)
 
 	data := t.TempDir()
 	args := []string{"--stage", "filter", "--stage", "send", "--stage", "inbox", "--brokers", addr, "--partitions", "4",
@@ -316,23 +317,6 @@ func cpuSeconds(t *testing.T, pid int) float64 {
 	return (utime + stime) / 100 // USER_HZ
 }
 
-// seedBigMembers writes n profiles of about 1 KiB each: enough to fill a
-// memtable, so that the stores joining the member table must flush.
-func seedBigMembers(t *testing.T, addr string, from, n int) {
-	t.Helper()
-	cl := testkit.Client(t, addr, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
-	ctx := testkit.Context(t)
-	pad := strings.Repeat("x", 1000)
-	for i := from; i < from+n; i++ {
-		id := fmt.Sprintf("M%07d", i)
-		v, _ := member.Codec{}.Encode(&member.Profile{MemberID: id, Exists: true, Email: id + pad + "@example.jp"})
-		cl.Produce(ctx, &kgo.Record{Topic: string(member.Table), Key: []byte(id), Value: v}, nil)
-	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestFailedStoreEndsTheProcess injects ENOSPC into the filter stage's
 // stores once it runs: the process turns not-ready with the error, uses
 // no CPU while it waits to restart, and exits non-zero after max_failures
@@ -349,7 +333,7 @@ func TestFailedStoreEndsTheProcess(t *testing.T) {
 		"--data-dir", t.TempDir(), "--instance-id", "f0", "--max-failures", "3")
 	p.waitReady(t)
 	// Writes now fail: fill a memtable so the store must flush.
-	seedBigMembers(t, addr, 0, 40000)
+	seedMembers(t, addr, 40000, 1000)
 	var body string
 	testkit.Eventually(t, time.Minute, "/readyz to report the failed store", func() bool {
 		var code int
@@ -407,7 +391,7 @@ func TestShutdownIsBounded(t *testing.T) {
 			p.waitReady(t)
 			testkit.Eventually(t, time.Minute, "the fault to be armed", func() bool { return strings.Contains(p.output(), "injecting fault") })
 			// Something for Close to flush to the hung disk.
-			seedBigMembers(t, addr, 0, 200)
+			seedMembers(t, addr, 200, 1000)
 			start := time.Now()
 			for range tc.signals {
 				p.cmd.Process.Signal(syscall.SIGTERM)

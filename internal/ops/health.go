@@ -148,14 +148,6 @@ func (h *Health) Status(name string) (Status, bool) {
 	return c.status, true
 }
 
-// Remove forgets a component.
-func (h *Health) Remove(name string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.comps, name)
-	h.ready.DeleteLabelValues(name)
-}
-
 // Report is the readiness of every component.
 type Report struct {
 	Ready      bool              `json:"ready"`
@@ -172,7 +164,7 @@ func (h *Health) Ready(ctx context.Context) Report {
 	}
 	slices.Sort(names)
 	rep := Report{Ready: len(names) > 0, Components: make(map[string]Status, len(names))}
-	var progress = map[string]func(context.Context) *Progress{}
+	progress := map[string]func(context.Context) *Progress{}
 	for _, n := range names {
 		c := h.comps[n]
 		rep.Components[n] = c.status

@@ -58,9 +58,9 @@ var (
 		Name: "rtm_send_rescheduled_total",
 		Help: "Deliveries put back to be retried later after a retryable failure, by channel.",
 	}, []string{"channel"})
-	waiting = stage.Metrics.NewGauge(prometheus.GaugeOpts{
-		Name: "rtm_send_retries_due",
-		Help: "Deliveries released for a retry by the last tick of this process (0 when no channel is failing).",
+	retried = stage.Metrics.NewCounter(prometheus.CounterOpts{
+		Name: "rtm_send_retries_total",
+		Help: "Rescheduled deliveries tried again when their due time came.",
 	})
 )
 
@@ -254,7 +254,7 @@ func (s *sender) release(ctx goka.Context, at time.Time) {
 	if len(due) == 0 {
 		return
 	}
-	waiting.Set(float64(len(due)))
+	retried.Add(float64(len(due)))
 	now := s.cfg.Clock.Now().UTC()
 	for _, r := range due {
 		if !s.attempt(ctx, l, r, now) {

@@ -230,28 +230,12 @@ func TestWriteStallThenDiskFull(t *testing.T) {
 
 			ffs.Fail(syscall.ENOSPC)
 			close(gate.open)
-			var werr error
-			waitFor(t, "the stalled write to return", func() bool {
-				select {
-				case werr = <-done:
-					return true
-				default:
-					return false
-				}
-			})
+			werr := recv(t, "the stalled write to return", done)
 			checkFailed(t, st, rec, werr, syscall.ENOSPC)
 
 			closed := make(chan error, 1)
 			go func() { closed <- st.Close() }()
-			var cerr error
-			waitFor(t, "Close to return", func() bool {
-				select {
-				case cerr = <-closed:
-					return true
-				default:
-					return false
-				}
-			})
+			cerr := recv(t, "Close to return", closed)
 			if !errors.Is(cerr, ErrFailed) || !errors.Is(cerr, syscall.ENOSPC) {
 				t.Fatalf("Close = %v; want ErrFailed and ENOSPC", cerr)
 			}
@@ -419,29 +403,13 @@ func TestCloseTimeout(t *testing.T) {
 	waitFor(t, "a flush held in the FS", func() bool { return gate.waiting.Load() > 0 })
 	// An I/O error elsewhere, reported by Pebble, fails the store.
 	st.backgroundError(st.fail.Load())(syscall.EIO)
-	var werr error
-	waitFor(t, "the writes to fail", func() bool {
-		select {
-		case werr = <-done:
-			return true
-		default:
-			return false
-		}
-	})
+	werr := recv(t, "the writes to fail", done)
 	if !errors.Is(werr, ErrFailed) || !errors.Is(werr, syscall.EIO) {
 		t.Fatalf("write error = %v; want ErrFailed and EIO", werr)
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- st.Close() }()
-	var cerr error
-	waitFor(t, "Close to return", func() bool {
-		select {
-		case cerr = <-closed:
-			return true
-		default:
-			return false
-		}
-	})
+	cerr := recv(t, "Close to return", closed)
 	if !errors.Is(cerr, ErrFailed) || !errors.Is(cerr, syscall.EIO) || !strings.Contains(cerr.Error(), "gave up") {
 		t.Fatalf("Close = %v; want ErrFailed, EIO and giving up on Pebble", cerr)
 	}
@@ -450,4 +418,19 @@ func TestCloseTimeout(t *testing.T) {
 	if d := st.Stats().Discards; d != 1 {
 		t.Fatalf("reopened: Discards = %d, want 1", d)
 	}
+}
+
+// recv waits, within waitFor's deadline, for the error ch delivers.
+func recv(t *testing.T, what string, ch <-chan error) error {
+	t.Helper()
+	var err error
+	waitFor(t, what, func() bool {
+		select {
+		case err = <-ch:
+			return true
+		default:
+			return false
+		}
+	})
+	return err
 }
