@@ -44,6 +44,8 @@ type Table struct {
 	rules     []rule
 	used      []*field // fact fields read by any rule, for binding
 	templates []*Template
+	// index holds the equality columns' candidate sets (index.go).
+	index []*colIndex
 }
 
 // rule is one compiled row.
@@ -157,6 +159,7 @@ func compileSpec(spec TableSpec, errs *errorList) *Table {
 	if errs.len() > n {
 		return nil
 	}
+	c.buildIndex(t)
 	return t
 }
 

@@ -39,6 +39,8 @@ type Decision struct {
 type evaluator struct {
 	vm vm.VM
 	b  *binding
+	// cand is the scratch set of candidate rows (index.go).
+	cand bitset
 }
 
 var evaluators = sync.Pool{New: func() any { return &evaluator{b: newBinding()} }}
@@ -102,20 +104,31 @@ func (t *Table) each(f *Facts, match func(*rule) bool) error {
 	e := evaluators.Get().(*evaluator)
 	defer evaluators.Put(e)
 	e.b.bind(f, t.used)
-	for i := range t.rules {
+	var err error
+	try := func(i int) bool {
 		r := &t.rules[i]
 		if r.program != nil {
-			out, err := e.vm.Run(r.program, e.b.env)
-			if err != nil {
-				return fmt.Errorf("evaluating %s: %w", r.trace, err)
+			out, rerr := e.vm.Run(r.program, e.b.env)
+			if rerr != nil {
+				err = fmt.Errorf("evaluating %s: %w", r.trace, rerr)
+				return false
 			}
 			if ok, _ := out.(bool); !ok {
-				continue
+				return true
 			}
 		}
-		if !match(r) {
-			return nil
+		return match(r)
+	}
+	cand, indexed := t.candidates(e.cand, f)
+	e.cand = cand
+	if indexed {
+		cand.each(try)
+		return err
+	}
+	for i := range t.rules {
+		if !try(i) {
+			break
 		}
 	}
-	return nil
+	return err
 }
