@@ -198,7 +198,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		}
 	}
 	fmt.Printf("every stage recovered its tables and joins in %v\n", time.Since(t2).Round(time.Millisecond))
-	results := newCounter(ctx, brokers)
+	results := newCounter(ctx, brokers, topics.DeliveryResults)
 
 	stopProfile, err := benchkit.CPUProfile(profilePath)
 	if err != nil {
@@ -232,9 +232,50 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		fmt.Printf("\n%d favouriters of %d members, %d partitions: price drop → last delivery.results %v, %.0f deliveries/s\n",
 			nFavs, nMembers, parts, d.Round(time.Millisecond), float64(nFavs)/d.Seconds())
 		fmt.Printf("%d sent (LINE sink accepted %d requests; the rest in-app)\n", results.sent.Load(), sk.HTTP.Line.Requests())
+		stopProfile()
+		size, err := meanSize(ctx, brokers, topics.OffersReady, 1000)
+		if err != nil {
+			return err
+		}
+		c, err := runCeiling(ctx, be, parts, nFavs, size, member)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("ceiling (same hops, groups and partitions, pass-through processors, %d-byte messages): %v, %.0f deliveries/s\n",
+			size, c.Round(time.Millisecond), float64(nFavs)/c.Seconds())
+		fmt.Printf("RTM / ceiling: %.2f\n", c.Seconds()/d.Seconds())
 	}
 	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", benchkit.PeakRSS())
 	return nil
+}
+
+// kgoRecord is a record for topic.
+func kgoRecord(topic, key string, value []byte) *kgo.Record {
+	return &kgo.Record{Topic: topic, Key: []byte(key), Value: value}
+}
+
+// meanSize is the mean value size of the first n records of topic.
+func meanSize(ctx context.Context, brokers []string, topic string, n int) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	total, seen := 0, 0
+	for seen < n && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if seen < n {
+				total += len(r.Value)
+				seen++
+			}
+		})
+	}
+	if seen == 0 {
+		return 0, fmt.Errorf("no records in %s", topic)
+	}
+	return total / seen, nil
 }
 
 type counter struct {
@@ -242,9 +283,9 @@ type counter struct {
 	last    atomic.Int64
 }
 
-func newCounter(ctx context.Context, brokers []string) *counter {
+func newCounter(ctx context.Context, brokers []string, topic string) *counter {
 	c := &counter{}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics.DeliveryResults),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond))
 	if err != nil {
 		panic(err)
