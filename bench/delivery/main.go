@@ -25,6 +25,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -170,17 +171,21 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		Deliverer: router}
 	t1 := time.Now()
 	var built []*pipeline.Stage
+	// Stop the stages before the deferred be.Close removes their
+	// directories (deferred calls run last-in first-out).
+	var running sync.WaitGroup
+	defer func() { cancel(); running.Wait() }()
 	for _, name := range pipeline.Stages() {
 		st, err := pipeline.Build(name, pc)
 		if err != nil {
 			return err
 		}
-		go func() {
-			if err := st.Run(ctx); err != nil {
+		running.Go(func() {
+			if err := st.Run(ctx); err != nil && ctx.Err() == nil {
 				fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 				os.Exit(1)
 			}
-		}()
+		})
 		built = append(built, st)
 		if name == "detect" { // member-state and detect have read everything
 			for _, g := range []string{"member-state", "detect"} {
