@@ -361,3 +361,37 @@ func checkComposeProductionSend(t *testing.T, p *types.Project) {
 		}
 	}
 }
+
+// TestImageFiles: the image makes the data directory the services mount
+// their state volumes on, owned by the user it runs as (a new named volume
+// starts as a copy of it: root-owned, the stages could not write), and the
+// build context leaves out local state, binaries, history and test data.
+func TestImageFiles(t *testing.T) {
+	df, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := ""
+	for _, s := range loadCompose(t, "dev").Services {
+		if s.Image == rtmImage {
+			if d := rtmInvocation("", s).env["RTM_DATA_DIR"]; d != "" {
+				dataDir = d
+			}
+		}
+	}
+	for _, want := range []string{"--chown=65532:65532 /out" + dataDir + " " + dataDir, "USER 65532:65532", "FROM gcr.io/distroless/static-debian12:nonroot"} {
+		if dataDir == "" || !strings.Contains(string(df), want) {
+			t.Errorf("Dockerfile lacks %q (data_dir %q)", want, dataDir)
+		}
+	}
+	di, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(di), "\n")
+	for _, want := range []string{".git", "var/", "bin/", "**/testdata/", ".env"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf(".dockerignore does not exclude %s", want)
+		}
+	}
+}
