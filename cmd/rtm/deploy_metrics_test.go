@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -90,11 +91,12 @@ func TestQueriedMetrics(t *testing.T) {
 }
 
 // deployQueries maps each metric the dashboards and alert rules query to
-// where it is queried.
-func deployQueries(t *testing.T) map[string][]string {
+// where it is queried, and each place to its expression.
+func deployQueries(t *testing.T) (where map[string][]string, exprs map[string]string) {
 	t.Helper()
-	where := map[string][]string{}
+	where, exprs = map[string][]string{}, map[string]string{}
 	add := func(file, what, expr string) {
+		exprs[filepath.Base(file)+" "+what+" "+expr] = expr
 		for _, n := range queriedMetrics(expr) {
 			where[n] = append(where[n], filepath.Base(file)+" "+what)
 		}
@@ -147,22 +149,94 @@ func deployQueries(t *testing.T) map[string][]string {
 	if len(dashboards) == 0 || len(rules) == 0 || len(where) == 0 {
 		t.Fatalf("no queries found in %s and %s", dashboardFiles, ruleFiles)
 	}
-	return where
+	return where, exprs
 }
 
 // sampleNames are the sample names of a text exposition (histograms as
-// name_bucket, name_sum, name_count).
-func sampleNames(exposition string) map[string]bool {
-	names := map[string]bool{}
+// name_bucket, name_sum, name_count), each with the label names it has.
+func sampleNames(exposition string) map[string]map[string]bool {
+	names := map[string]map[string]bool{}
 	for _, l := range strings.Split(exposition, "\n") {
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
-		if i := strings.IndexAny(l, "{ "); i > 0 {
-			names[l[:i]] = true
+		i := strings.IndexAny(l, "{ ")
+		if i <= 0 {
+			continue
+		}
+		if names[l[:i]] == nil {
+			names[l[:i]] = map[string]bool{}
+		}
+		if l[i] == '{' {
+			for _, m := range sampleLabel.FindAllStringSubmatch(l[i:strings.LastIndex(l, "}")+1], -1) {
+				names[l[:i]][m[1]] = true
+			}
 		}
 	}
 	return names
+}
+
+var (
+	sampleLabel = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"`)
+	grouping    = regexp.MustCompile(`\b(?:by|without)\s*\(([^)]*)\)`)
+	matcher     = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*"`)
+)
+
+// queriedLabels are the label names an expression groups by or matches
+// on.
+func queriedLabels(expr string) []string {
+	var out []string
+	for _, m := range grouping.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(m[1], ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
+	}
+	for _, m := range matcher.FindAllStringSubmatch(expr, -1) {
+		out = append(out, m[1])
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// labelProblems reports the labels expr uses that none of its metrics
+// has (a typo, or `by (stage)` on a metric labelled by group): the query
+// would return one unlabelled series or nothing. instance and job are
+// Prometheus's own.
+func labelProblems(expr string, exported map[string]map[string]bool) []string {
+	var errs []string
+	for _, l := range queriedLabels(expr) {
+		if l == "instance" || l == "job" {
+			continue
+		}
+		found := false
+		for _, n := range queriedMetrics(expr) {
+			found = found || exported[n][l]
+		}
+		if !found {
+			errs = append(errs, fmt.Sprintf("label %s is on none of %v", l, queriedMetrics(expr)))
+		}
+	}
+	return errs
+}
+
+func TestLabelProblems(t *testing.T) {
+	exported := sampleNames("# HELP x\nrtm_a_total{stage=\"filter\",topic=\"t\"} 1\nrtm_h_bucket{channel=\"line\",le=\"+Inf\"} 2\nrtm_g 3\n")
+	for _, tc := range []struct {
+		expr     string
+		problems int
+	}{
+		{`sum by (stage, topic) (rate(rtm_a_total[5m]))`, 0},
+		{`histogram_quantile(0.99, sum by (le, channel) (rate(rtm_h_bucket[5m])))`, 0},
+		{`sum by (group) (rate(rtm_a_total[5m]))`, 1},
+		{`rtm_a_total{status="failed"}`, 1},
+		{`rtm_g == 0 and on (instance) rtm_a_total{stage!="x"}`, 0},
+	} {
+		if got := labelProblems(tc.expr, exported); len(got) != tc.problems {
+			t.Errorf("%s: %q, want %d problems", tc.expr, got, tc.problems)
+		}
+	}
 }
 
 // TestDashboardAndAlertMetricsExist runs the whole system (`rtm dev`: the
@@ -176,7 +250,7 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole system")
 	}
-	queried := deployQueries(t)
+	queried, exprs := deployQueries(t)
 	addr, httpAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(rtmBin, "dev", "--data-dir", t.TempDir(), "--broker-addr", addr, "--http-addr", httpAddr,
 		"--collector-addr", freeAddr(t), "--partitions", "4", "--members", "200", "--items", "50", "--step", "50ms",
@@ -248,7 +322,7 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 		exported := sampleNames(body)
 		missing = missing[:0]
 		for n := range queried {
-			if !exported[n] {
+			if exported[n] == nil {
 				missing = append(missing, n)
 			}
 		}
@@ -264,6 +338,23 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	}
 	t.Logf("%d of %d queried metrics served %v after the system started", len(queried)-fewest, len(queried), settled.Round(time.Second))
 	slices.Sort(missing)
+	_, body, err := get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := sampleNames(body)
+	for where, expr := range exprs {
+		served := true
+		for _, n := range queriedMetrics(expr) {
+			served = served && exported[n] != nil
+		}
+		if !served {
+			continue // reported below
+		}
+		for _, e := range labelProblems(expr, exported) {
+			t.Errorf("%s: %s", where, e)
+		}
+	}
 	for _, n := range missing {
 		t.Errorf("%s is queried (%s) but /metrics never served it", n, strings.Join(slices.Compact(queried[n]), "; "))
 	}
