@@ -39,7 +39,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBrokerCmd(), newTopicsCmd(), newConfigCmd(), newDevCmd(), newRulesCmd(), newRunCmd(),
-		newCollectCmd(), newCDCCmd(), newReplayCmd(), newSinksCmd())
+		newCollectCmd(), newCDCCmd(), newReplayCmd(), newSinksCmd(), newProbeCmd())
 	bindSettings(root)
 	return root
 }

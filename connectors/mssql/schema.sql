@@ -1,6 +1,9 @@
 -- The shop's source schema with SQL Server Change Tracking enabled, as the
 -- CDC bridge (connectors/mssql) expects it. Used by docker-compose to
--- initialise the database; run it with sqlcmd -i schema.sql.
+-- initialise the database; run it with sqlcmd -b -i schema.sql (-b: a SQL
+-- error ends sqlcmd with a non-zero status instead of passing silently).
+-- Idempotent: every CREATE and ENABLE is guarded, so it runs again on an
+-- initialised database (every `docker compose up`) without error.
 --
 -- Snapshot isolation must be allowed: the bridge reads the current
 -- version, the minimum valid version and the changes of each poll in one
@@ -20,6 +23,7 @@ GO
 USE shop;
 GO
 
+IF OBJECT_ID(N'dbo.members', N'U') IS NULL
 CREATE TABLE dbo.members (
     member_id     NVARCHAR(64)  NOT NULL PRIMARY KEY,
     email         NVARCHAR(320) NULL,
@@ -40,6 +44,7 @@ CREATE TABLE dbo.members (
     segments      NVARCHAR(400) NULL
 );
 GO
+IF OBJECT_ID(N'dbo.items', N'U') IS NULL
 CREATE TABLE dbo.items (
     item_id   NVARCHAR(64)   NOT NULL PRIMARY KEY,
     name      NVARCHAR(400)  NOT NULL,
@@ -51,6 +56,7 @@ CREATE TABLE dbo.items (
     image_url NVARCHAR(2000) NULL
 );
 GO
+IF OBJECT_ID(N'dbo.favorites', N'U') IS NULL
 CREATE TABLE dbo.favorites (
     member_id  NVARCHAR(64) NOT NULL,
     item_id    NVARCHAR(64) NOT NULL,
@@ -61,6 +67,7 @@ GO
 -- orders' primary key starts with member_id: Change Tracking reports only
 -- primary-key columns for a deleted row, and the bridge needs member_id to
 -- key (partition) every record, deletes included. order_id stays unique.
+IF OBJECT_ID(N'dbo.orders', N'U') IS NULL
 CREATE TABLE dbo.orders (
     order_id   NVARCHAR(64)   NOT NULL CONSTRAINT uq_orders_order_id UNIQUE,
     member_id  NVARCHAR(64)   NOT NULL,
@@ -71,6 +78,7 @@ CREATE TABLE dbo.orders (
     CONSTRAINT pk_orders PRIMARY KEY (member_id, order_id)
 );
 GO
+IF OBJECT_ID(N'dbo.cart_items', N'U') IS NULL
 CREATE TABLE dbo.cart_items (
     member_id NVARCHAR(64) NOT NULL,
     item_id   NVARCHAR(64) NOT NULL,
@@ -80,9 +88,14 @@ CREATE TABLE dbo.cart_items (
 );
 GO
 
-ALTER TABLE dbo.members    ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
-ALTER TABLE dbo.items      ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
-ALTER TABLE dbo.favorites  ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
-ALTER TABLE dbo.orders     ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
-ALTER TABLE dbo.cart_items ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.members'))
+    ALTER TABLE dbo.members ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.items'))
+    ALTER TABLE dbo.items ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.favorites'))
+    ALTER TABLE dbo.favorites ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.orders'))
+    ALTER TABLE dbo.orders ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
+IF NOT EXISTS (SELECT 1 FROM sys.change_tracking_tables WHERE object_id = OBJECT_ID(N'dbo.cart_items'))
+    ALTER TABLE dbo.cart_items ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);
 GO
