@@ -1,6 +1,7 @@
 package topics
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -98,4 +99,25 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCDCIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		name, rec, want, err string
+	}{
+		{"row agrees", `{"table":"members","key":{"member_id":"M1"},"row":{"member_id":"M1"}}`, "M1", ""},
+		{"delete carries only the key", `{"table":"members","key":{"member_id":"M1"},"row":null}`, "M1", ""},
+		{"numeric key", `{"table":"members","key":{"member_id":42},"row":{"member_id":42}}`, "42", ""},
+		{"row disagrees", `{"table":"members","key":{"member_id":"M1"},"row":{"member_id":"M2"}}`, "", `has a row with member_id="M2"`},
+		{"no key column", `{"table":"orders","key":{"order_id":"O1"},"row":{"member_id":"M1"}}`, "", "without key column member_id"},
+	} {
+		var r CDCRecord
+		if err := json.Unmarshal([]byte(tc.rec), &r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Identity("member_id")
+		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: Identity = %q, %v; want %q, %q", tc.name, got, err, tc.want, tc.err)
+		}
+	}
 }

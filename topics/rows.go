@@ -1,6 +1,9 @@
 package topics
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Row types of the shop's tables as they appear in CDCRecord.Row. The CDC
 // bridge writes every tracked column; stages decode the row of the table
@@ -75,8 +78,11 @@ func DecodeRow[T any](r *CDCRecord) (*T, error) {
 
 // KeyString returns a key column of a CDC record as text (keys may arrive
 // as JSON strings or numbers).
-func (r *CDCRecord) KeyString(col string) string {
-	switch v := r.Key[col].(type) {
+func (r *CDCRecord) KeyString(col string) string { return valueText(r.Key[col]) }
+
+// valueText is a decoded JSON value as key text.
+func valueText(v any) string {
+	switch v := v.(type) {
 	case string:
 		return v
 	case nil:
@@ -85,4 +91,27 @@ func (r *CDCRecord) KeyString(col string) string {
 		b, _ := jsonAPI.Marshal(v)
 		return string(b)
 	}
+}
+
+// Identity returns the value of the record's partition column col (the
+// text its Kafka key must be, as the CDC bridge writes it), or an error
+// when the record contradicts itself: its key lacks col, or its row names
+// another value for col. A stage identifies a row by its Kafka key; a row
+// keyed MVICTIM that says it is MATTACK must not be applied to either.
+func (r *CDCRecord) Identity(col string) (string, error) {
+	id := r.KeyString(col)
+	if id == "" {
+		return "", fmt.Errorf("%s change without key column %s", r.Table, col)
+	}
+	if len(r.Row) == 0 || string(r.Row) == "null" {
+		return id, nil // a delete carries only the key
+	}
+	var row map[string]any
+	if err := jsonAPI.Unmarshal(r.Row, &row); err != nil {
+		return "", &DecodeError{Type: "row of " + r.Table, Err: err}
+	}
+	if v, ok := row[col]; ok && valueText(v) != id {
+		return "", fmt.Errorf("%s change with key %s=%q has a row with %s=%q", r.Table, col, id, col, valueText(v))
+	}
+	return id, nil
 }

@@ -30,7 +30,10 @@ var members = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 // Indexes are those of the joined member-state-table.
 func Indexes() map[string]state.Indexer { return member.Indexes() }
 
-type extractor struct{ env stage.Env }
+type extractor struct {
+	env  stage.Env
+	keys stage.Keys
+}
 
 // Graph is the stage's topology. The join gives this group its own,
 // indexed copy of member-state-table, co-partitioned with the requests.
@@ -46,17 +49,21 @@ func (x *extractor) Graph() *goka.GroupGraph {
 // New returns the audience processor. env must come from stage.NewEnv with
 // Indexes().
 func New(env stage.Env) (*goka.Processor, error) {
-	x := &extractor{env: env}
+	x := &extractor{env: env, keys: stage.KeysOf(Group, env)}
 	return goka.NewProcessor(env.Brokers, x.Graph(), env.ProcessorOptions()...)
 }
 
 func (x *extractor) request(ctx goka.Context, msg any) {
-	req, ok := stage.Decode(ctx, Group, topics.AudienceRequestCodec{}, msg)
+	// A request is about a partition, not a key: its key (from
+	// topics.PartitionKeys) must hash to the partition it names, which is
+	// the one it sits on.
+	req, ok := stage.DecodeKeyed(ctx, x.keys, topics.AudienceRequestCodec{}, msg, func(r *topics.AudienceRequest) (string, error) {
+		if r.Partition != ctx.Partition() {
+			return "", fmt.Errorf("request for partition %d arrived on partition %d: the producer does not use murmur2 partitioning", r.Partition, ctx.Partition())
+		}
+		return ctx.Key(), nil
+	})
 	if !ok {
-		return
-	}
-	if req.Partition != ctx.Partition() {
-		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("request for partition %d arrived on partition %d: the producer does not use murmur2 partitioning", req.Partition, ctx.Partition()))
 		return
 	}
 	index, key, why := member.FavoritesIndex, req.ItemID, "favourited "+req.ItemID

@@ -28,6 +28,7 @@ type decider struct {
 	env   stage.Env
 	rules stage.Rules
 	keys  []string // one key per partition of audience.requests
+	in    stage.Keys
 }
 
 // Graph is the stage's topology.
@@ -42,12 +43,12 @@ func (d *decider) Graph() *goka.GroupGraph {
 
 // New returns the campaign processor.
 func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
-	d := &decider{env: env, rules: rs, keys: topics.PartitionKeys("aud-", env.Catalogue.Partitions)}
+	d := &decider{env: env, rules: rs, keys: topics.PartitionKeys("aud-", env.Catalogue.Partitions), in: stage.KeysOf(Group, env)}
 	return goka.NewProcessor(env.Brokers, d.Graph(), env.ProcessorOptions()...)
 }
 
 func (d *decider) event(ctx goka.Context, msg any) {
-	e, ok := stage.Decode(ctx, Group, topics.EventCodec{}, msg)
+	e, ok := stage.DecodeKeyed(ctx, d.in, topics.EventCodec{}, msg, stage.EventIdentity)
 	if !ok {
 		return
 	}

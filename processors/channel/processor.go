@@ -44,6 +44,7 @@ type router struct {
 	rules  stage.Rules
 	priors map[string]Prior
 	now    func() time.Time
+	keys   stage.Keys
 }
 
 // Graph is the stage's topology.
@@ -59,7 +60,7 @@ func (r *router) Graph() *goka.GroupGraph {
 
 // New returns the channel processor.
 func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
-	r := &router{rules: rs, priors: DefaultPriors, now: time.Now}
+	r := &router{rules: rs, priors: DefaultPriors, now: time.Now, keys: stage.KeysOf(Group, env)}
 	return goka.NewProcessor(env.Brokers, r.Graph(), env.ProcessorOptions()...)
 }
 
@@ -126,7 +127,7 @@ func withVariant(listed, variants []string) []string {
 }
 
 func (r *router) offer(ctx goka.Context, msg any) {
-	o, ok := stage.Decode(ctx, Group, topics.OfferCodec{}, msg)
+	o, ok := stage.DecodeKeyed(ctx, r.keys, topics.OfferCodec{}, msg, stage.OfferIdentity)
 	if !ok {
 		return
 	}

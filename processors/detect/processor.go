@@ -47,8 +47,9 @@ func Indexes() map[string]state.Indexer { return map[string]state.Indexer{DueInd
 var table = goka.GroupTable(goka.Group(Group))
 
 type detector struct {
-	env stage.Env
-	cfg Config
+	env  stage.Env
+	cfg  Config
+	keys stage.Keys
 }
 
 // Graph is the stage's topology.
@@ -57,7 +58,7 @@ func (d *detector) Graph() *goka.GroupGraph {
 		goka.Input(goka.Stream(topics.CDCItems), stage.Raw, d.item),
 		goka.Input(goka.Stream(topics.CDCCartItems), stage.Raw, d.cart),
 		goka.Input(goka.Stream(topics.CDCOrders), stage.Raw, d.order),
-		goka.Loop(stage.Raw, timer.Loop(d.env, Group, table, DueIndex, d.release)),
+		goka.Loop(stage.Raw, timer.Loop(d.env, d.keys, table, DueIndex, d.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.Events), topics.EventCodec{}),
 		stage.DLQOutput(),
@@ -73,7 +74,7 @@ type Stage struct {
 // New returns the detect stage. env must come from stage.NewEnv with
 // Indexes().
 func New(env stage.Env, cfg Config) (*Stage, error) {
-	d := &detector{env: env, cfg: cfg.withDefaults()}
+	d := &detector{env: env, cfg: cfg.withDefaults(), keys: stage.KeysOf(Group, env)}
 	p, err := goka.NewProcessor(env.Brokers, d.Graph(), env.ProcessorOptions()...)
 	if err != nil {
 		return nil, err
@@ -100,8 +101,14 @@ func emit(ctx goka.Context, key string, events []topics.Event) {
 	}
 }
 
+var (
+	itemIdentity  = stage.CDCIdentity("items", "item_id")
+	cartIdentity  = stage.CDCIdentity("cart_items", "member_id")
+	orderIdentity = stage.CDCIdentity("orders", "member_id")
+)
+
 func (d *detector) item(ctx goka.Context, msg any) {
-	r, ok := stage.Decode(ctx, Group, topics.CDCCodec{}, msg)
+	r, ok := stage.DecodeKeyed(ctx, d.keys, topics.CDCCodec{}, msg, itemIdentity)
 	if !ok {
 		return
 	}
@@ -129,7 +136,7 @@ func (d *detector) member(ctx goka.Context) *State {
 }
 
 func (d *detector) cart(ctx goka.Context, msg any) {
-	r, ok := stage.Decode(ctx, Group, topics.CDCCodec{}, msg)
+	r, ok := stage.DecodeKeyed(ctx, d.keys, topics.CDCCodec{}, msg, cartIdentity)
 	if !ok {
 		return
 	}
@@ -145,7 +152,7 @@ func (d *detector) cart(ctx goka.Context, msg any) {
 }
 
 func (d *detector) order(ctx goka.Context, msg any) {
-	r, ok := stage.Decode(ctx, Group, topics.CDCCodec{}, msg)
+	r, ok := stage.DecodeKeyed(ctx, d.keys, topics.CDCCodec{}, msg, orderIdentity)
 	if !ok {
 		return
 	}

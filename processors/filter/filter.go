@@ -38,6 +38,7 @@ type filter struct {
 	env   stage.Env
 	rules stage.Rules
 	now   func() time.Time
+	keys  stage.Keys
 }
 
 // Graph is the stage's topology.
@@ -53,7 +54,7 @@ func (f *filter) Graph() *goka.GroupGraph {
 
 // New returns the filter processor.
 func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
-	f := &filter{env: env, rules: rs, now: time.Now}
+	f := &filter{env: env, rules: rs, now: time.Now, keys: stage.KeysOf(Group, env)}
 	return goka.NewProcessor(env.Brokers, f.Graph(), env.ProcessorOptions()...)
 }
 
@@ -86,7 +87,7 @@ func Decide(set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) (
 }
 
 func (f *filter) offer(ctx goka.Context, msg any) {
-	o, ok := stage.Decode(ctx, Group, topics.OfferCodec{}, msg)
+	o, ok := stage.DecodeKeyed(ctx, f.keys, topics.OfferCodec{}, msg, stage.OfferIdentity)
 	if !ok {
 		return
 	}

@@ -45,10 +45,16 @@ func (b *Inbox) Add(m topics.InAppMessage) bool {
 // Codec is the inbox-table codec.
 type Codec = stage.TableCodec[Inbox]
 
-// Graph is the stage's topology.
-func Graph() *goka.GroupGraph {
+// Graph is the stage's topology. keys admits its input by placement
+// only: an in-app message names no member (it is the app-readable payload),
+// so its key cannot be checked against its content.
+func Graph(keys stage.Keys) *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
-		goka.Input(goka.Stream(topics.InAppMessages), stage.Raw, add),
+		goka.Input(goka.Stream(topics.InAppMessages), stage.Raw, func(ctx goka.Context, msg any) {
+			if keys.Admit(ctx, msg, "") {
+				add(ctx, msg)
+			}
+		}),
 		goka.Persist(Codec{}),
 		stage.DLQOutput(),
 	)
@@ -56,7 +62,7 @@ func Graph() *goka.GroupGraph {
 
 // New returns the inbox processor.
 func New(env stage.Env) (*goka.Processor, error) {
-	return goka.NewProcessor(env.Brokers, Graph(), env.ProcessorOptions()...)
+	return goka.NewProcessor(env.Brokers, Graph(stage.KeysOf(Group, env)), env.ProcessorOptions()...)
 }
 
 func add(ctx goka.Context, msg any) {

@@ -14,6 +14,7 @@ package member
 
 import (
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -84,11 +85,15 @@ type Profile struct {
 	// a row shows the shop recorded the opt-out itself (see applyOptOuts):
 	// a one-click unsubscribe must not be undone by an unrelated update.
 	OptOuts map[string]time.Time `json:"opt_outs,omitempty"`
-	// Offsets is the last applied offset per input topic of behaviour
-	// events and delivery results. A member's records of a topic are all on
-	// one partition, so their offsets only grow: a record at or below the
-	// mark is a replay (rtm replay, a rebalance) and is skipped, however
-	// far back it goes. Seen still catches a record produced twice.
+	// Offsets is the last applied offset per input partition of behaviour
+	// events and delivery results ("behavior.events/3"). A member's records
+	// of a topic are all on its key's partition (records elsewhere go to
+	// dlq), so their offsets only grow: a record at or below the mark is a
+	// replay (rtm replay, a rebalance) and is skipped, however far back it
+	// goes. Marks are per partition because offsets of two partitions are
+	// unrelated: after a repartitioning, a mark from the old partition
+	// would skip the new one's records. Seen still catches a record
+	// produced twice.
 	Offsets map[string]int64 `json:"offsets,omitempty"`
 }
 
@@ -216,18 +221,30 @@ func location(name string) *time.Location {
 
 func (p *Profile) seen(id string) bool { return slices.Contains(p.Seen, id) }
 
-// Replayed reports whether the record at offset of topic was applied before.
-func (p *Profile) Replayed(topic string, offset int64) bool {
-	last, ok := p.Offsets[topic]
+// Replayed reports whether the record at offset of topic's partition was
+// applied before. A mark recorded per topic alone (before marks were kept
+// per partition) still counts for the partition the member is on now.
+func (p *Profile) Replayed(topic string, partition int32, offset int64) bool {
+	last, ok := p.Offsets[offsetKey(topic, partition)]
+	if !ok {
+		last, ok = p.Offsets[topic]
+	}
 	return ok && offset <= last
 }
 
-// Applied marks the record at offset of topic as applied.
-func (p *Profile) Applied(topic string, offset int64) {
+// Applied marks the record at offset of topic's partition as applied.
+func (p *Profile) Applied(topic string, partition int32, offset int64) {
 	if p.Offsets == nil {
 		p.Offsets = map[string]int64{}
 	}
-	p.Offsets[topic] = offset
+	delete(p.Offsets, topic) // a per-topic mark from before is superseded
+	p.Offsets[offsetKey(topic, partition)] = offset
+}
+
+// offsetKey is the key of a partition's mark in Offsets: offsets of
+// different partitions are unrelated sequences, so each keeps its own.
+func offsetKey(topic string, partition int32) string {
+	return topic + "/" + strconv.Itoa(int(partition))
 }
 
 func (p *Profile) remember(id string) {

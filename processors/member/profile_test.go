@@ -157,3 +157,32 @@ func TestUnsubscribeHoldsUntilTheShopRecordsIt(t *testing.T) {
 		t.Fatal("a re-subscription recorded by the shop was ignored")
 	}
 }
+
+// TestReplayMarksArePerPartition: offsets of different partitions are
+// unrelated, so a mark on one partition never skips another's records,
+// and a per-topic mark from before is honoured once and then superseded.
+func TestReplayMarksArePerPartition(t *testing.T) {
+	p := &Profile{Offsets: map[string]int64{"behavior.events": 90}}
+	if !p.Replayed("behavior.events", 2, 90) || p.Replayed("behavior.events", 2, 91) {
+		t.Fatal("a per-topic mark from before is not honoured")
+	}
+	p.Applied("behavior.events", 2, 91)
+	if _, ok := p.Offsets["behavior.events"]; ok {
+		t.Error("the per-topic mark survived a per-partition one")
+	}
+	for _, tc := range []struct {
+		partition int32
+		offset    int64
+		replayed  bool
+	}{
+		{2, 91, true}, {2, 50, true}, {2, 92, false},
+		{3, 0, false}, {3, 91, false}, // another partition's sequence
+	} {
+		if got := p.Replayed("behavior.events", tc.partition, tc.offset); got != tc.replayed {
+			t.Errorf("Replayed(partition %d, offset %d) = %v, want %v", tc.partition, tc.offset, got, tc.replayed)
+		}
+	}
+	if p.Replayed("delivery.results", 2, 0) {
+		t.Error("a mark on one topic skips another's")
+	}
+}

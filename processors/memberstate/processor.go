@@ -25,16 +25,21 @@ const Group = topics.GroupMemberState
 // Indexes are the member table's (member.Indexes).
 func Indexes() map[string]state.Indexer { return member.Indexes() }
 
-// Graph is the stage's topology.
-func Graph() *goka.GroupGraph {
-	cdc := func(topic string) goka.Edge { return goka.Input(goka.Stream(topic), stage.Raw, applyCDC) }
+// Graph is the stage's topology; keys admits its inputs (see
+// stage.Keys: a record whose key is not the member it is about, or that is
+// not on its key's partition, goes to dlq and is not applied).
+func Graph(keys stage.Keys) *goka.GroupGraph {
+	cdc := func(topic, table string) goka.Edge {
+		identity := stage.CDCIdentity(table, "member_id")
+		return goka.Input(goka.Stream(topic), stage.Raw, func(ctx goka.Context, msg any) { applyCDC(ctx, keys, identity, msg) })
+	}
 	return goka.DefineGroup(goka.Group(Group),
-		cdc(topics.CDCMembers),
-		cdc(topics.CDCFavorites),
-		cdc(topics.CDCOrders),
-		cdc(topics.CDCCartItems),
-		goka.Input(goka.Stream(topics.BehaviorEvents), stage.Raw, applyBehavior),
-		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, applyResult),
+		cdc(topics.CDCMembers, "members"),
+		cdc(topics.CDCFavorites, "favorites"),
+		cdc(topics.CDCOrders, "orders"),
+		cdc(topics.CDCCartItems, "cart_items"),
+		goka.Input(goka.Stream(topics.BehaviorEvents), stage.Raw, func(ctx goka.Context, msg any) { applyBehavior(ctx, keys, msg) }),
+		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, func(ctx goka.Context, msg any) { applyResult(ctx, keys, msg) }),
 		goka.Persist(member.Codec{}),
 		stage.DLQOutput(),
 	)
@@ -42,7 +47,7 @@ func Graph() *goka.GroupGraph {
 
 // New returns the member-state processor.
 func New(env stage.Env) (*goka.Processor, error) {
-	return goka.NewProcessor(env.Brokers, Graph(), env.ProcessorOptions()...)
+	return goka.NewProcessor(env.Brokers, Graph(stage.KeysOf(Group, env)), env.ProcessorOptions()...)
 }
 
 func current(ctx goka.Context) *member.Profile {
@@ -52,8 +57,8 @@ func current(ctx goka.Context) *member.Profile {
 	return &member.Profile{MemberID: ctx.Key()}
 }
 
-func applyCDC(ctx goka.Context, msg any) {
-	r, ok := stage.Decode(ctx, Group, topics.CDCCodec{}, msg)
+func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord) (string, error), msg any) {
+	r, ok := stage.DecodeKeyed(ctx, keys, topics.CDCCodec{}, msg, identity)
 	if !ok {
 		return
 	}
@@ -68,30 +73,30 @@ func applyCDC(ctx goka.Context, msg any) {
 	}
 }
 
-func applyBehavior(ctx goka.Context, msg any) {
-	e, ok := stage.Decode(ctx, Group, topics.BehaviorEventCodec{}, msg)
+func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
+	e, ok := stage.DecodeKeyed(ctx, keys, topics.BehaviorEventCodec{}, msg, stage.BehaviorIdentity)
 	if !ok {
 		return
 	}
 	p := current(ctx)
-	if p.Replayed(string(ctx.Topic()), ctx.Offset()) {
+	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}
 	p.ApplyBehavior(e)
-	p.Applied(string(ctx.Topic()), ctx.Offset())
+	p.Applied(string(ctx.Topic()), ctx.Partition(), ctx.Offset())
 	ctx.SetValue(p)
 }
 
-func applyResult(ctx goka.Context, msg any) {
-	r, ok := stage.Decode(ctx, Group, topics.DeliveryResultCodec{}, msg)
+func applyResult(ctx goka.Context, keys stage.Keys, msg any) {
+	r, ok := stage.DecodeKeyed(ctx, keys, topics.DeliveryResultCodec{}, msg, stage.ResultIdentity)
 	if !ok {
 		return
 	}
 	p := current(ctx)
-	if p.Replayed(string(ctx.Topic()), ctx.Offset()) {
+	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}
 	p.ApplyResult(r)
-	p.Applied(string(ctx.Topic()), ctx.Offset())
+	p.Applied(string(ctx.Topic()), ctx.Partition(), ctx.Offset())
 	ctx.SetValue(p)
 }

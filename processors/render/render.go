@@ -196,6 +196,7 @@ type processor struct {
 	r     *Renderer
 	rules stage.Rules
 	now   func() time.Time
+	keys  stage.Keys
 }
 
 // Graph is the stage's topology.
@@ -215,12 +216,12 @@ func New(env stage.Env, rs stage.Rules, cfg Config) (*goka.Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	pr := &processor{r: r, rules: rs, now: time.Now}
+	pr := &processor{r: r, rules: rs, now: time.Now, keys: stage.KeysOf(Group, env)}
 	return goka.NewProcessor(env.Brokers, pr.Graph(), env.ProcessorOptions()...)
 }
 
 func (pr *processor) offer(ctx goka.Context, msg any) {
-	o, ok := stage.Decode(ctx, Group, topics.OfferCodec{}, msg)
+	o, ok := stage.DecodeKeyed(ctx, pr.keys, topics.OfferCodec{}, msg, stage.OfferIdentity)
 	if !ok {
 		return
 	}

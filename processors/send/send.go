@@ -168,16 +168,17 @@ func IndexDue(_ string, value []byte) ([]string, error) {
 }
 
 type sender struct {
-	env stage.Env
-	d   Deliverer
-	cfg Config
+	env  stage.Env
+	d    Deliverer
+	cfg  Config
+	keys stage.Keys
 }
 
 // Graph is the stage's topology.
 func (s *sender) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.Deliveries), stage.Raw, s.delivery),
-		goka.Loop(stage.Raw, timer.Loop(s.env, Group, Table, DueIndex, s.release)),
+		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, Table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.DeliveryResults), topics.DeliveryResultCodec{}),
 		stage.DLQOutput(),
@@ -194,7 +195,7 @@ type Stage struct {
 // New returns the send stage.
 func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
 	cfg = cfg.withDefaults()
-	s := &sender{env: env, d: d, cfg: cfg}
+	s := &sender{env: env, d: d, cfg: cfg, keys: stage.KeysOf(Group, env)}
 	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
 	if err != nil {
 		return nil, err
@@ -218,7 +219,7 @@ func (st *Stage) StatsWithContext(ctx context.Context) *goka.ProcessorStats {
 }
 
 func (s *sender) delivery(ctx goka.Context, msg any) {
-	d, ok := stage.Decode(ctx, Group, topics.DeliveryCodec{}, msg)
+	d, ok := stage.DecodeKeyed(ctx, s.keys, topics.DeliveryCodec{}, msg, stage.DeliveryIdentity)
 	if !ok {
 		return
 	}

@@ -141,9 +141,16 @@ func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Str
 // Loop returns the callback of a timer stage's loop edge: a tick is
 // answered from the partition's due index (HandleTick); a release calls
 // release with the key's context and the tick's time. A record that is
-// neither goes to the dead-letter topic.
-func Loop(env stage.Env, group string, table goka.Table, index string, release func(ctx goka.Context, at time.Time)) goka.ProcessCallback {
+// neither goes to the dead-letter topic, and so does one that is not on its
+// key's partition (keys.Admit): a tick there would scan another
+// partition's index, a release would release a key whose state is not
+// there.
+func Loop(env stage.Env, keys stage.Keys, table goka.Table, index string, release func(ctx goka.Context, at time.Time)) goka.ProcessCallback {
+	group := keys.Stage
 	return func(ctx goka.Context, msg any) {
+		if !keys.Admit(ctx, msg, "") {
+			return
+		}
 		raw, _ := msg.([]byte)
 		v, err := Codec{}.Decode(raw)
 		if err != nil {

@@ -43,6 +43,7 @@ type scheduler struct {
 	rules stage.Rules
 	cfg   Config
 	now   func() time.Time
+	keys  stage.Keys
 }
 
 // Graph is the stage's topology.
@@ -51,7 +52,7 @@ func (s *scheduler) Graph() *goka.GroupGraph {
 		goka.Input(goka.Stream(topics.OffersRouted), stage.Raw, s.offer),
 		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, s.result),
 		goka.Join(member.Table, member.Codec{}),
-		goka.Loop(stage.Raw, timer.Loop(s.env, Group, table, DueIndex, s.release)),
+		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.OffersReady), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
@@ -74,7 +75,7 @@ func New(env stage.Env, rs stage.Rules, cfg Config) (*Stage, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = timer.Wall
 	}
-	s := &scheduler{env: env, rules: rs, cfg: cfg, now: cfg.Clock.Now}
+	s := &scheduler{env: env, rules: rs, cfg: cfg, now: cfg.Clock.Now, keys: stage.KeysOf(Group, env)}
 	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
 	if err != nil {
 		return nil, err
@@ -98,7 +99,7 @@ func ledger(ctx goka.Context) *Ledger {
 // who was never reached has not been messaged, and the caps are there to
 // keep members from being flooded, not to count attempts.
 func (s *scheduler) result(ctx goka.Context, msg any) {
-	r, ok := stage.Decode(ctx, Group, topics.DeliveryResultCodec{}, msg)
+	r, ok := stage.DecodeKeyed(ctx, s.keys, topics.DeliveryResultCodec{}, msg, stage.ResultIdentity)
 	if !ok || r.Status != topics.StatusFailed {
 		return
 	}
@@ -111,7 +112,7 @@ func (s *scheduler) result(ctx goka.Context, msg any) {
 }
 
 func (s *scheduler) offer(ctx goka.Context, msg any) {
-	o, ok := stage.Decode(ctx, Group, topics.OfferCodec{}, msg)
+	o, ok := stage.DecodeKeyed(ctx, s.keys, topics.OfferCodec{}, msg, stage.OfferIdentity)
 	if !ok {
 		return
 	}
