@@ -353,8 +353,8 @@ func (s *Server) reply(w http.ResponseWriter, code int, resp Response) {
 // Config.Registerer (none when nil), never on the global registry.
 type metrics struct {
 	accepted, rejected, produceErrors, badTokens, limitedHits prometheus.Counter
-	lostHits                                     *prometheus.CounterVec
-	responses                                    *prometheus.CounterVec
+	lostHits                                                  *prometheus.CounterVec
+	responses                                                 *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
