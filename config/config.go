@@ -29,6 +29,7 @@ import (
 	"github.com/rtm-project/rtm/broker"
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/connectors/sinks"
+	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -75,6 +76,14 @@ type Config struct {
 	// collector must share it; at least 32 bytes).
 	TrackingBase   string `yaml:"tracking_base"`
 	TrackingSecret string `yaml:"tracking_secret"`
+	// TrackingOldSecrets still open tokens sealed before a rotation; drop
+	// one (retire it) once TrackingTTL has passed since it last signed.
+	TrackingOldSecrets []string `yaml:"tracking_old_secrets"`
+	// TrackingTTL is how long rendered links, pixels and unsubscribe
+	// links keep working.
+	TrackingTTL time.Duration `yaml:"tracking_ttl"`
+	// Inbox is how the inbox API verifies the shop's member tokens.
+	Inbox Inbox `yaml:"inbox"`
 	// Collector is the behaviour collector (`rtm collect`).
 	Collector Collector `yaml:"collector"`
 	// MSSQLDSN is the SQL Server the CDC bridge reads (`rtm cdc`).
@@ -88,12 +97,26 @@ type Config struct {
 // Collector is the behaviour collector's settings.
 type Collector struct {
 	Addr string `yaml:"addr"`
-	// APIKeys are the accepted X-API-Key values of POST /v1/events.
+	// APIKeys are the accepted X-API-Key values of POST /v1/events
+	// (several during a rotation).
 	APIKeys       []string `yaml:"api_keys"`
 	MaxBodyBytes  int64    `yaml:"max_body_bytes"`
 	MaxEvents     int      `yaml:"max_events"`
 	RatePerSecond float64  `yaml:"rate_per_second"`
 	Burst         int      `yaml:"burst"`
+	TrackingRate  float64  `yaml:"tracking_rate"`
+	TrackingBurst int      `yaml:"tracking_burst"`
+}
+
+// Inbox is the inbox API's member-token verification (JWT).
+type Inbox struct {
+	JWT struct {
+		Issuer   string `yaml:"issuer"`
+		Audience string `yaml:"audience"`
+		// HS256Keys are "kid:secret"; PublicKeyFiles "kid:path.pem".
+		HS256Keys      []string `yaml:"hs256_keys"`
+		PublicKeyFiles []string `yaml:"public_key_files"`
+	} `yaml:"jwt"`
 }
 
 // Channels is the delivery side: who mail comes from, and where each
@@ -101,14 +124,14 @@ type Collector struct {
 type Channels struct {
 	MailFrom          string              `yaml:"mail_from"`
 	UnsubscribeMailto string              `yaml:"unsubscribe_mailto"`
-	UnsubscribeURL    string              `yaml:"unsubscribe_url"`
 	SMTP              channels.SMTPConfig `yaml:"smtp"`
 	LINE              channels.LineConfig `yaml:"line"`
 	FCM               channels.FCMConfig  `yaml:"fcm"`
 }
 
-// MinSecretBytes is the shortest tracking secret accepted anywhere.
-const MinSecretBytes = 32
+// MinSecretBytes is the shortest secret accepted anywhere: tracking
+// secrets, API keys, HS256 inbox keys.
+const MinSecretBytes = tracking.MinSecretBytes
 
 // Defaults returns the documented defaults.
 func Defaults() Config {
@@ -116,7 +139,7 @@ func Defaults() Config {
 	if host == "" {
 		host = "rtm"
 	}
-	return Config{
+	c := Config{
 		Brokers:         []string{"127.0.0.1:9092"},
 		DataDir:         "./var",
 		InstanceID:      host,
@@ -129,11 +152,12 @@ func Defaults() Config {
 		MaxFailures:     5,
 		CartWindow:      time.Hour,
 		TrackingBase:    "http://127.0.0.1:8081",
-		Collector:       Collector{Addr: "127.0.0.1:8081", MaxBodyBytes: 1 << 20, MaxEvents: 1000, RatePerSecond: 500, Burst: 1000},
+		TrackingTTL:     90 * 24 * time.Hour,
+		Collector: Collector{Addr: "127.0.0.1:8081", MaxBodyBytes: 1 << 20, MaxEvents: 1000, RatePerSecond: 500, Burst: 1000,
+			TrackingRate: 10, TrackingBurst: 50},
 		Channels: Channels{
 			MailFrom:          "RTM Shop <noreply@shop.example.jp>",
 			UnsubscribeMailto: "unsubscribe@shop.example.jp",
-			UnsubscribeURL:    "https://shop.example.jp/unsubscribe",
 			SMTP:              channels.SMTPDefaults(),
 			LINE:              channels.LineDefaults(),
 			FCM:               channels.FCMDefaults(),
@@ -141,6 +165,18 @@ func Defaults() Config {
 		Broker: broker.Defaults(),
 		Sinks:  sinks.Defaults(),
 	}
+	c.Inbox.JWT.Audience = "rtm-inbox"
+	return c
+}
+
+// TrackingKeys is the keyring of tracking tokens: tracking_secret seals,
+// it and tracking_old_secrets open.
+func (c Config) TrackingKeys() (*tracking.Keyring, error) {
+	var old [][]byte
+	for _, s := range c.TrackingOldSecrets {
+		old = append(old, []byte(s))
+	}
+	return tracking.NewKeyring([]byte(c.TrackingSecret), old...)
 }
 
 // KafkaConfig is the one client configuration every Kafka client uses.
@@ -186,13 +222,26 @@ func (c Config) Validate() error {
 	if c.Broker.CleanerInterval <= 0 {
 		errs = append(errs, fmt.Errorf("broker.cleaner_interval: %v must be positive", c.Broker.CleanerInterval))
 	}
-	if s := c.TrackingSecret; s != "" && len(s) < MinSecretBytes {
-		errs = append(errs, fmt.Errorf("tracking_secret: has %d bytes; use at least %d random bytes", len(s), MinSecretBytes))
+	short := func(name, s string) {
+		if len(s) < MinSecretBytes {
+			errs = append(errs, fmt.Errorf("%s: has %d bytes; use at least %d random bytes", name, len(s), MinSecretBytes))
+		}
+	}
+	if c.TrackingSecret != "" {
+		short("tracking_secret", c.TrackingSecret)
+	}
+	for i, s := range c.TrackingOldSecrets {
+		short(fmt.Sprintf("tracking_old_secrets[%d]", i), s)
+	}
+	if c.TrackingTTL <= 0 {
+		errs = append(errs, fmt.Errorf("tracking_ttl: %v must be positive", c.TrackingTTL))
 	}
 	for i, k := range c.Collector.APIKeys {
-		if k == "" {
-			errs = append(errs, fmt.Errorf("collector.api_keys[%d] is empty", i))
-		}
+		short(fmt.Sprintf("collector.api_keys[%d]", i), k)
+	}
+	for i, k := range c.Inbox.JWT.HS256Keys {
+		_, secret, _ := strings.Cut(k, ":")
+		short(fmt.Sprintf("inbox.jwt.hs256_keys[%d] (kid:secret)", i), secret)
 	}
 	return errors.Join(errs...)
 }

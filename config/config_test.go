@@ -171,3 +171,34 @@ func TestEverySettingHasKeyEnvAndGroup(t *testing.T) {
 		seen[f.Key] = true
 	}
 }
+
+// TestSecretsHaveOneMinimumLength: every secret setting is held to
+// MinSecretBytes, and the tracking keyring follows the settings.
+func TestSecretsHaveOneMinimumLength(t *testing.T) {
+	long := strings.Repeat("s", MinSecretBytes)
+	c := Defaults()
+	c.TrackingSecret, c.TrackingOldSecrets = long, []string{"old-too-short"}
+	c.Collector.APIKeys = []string{long, "sixteen-bytes-ok"}
+	c.Inbox.JWT.HS256Keys = []string{"dev:short", "k2:" + long}
+	c.TrackingTTL = 0
+	err := c.Validate()
+	for _, want := range []string{"tracking_old_secrets[0]: has 13 bytes; use at least 32", "collector.api_keys[1]: has 16 bytes; use at least 32",
+		"inbox.jwt.hs256_keys[0] (kid:secret): has 5 bytes", "tracking_ttl: 0s must be positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v; want it to say %q", err, want)
+		}
+	}
+	for _, bad := range []string{"collector.api_keys[0]", "inbox.jwt.hs256_keys[1]", "tracking_secret:"} {
+		if err != nil && strings.Contains(err.Error(), bad) {
+			t.Errorf("Validate refused a long enough secret: %v", err)
+		}
+	}
+	c = Defaults()
+	c.TrackingSecret, c.TrackingOldSecrets = long, []string{strings.Repeat("o", MinSecretBytes)}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if kr, err := c.TrackingKeys(); err != nil || kr == nil {
+		t.Errorf("TrackingKeys: %v", err)
+	}
+}

@@ -20,6 +20,7 @@ const (
 	GroupStages    Group = "stages"    // run, dev: what the stages read
 	GroupChannels  Group = "channels"  // run (send, render), dev
 	GroupCollector Group = "collector" // collect, dev
+	GroupInbox     Group = "inbox"     // run (the inbox stage), dev
 	GroupMSSQL     Group = "mssql"     // cdc
 	GroupBroker    Group = "broker"    // broker, dev
 	GroupSinks     Group = "sinks"     // sinks, dev
@@ -65,11 +66,17 @@ var Fields = []Field{
 	integer(GroupStages, "max_failures", "RTM_MAX_FAILURES", "max-failures", "consecutive failures of a stage that end the process (0: never)", func(c *Config) *int { return &c.MaxFailures }, parseInt[int](0)),
 	duration(GroupStages, "cart_window", "RTM_CART_WINDOW", "cart-window", "how long a cart waits for an order before it counts as abandoned", func(c *Config) *time.Duration { return &c.CartWindow }),
 	str(GroupStages, "tracking_base", "RTM_TRACKING_BASE", "tracking-base", "public base URL of the collector, for tracked links", func(c *Config) *string { return &c.TrackingBase }),
-	alsoIn(secret(GroupStages, "tracking_secret", "RTM_TRACKING_SECRET", "HMAC key of tracking links, at least 32 bytes (render and collector share it)", func(c *Config) *string { return &c.TrackingSecret }), GroupCollector),
+	alsoIn(secret(GroupStages, "tracking_secret", "RTM_TRACKING_SECRET", "key that seals tracking links, at least 32 bytes (render and collector share it)", func(c *Config) *string { return &c.TrackingSecret }), GroupCollector),
+	alsoIn(secretList(GroupStages, "tracking_old_secrets", "RTM_TRACKING_OLD_SECRETS", "previous tracking secrets, comma-separated: they still open links until removed (retired)", func(c *Config) *[]string { return &c.TrackingOldSecrets }), GroupCollector),
+	duration(GroupStages, "tracking_ttl", "RTM_TRACKING_TTL", "tracking-ttl", "how long rendered links, open pixels and unsubscribe links work", func(c *Config) *time.Duration { return &c.TrackingTTL }),
+
+	str(GroupInbox, "inbox.jwt.issuer", "RTM_INBOX_JWT_ISSUER", "inbox-jwt-issuer", "iss of the shop's member tokens (required by the inbox API)", func(c *Config) *string { return &c.Inbox.JWT.Issuer }),
+	str(GroupInbox, "inbox.jwt.audience", "RTM_INBOX_JWT_AUDIENCE", "inbox-jwt-audience", "aud the member tokens must name", func(c *Config) *string { return &c.Inbox.JWT.Audience }),
+	secretList(GroupInbox, "inbox.jwt.hs256_keys", "RTM_INBOX_JWT_HS256_KEYS", "HS256 secrets of member tokens as kid:secret, comma-separated (several for rotation)", func(c *Config) *[]string { return &c.Inbox.JWT.HS256Keys }),
+	list(GroupInbox, "inbox.jwt.public_key_files", "RTM_INBOX_JWT_PUBLIC_KEY_FILES", "inbox-jwt-public-key-files", "RS256/ES256 public keys (PEM) of member tokens as kid:path, comma-separated", func(c *Config) *[]string { return &c.Inbox.JWT.PublicKeyFiles }),
 
 	str(GroupChannels, "channels.mail_from", "RTM_MAIL_FROM", "mail-from", "sender of every mail", func(c *Config) *string { return &c.Channels.MailFrom }),
-	str(GroupChannels, "channels.unsubscribe_mailto", "RTM_UNSUBSCRIBE_MAILTO", "unsubscribe-mailto", "List-Unsubscribe mailto address", func(c *Config) *string { return &c.Channels.UnsubscribeMailto }),
-	str(GroupChannels, "channels.unsubscribe_url", "RTM_UNSUBSCRIBE_URL", "unsubscribe-url", "List-Unsubscribe URL", func(c *Config) *string { return &c.Channels.UnsubscribeURL }),
+	str(GroupChannels, "channels.unsubscribe_mailto", "RTM_UNSUBSCRIBE_MAILTO", "unsubscribe-mailto", "List-Unsubscribe mailto address (next to the member's one-click link)", func(c *Config) *string { return &c.Channels.UnsubscribeMailto }),
 	str(GroupChannels, "channels.smtp.host", "RTM_SMTP_HOST", "smtp-host", "SMTP submission server", func(c *Config) *string { return &c.Channels.SMTP.Host }),
 	integer(GroupChannels, "channels.smtp.port", "RTM_SMTP_PORT", "smtp-port", "SMTP submission port", func(c *Config) *int { return &c.Channels.SMTP.Port }, parseInt[int](0)),
 	str(GroupChannels, "channels.smtp.tls", "RTM_SMTP_TLS", "smtp-tls", "none, opportunistic, mandatory or implicit", func(c *Config) *string { return &c.Channels.SMTP.TLS }),
@@ -82,11 +89,13 @@ var Fields = []Field{
 	secret(GroupChannels, "channels.fcm.access_token", "RTM_FCM_TOKEN", "FCM OAuth access token", func(c *Config) *string { return &c.Channels.FCM.AccessToken }),
 
 	str(GroupCollector, "collector.addr", "RTM_COLLECTOR_ADDR", "collector-addr", "listen address of the behaviour collector and tracking links", func(c *Config) *string { return &c.Collector.Addr }),
-	secretList(GroupCollector, "collector.api_keys", "RTM_COLLECTOR_API_KEYS", "accepted X-API-Key values of POST /v1/events, comma-separated", func(c *Config) *[]string { return &c.Collector.APIKeys }),
+	secretList(GroupCollector, "collector.api_keys", "RTM_COLLECTOR_API_KEYS", "X-API-Key values of POST /v1/events, comma-separated, at least 32 bytes each (required by rtm collect)", func(c *Config) *[]string { return &c.Collector.APIKeys }),
 	integer(GroupCollector, "collector.max_body_bytes", "RTM_COLLECTOR_MAX_BODY_BYTES", "collector-max-body-bytes", "largest request body (larger: 413)", func(c *Config) *int64 { return &c.Collector.MaxBodyBytes }, parseInt[int64](64)),
 	integer(GroupCollector, "collector.max_events", "RTM_COLLECTOR_MAX_EVENTS", "collector-max-events", "most events in one request (more: 413)", func(c *Config) *int { return &c.Collector.MaxEvents }, parseInt[int](0)),
-	float(GroupCollector, "collector.rate_per_second", "RTM_COLLECTOR_RATE", "collector-rate", "requests per second accepted (negative: unlimited)", func(c *Config) *float64 { return &c.Collector.RatePerSecond }),
-	integer(GroupCollector, "collector.burst", "RTM_COLLECTOR_BURST", "collector-burst", "requests accepted in a burst above the rate", func(c *Config) *int { return &c.Collector.Burst }, parseInt[int](0)),
+	float(GroupCollector, "collector.rate_per_second", "RTM_COLLECTOR_RATE", "collector-rate", "events per second accepted per API key (negative: unlimited)", func(c *Config) *float64 { return &c.Collector.RatePerSecond }),
+	float(GroupCollector, "collector.tracking_rate", "RTM_COLLECTOR_TRACKING_RATE", "collector-tracking-rate", "tracking hits per second per client address (negative: unlimited)", func(c *Config) *float64 { return &c.Collector.TrackingRate }),
+	integer(GroupCollector, "collector.tracking_burst", "RTM_COLLECTOR_TRACKING_BURST", "collector-tracking-burst", "tracking hits per client address in a burst", func(c *Config) *int { return &c.Collector.TrackingBurst }, parseInt[int](0)),
+	integer(GroupCollector, "collector.burst", "RTM_COLLECTOR_BURST", "collector-burst", "events accepted per API key in a burst above the rate (at least max_events)", func(c *Config) *int { return &c.Collector.Burst }, parseInt[int](0)),
 
 	secret(GroupMSSQL, "mssql_dsn", "RTM_MSSQL_DSN", "SQL Server DSN for the CDC bridge", func(c *Config) *string { return &c.MSSQLDSN }),
 

@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rtm-project/rtm/connectors/tracking"
+
 	"github.com/rtm-project/rtm/internal/kafka"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -165,9 +167,13 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 	}
 	fmt.Printf("loaded %d members in %v\n", n, time.Since(t0).Round(time.Millisecond))
 
+	keys, err := tracking.NewKeyring([]byte("bench-secret-0123456789abcdef-0123"))
+	if err != nil {
+		return err
+	}
 	pc := pipeline.Config{Brokers: brokers, Catalogue: cat, DataDir: dir, Rules: stage.Fixed{Set: set}, Log: log,
 		Detect: detect.Config{TickInterval: time.Second}, Timing: timing.Config{TickInterval: 200 * time.Millisecond},
-		Render:    render.Config{TrackingBase: "http://127.0.0.1:8081", TrackingSecret: []byte("bench-secret-0123456789abcdef"), MailFrom: "shop@example.jp"},
+		Render:    render.Config{TrackingBase: "http://127.0.0.1:8081", Keys: keys, MailFrom: "shop@example.jp"},
 		Deliverer: router}
 	t1 := time.Now()
 	var built []*pipeline.Stage

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rtm-project/rtm/internal/kafka"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -119,7 +120,30 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 		return err
 	}
 	if cfg.TrackingSecret == "" {
-		if cfg.TrackingSecret, err = devSecret(cfg.DataDir); err != nil {
+		if cfg.TrackingSecret, err = devSecret(cfg.DataDir, "tracking.secret"); err != nil {
+			return err
+		}
+	}
+	// The events API is never open, not even here: without a configured
+	// key, this run gets a random one, printed once below.
+	apiKey := "(configured)"
+	if len(cfg.Collector.APIKeys) == 0 {
+		apiKey = randomHex()
+		cfg.Collector.APIKeys = []string{apiKey}
+	}
+	// Without the shop's token keys, inbox tokens are HS256 under a
+	// secret kept in the data directory, issued by "rtm-dev".
+	sampleToken := "(inbox keys configured: use a token from your issuer)"
+	if j := &cfg.Inbox.JWT; len(j.HS256Keys) == 0 && len(j.PublicKeyFiles) == 0 {
+		secret, err := devSecret(cfg.DataDir, "inbox-jwt.secret")
+		if err != nil {
+			return err
+		}
+		j.HS256Keys = []string{"dev:" + secret}
+		if j.Issuer == "" {
+			j.Issuer = "rtm-dev"
+		}
+		if sampleToken, err = devInboxToken(secret, j.Issuer, j.Audience, "M00001"); err != nil {
 			return err
 		}
 	}
@@ -172,13 +196,14 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	fmt.Fprintf(out, `RTM dev is running: every stage, %s.
   Kafka (embedded)   %s            kcat -b %s -L
   health, metrics    http://%s/readyz   http://%s/metrics
-  in-app inbox       http://%s/v1/inbox/<member_id>
-  collector          http://%s/v1/events (POST), tracking links /t/o/ and /t/c/
+  in-app inbox       curl -H "Authorization: Bearer %s" http://%s/v1/inbox/M00001
+                     (a member's own token only; this one is M00001's for 24 h, HS256 under var's inbox-jwt.secret, kid "dev")
+  collector          http://%s/v1/events (POST with X-API-Key: %s), tracking links /t/o/ /t/c/ /t/u/
   mail sink          smtp://%s   sent mail: http://%s/sinks/mail  (.eml in %s)
   LINE and FCM sink  http://%s/sinks/line   http://%s/sinks/push
   results            kcat -b %s -C -t delivery.results -o beginning
 Data is kept in %s across restarts; delete it to start afresh. Ctrl-C stops.
-`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, cfg.Collector.Addr,
+`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, sampleToken, cfg.HTTPAddr, cfg.Collector.Addr, apiKey,
 		sk.SMTP.Addr(), sk.HTTP.Addr(), sc.EMLDir, sk.HTTP.Addr(), sk.HTTP.Addr(), b.Addr(), cfg.DataDir)
 	select {
 	case <-ctx.Done():
@@ -225,22 +250,34 @@ func publishExamples(ctx context.Context, k kafka.Config, log *slog.Logger) erro
 	return nil
 }
 
-// devSecret returns the data directory's tracking secret, creating it once,
-// so tracking links keep working across restarts.
-func devSecret(dataDir string) (string, error) {
-	path := filepath.Join(dataDir, "tracking.secret")
-	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+// devSecret returns the data directory's secret in file name, creating it
+// once, so tracking links and inbox tokens keep working across restarts.
+func devSecret(dataDir, name string) (string, error) {
+	path := filepath.Join(dataDir, name)
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) >= config.MinSecretBytes {
 		return string(bytes.TrimSpace(b)), nil
 	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", err
-	}
-	s := hex.EncodeToString(buf)
+	s := randomHex()
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return "", err
 	}
 	return s, os.WriteFile(path, []byte(s), 0o600)
+}
+
+// randomHex is 32 random bytes in hex: a dev secret or API key.
+func randomHex() string {
+	buf := make([]byte, 32)
+	rand.Read(buf) // never fails (crypto/rand)
+	return hex.EncodeToString(buf)
+}
+
+// devInboxToken mints a member token as a shop would, for rtm dev only.
+func devInboxToken(secret, issuer, audience, member string) (string, error) {
+	now := time.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Issuer: issuer, Audience: jwt.ClaimStrings{audience},
+		Subject: member, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(24 * time.Hour))})
+	t.Header["kid"] = "dev"
+	return t.SignedString([]byte(secret))
 }
 
 // pointChannelsAtSinks makes the real adapters talk to the local sinks.

@@ -19,9 +19,11 @@ func newCollectCmd() *cobra.Command {
 		Use:   "collect",
 		Short: "Serve the behaviour collector (POST /v1/events) and tracking links (/t/o, /t/c)",
 		Long: `Serves POST /v1/events (JSON array or NDJSON; answered 202 once Kafka has the events) and the
-signed tracking links on collector.addr, and /healthz, /readyz, /metrics on http_addr. API keys
-(RTM_COLLECTOR_API_KEYS or RTM_COLLECTOR_API_KEYS_FILE) and the tracking secret
-(RTM_TRACKING_SECRET or RTM_TRACKING_SECRET_FILE, the render stage's) come from the environment.`,
+sealed tracking links (/t/o, /t/c, and the one-click unsubscribe /t/u) on collector.addr, and
+/healthz, /readyz, /metrics on http_addr. At least one API key is required (RTM_COLLECTOR_API_KEYS
+or RTM_COLLECTOR_API_KEYS_FILE, comma-separated, each at least 32 bytes; several for rotation), and
+the tracking secret (RTM_TRACKING_SECRET or RTM_TRACKING_SECRET_FILE, at least 32 bytes, the render
+stage's; previous ones in RTM_TRACKING_OLD_SECRETS) — both from the environment only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd)
@@ -30,6 +32,9 @@ signed tracking links on collector.addr, and /healthz, /readyz, /metrics on http
 			}
 			if len(cfg.TrackingSecret) < config.MinSecretBytes {
 				return fmt.Errorf("set a tracking secret of at least %d bytes (RTM_TRACKING_SECRET or RTM_TRACKING_SECRET_FILE), the same as the render stage's", config.MinSecretBytes)
+			}
+			if len(cfg.Collector.APIKeys) == 0 {
+				return fmt.Errorf("set at least one collector API key of at least %d bytes (RTM_COLLECTOR_API_KEYS or RTM_COLLECTOR_API_KEYS_FILE): POST /v1/events is never open", config.MinSecretBytes)
 			}
 			if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
 				return err
@@ -61,14 +66,21 @@ func newCollector(cfg config.Config, p *process) (*collector.Server, func(), err
 	if err != nil {
 		return nil, nil, err
 	}
-	c := cfg.Collector
-	s, err := collector.New(collector.Config{Addr: c.Addr, APIKeys: c.APIKeys, MaxBodyBytes: c.MaxBodyBytes,
-		MaxEvents: c.MaxEvents, RatePerSecond: c.RatePerSecond, Burst: c.Burst,
-		TrackingSecret: []byte(cfg.TrackingSecret), Registerer: p.reg}, prod, p.log)
+	keys, err := cfg.TrackingKeys()
 	if err != nil {
 		prod.Close()
 		return nil, nil, err
 	}
+	c := cfg.Collector
+	s, err := collector.New(collector.Config{Addr: c.Addr, APIKeys: c.APIKeys, MaxBodyBytes: c.MaxBodyBytes,
+		MaxEvents: c.MaxEvents, RatePerSecond: c.RatePerSecond, Burst: c.Burst, TrackingRate: c.TrackingRate,
+		TrackingBurst: c.TrackingBurst, Keys: keys, Registerer: p.reg}, prod, p.log)
+	if err != nil {
+		prod.Close()
+		return nil, nil, err
+	}
+	// The collector keeps only the keys' hashes; drop the plain ones here.
+	p.cfg.Collector.APIKeys = nil
 	return s, prod.Close, nil
 }
 

@@ -49,8 +49,8 @@ func newRoot() *cobra.Command {
 var settings = map[string][]config.Group{
 	"rtm broker":         {config.GroupBroker},
 	"rtm config":         allGroups,
-	"rtm dev":            {config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels, config.GroupCollector, config.GroupBroker, config.GroupSinks},
-	"rtm run":            {config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels},
+	"rtm dev":            {config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels, config.GroupCollector, config.GroupInbox, config.GroupBroker, config.GroupSinks},
+	"rtm run":            {config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels, config.GroupInbox},
 	"rtm cdc":            {config.GroupKafka, config.GroupProcess, config.GroupMSSQL},
 	"rtm collect":        {config.GroupKafka, config.GroupProcess, config.GroupCollector},
 	"rtm sinks":          {config.GroupProcess, config.GroupSinks},
@@ -64,7 +64,7 @@ var settings = map[string][]config.Group{
 }
 
 var allGroups = []config.Group{config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages,
-	config.GroupChannels, config.GroupCollector, config.GroupMSSQL, config.GroupBroker, config.GroupSinks}
+	config.GroupChannels, config.GroupCollector, config.GroupInbox, config.GroupMSSQL, config.GroupBroker, config.GroupSinks}
 
 // bindings holds each runnable command's settings, for load.
 var bindings = map[*cobra.Command]*config.Binding{}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/internal/ops"
 	"github.com/rtm-project/rtm/processors/inbox"
 	"github.com/rtm-project/rtm/processors/pipeline"
@@ -31,7 +32,8 @@ membership ID, so a restart inside the session timeout does not rebalance the gr
 
 Serves /healthz, /readyz (200 once every stage has recovered its tables and runs, and the rules
 are loaded; otherwise 503 with each stage's state) and /metrics on http_addr; the inbox stage
-also serves GET /v1/inbox/{member} there.
+also serves GET /v1/inbox/{member} there, to a member with the shop's token only (a JWT: set
+inbox.jwt.issuer and the keys, RTM_INBOX_JWT_HS256_KEYS or inbox.jwt.public_key_files).
 
 Stages: %s`, strings.Join(pipeline.Stages(), ", ")),
 		Args: cobra.NoArgs,
@@ -117,11 +119,15 @@ func runInboxView(ctx context.Context, p *process, h *lateHandler) error {
 	if err != nil {
 		return err
 	}
+	auth, err := inboxAuth(p.cfg)
+	if err != nil {
+		return err
+	}
 	view, err := inbox.NewView(env)
 	if err != nil {
 		return err
 	}
-	h.set(inbox.Handler(view))
+	h.set(inbox.Handler(view, auth))
 	const name = inboxView
 	p.health.Set(name, ops.Status{State: ops.Recovering})
 	go func() {
@@ -140,6 +146,21 @@ func runInboxView(ctx context.Context, p *process, h *lateHandler) error {
 		}
 	}()
 	return nil
+}
+
+// inboxAuth is the inbox API's member-token verifier from the settings.
+func inboxAuth(cfg config.Config) (*inbox.Auth, error) {
+	j := cfg.Inbox.JWT
+	keys, err := inbox.ParseKeys(j.HS256Keys, j.PublicKeyFiles)
+	if err != nil {
+		return nil, err
+	}
+	a, err := inbox.NewAuth(inbox.AuthConfig{Issuer: j.Issuer, Audience: j.Audience, Keys: keys})
+	if err != nil {
+		return nil, fmt.Errorf("%w (the inbox API serves only members holding the shop's token: set inbox.jwt.issuer "+
+			"and RTM_INBOX_JWT_HS256_KEYS or inbox.jwt.public_key_files)", err)
+	}
+	return a, nil
 }
 
 // lateHandler answers 503 until its handler is set.

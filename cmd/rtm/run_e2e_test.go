@@ -49,7 +49,11 @@ func (p *runProc) output() string {
 
 // channelEnv lets the send stage build its adapters (they refuse empty
 // credentials); nothing is sent in these tests.
-var channelEnv = []string{"RTM_LINE_TOKEN=t", "RTM_FCM_TOKEN=t", "RTM_FCM_PROJECT=p"}
+var channelEnv = []string{"RTM_LINE_TOKEN=t", "RTM_FCM_TOKEN=t", "RTM_FCM_PROJECT=p",
+	"RTM_INBOX_JWT_ISSUER=https://shop.example.jp", "RTM_INBOX_JWT_HS256_KEYS=dev:" + inboxSecret}
+
+// inboxSecret is the shop's HS256 key of member tokens in these tests.
+const inboxSecret = "e2e-inbox-secret-0123456789abcdef"
 
 // startRun starts `rtm run` with args and its own http address.
 func startRun(t *testing.T, env []string, args ...string) *runProc {
@@ -218,8 +222,24 @@ func TestRunIsAnOperableProcess(t *testing.T) {
 	if code, body, err := get("http://" + first.http + "/healthz"); err != nil || code != 200 {
 		t.Errorf("/healthz: %d %q %v", code, body, err)
 	}
-	if code, body, err := get("http://" + first.http + "/v1/inbox/M0000001"); err != nil || code != 200 || !strings.Contains(body, `"messages"`) {
-		t.Errorf("inbox API of rtm run --stage inbox: %d %q %v", code, body, err)
+	// The inbox answers the member's own token only, and nothing else.
+	if code, body, err := get("http://" + first.http + "/v1/inbox/M0000001"); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("inbox API without a token: %d %q %v, want 401", code, body, err)
+	}
+	tok, err := devInboxToken(inboxSecret, "https://shop.example.jp", "rtm-inbox", "M0000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+first.http+"/v1/inbox/M0000001", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("inbox API with the member's token: %v %v", resp, err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"messages"`) {
+			t.Errorf("inbox API with the member's token: %q", b)
+		}
 	}
 	for _, sample := range []string{`rtm_component_ready{component="filter"}`, `rtm_component_ready{component="send"}`,
 		`rtm_component_ready{component="rules"}`, `rtm_rebalances_total{group="filter"}`} {

@@ -32,12 +32,19 @@ func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []strin
 		MaxFailures: cfg.MaxFailures,
 		Rules:       rs,
 		Detect:      detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
-		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingSecret: []byte(cfg.TrackingSecret),
-			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto, UnsubscribeURL: cfg.Channels.UnsubscribeURL},
+		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingTTL: cfg.TrackingTTL,
+			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto},
 		Log: log,
 	}
 	closeAll := func() {}
 	for _, n := range names {
+		if n == render.Group {
+			keys, err := cfg.TrackingKeys()
+			if err != nil {
+				return pc, closeAll, fmt.Errorf("render: %w (RTM_TRACKING_SECRET or RTM_TRACKING_SECRET_FILE, the collector's)", err)
+			}
+			pc.Render.Keys = keys
+		}
 		if n == send.Group {
 			d, closer, err := deliverer(cfg, p.reg, log)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -21,17 +22,25 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxEvents caps the events of one request; more get 413. Default 1000.
 	MaxEvents int `yaml:"max_events"`
-	// RatePerSecond and Burst bound requests per second (all clients
-	// together); excess requests get 429 with Retry-After. Defaults 500
-	// and 1000; a negative rate disables the limit.
+	// RatePerSecond and Burst bound the events per second of each API key,
+	// counted in events, not requests (a request may carry MaxEvents);
+	// a request over the limit gets 429 with Retry-After. Defaults 500 and
+	// 1000; Burst must hold MaxEvents. A negative rate disables the limit.
 	RatePerSecond float64 `yaml:"rate_per_second"`
 	Burst         int     `yaml:"burst"`
-	// APIKeys, when not empty, are the accepted X-API-Key values for
-	// POST /v1/events (tracking links are authenticated by their signature).
+	// TrackingRate and TrackingBurst bound the tracking hits (/t/...) per
+	// second of each client address; over it they get 429. Defaults 10 and
+	// 50; a negative rate disables the limit.
+	TrackingRate  float64 `yaml:"tracking_rate"`
+	TrackingBurst int     `yaml:"tracking_burst"`
+	// APIKeys are the accepted X-API-Key values of POST /v1/events, at
+	// least one, each at least tracking.MinSecretBytes long; several are
+	// active at once for rotation. New keeps only their SHA-256 hashes.
+	// Tracking links are authenticated by their seal instead.
 	APIKeys []string `yaml:"api_keys"`
-	// TrackingSecret is the HMAC-SHA256 key of tracking tokens; the render
-	// stage signs with the same secret. Without it the /t/ routes answer 404.
-	TrackingSecret []byte `yaml:"tracking_secret"`
+	// Keys opens tracking tokens; the render stage seals them with the
+	// same secrets. Required.
+	Keys *tracking.Keyring `yaml:"-"`
 	// ProduceTimeout is how long a request waits for Kafka before it gets
 	// 503. Default 5s.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
@@ -46,7 +55,7 @@ type Config struct {
 // Defaults returns the documented defaults.
 func Defaults() Config {
 	return Config{Addr: ":8080", Topic: topics.BehaviorEvents, MaxBodyBytes: 1 << 20, MaxEvents: 1000,
-		RatePerSecond: 500, Burst: 1000, ProduceTimeout: 5 * time.Second, RetryAfter: 5 * time.Second, Now: time.Now}
+		RatePerSecond: 500, Burst: 1000, TrackingRate: 10, TrackingBurst: 50, ProduceTimeout: 5 * time.Second, RetryAfter: 5 * time.Second, Now: time.Now}
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +78,12 @@ func (c Config) withDefaults() Config {
 	if c.Burst == 0 {
 		c.Burst = d.Burst
 	}
+	if c.TrackingRate == 0 {
+		c.TrackingRate = d.TrackingRate
+	}
+	if c.TrackingBurst == 0 {
+		c.TrackingBurst = d.TrackingBurst
+	}
 	if c.ProduceTimeout == 0 {
 		c.ProduceTimeout = d.ProduceTimeout
 	}
@@ -90,19 +105,25 @@ func (c Config) Validate() error {
 	if c.MaxEvents < 0 {
 		errs = append(errs, fmt.Errorf("max_events %d is negative", c.MaxEvents))
 	}
-	if c.RatePerSecond > 0 && c.Burst < 1 {
-		errs = append(errs, fmt.Errorf("burst %d must be at least 1 when rate limiting", c.Burst))
+	if c.RatePerSecond > 0 && c.Burst < max(1, c.MaxEvents) {
+		errs = append(errs, fmt.Errorf("burst %d must be at least max_events (%d): the rate limit counts events, so a smaller burst refuses every full request", c.Burst, c.MaxEvents))
+	}
+	if c.TrackingRate > 0 && c.TrackingBurst < 1 {
+		errs = append(errs, fmt.Errorf("tracking_burst %d must be at least 1 when rate limiting", c.TrackingBurst))
 	}
 	if c.ProduceTimeout < 0 || c.RetryAfter < 0 {
 		errs = append(errs, errors.New("produce_timeout and retry_after must not be negative"))
 	}
+	if len(c.APIKeys) == 0 {
+		errs = append(errs, errors.New("api_keys: at least one API key is required (POST /v1/events is never open)"))
+	}
 	for i, k := range c.APIKeys {
-		if k == "" {
-			errs = append(errs, fmt.Errorf("api_keys[%d] is empty", i))
+		if len(k) < tracking.MinSecretBytes {
+			errs = append(errs, fmt.Errorf("api_keys[%d] has %d bytes; use at least %d random bytes", i, len(k), tracking.MinSecretBytes))
 		}
 	}
-	if len(c.TrackingSecret) > 0 && len(c.TrackingSecret) < 32 {
-		errs = append(errs, fmt.Errorf("tracking_secret has %d bytes; use at least 32 random bytes", len(c.TrackingSecret)))
+	if c.Keys == nil {
+		errs = append(errs, errors.New("tracking keys are required (the render stage's tracking secret)"))
 	}
 	return errors.Join(errs...)
 }

@@ -1,8 +1,9 @@
 // Package collector is the behaviour collector: an HTTP server that takes
-// shopper events from the apps and the web (POST /v1/events) and tracking
-// hits from messages (open pixel GET /t/o/{token}, click redirect
-// GET /t/c/{token}), and produces them to behavior.events keyed by
-// member_id.
+// shopper events from the apps and the web (POST /v1/events, API key
+// required; opens, clicks and unsubscribes refused) and tracking hits from
+// messages (open pixel GET /t/o/{token}, click redirect GET /t/c/{token},
+// one-click unsubscribe POST /t/u/{token}, RFC 8058), and produces them to
+// behavior.events keyed by member_id.
 //
 // An event is acknowledged (202) only after Kafka has acknowledged it
 // (idempotent producer, acks=all); when Kafka is unavailable the collector

@@ -16,17 +16,23 @@ import (
 	"github.com/rtm-project/rtm/topics"
 )
 
-// Event types the collector accepts.
-var EventTypes = []string{"page_view", "add_to_cart", "remove_from_cart", "search", "app_open",
-	"open", "click", "unsubscribe", "purchase"}
+// EventTypes are the event types POST /v1/events accepts.
+var EventTypes = []string{"page_view", "add_to_cart", "remove_from_cart", "search", "app_open", "purchase"}
 
-// needsItem and needsDelivery are the types that make no sense without an
-// item or a delivery: detection would drop them later, so they are
-// rejected here, where the sender still learns why.
-var (
-	needsItem     = []string{"add_to_cart", "remove_from_cart", "purchase"}
-	needsDelivery = []string{"open", "click"}
-)
+// TrackedTypes change a member's consent (unsubscribe) or train channel
+// and timing choice (open, click), so an API key is not enough to send
+// them: they are recorded only from sealed tracking links (/t/o, /t/c,
+// /t/u), which only the member received, or come from the shop's database
+// through CDC. POST /v1/events refuses them with errTracked.
+var TrackedTypes = []string{"open", "click", "unsubscribe"}
+
+const errTracked = "is not accepted by POST /v1/events: opens, clicks and unsubscribes change consent or train the models, " +
+	"so they are recorded only from the signed tracking links in messages (/t/o, /t/c, /t/u) or from the shop's database"
+
+// needsItem are the types that make no sense without an item: detection
+// would drop them later, so they are rejected here, where the sender still
+// learns why.
+var needsItem = []string{"add_to_cart", "remove_from_cart", "purchase"}
 
 const (
 	maxIDLen      = 128
@@ -150,10 +156,12 @@ func parseOne(raw []byte, now time.Time) (topics.BehaviorEvent, error) {
 	check("event_id", w.EventID, false)
 	check("member_id", w.MemberID, true)
 	check("item_id", w.ItemID, slices.Contains(needsItem, w.Type))
-	check("delivery_id", w.DeliveryID, slices.Contains(needsDelivery, w.Type))
+	check("delivery_id", w.DeliveryID, false)
 	switch {
 	case w.Type == "":
 		errs = append(errs, "missing type")
+	case slices.Contains(TrackedTypes, w.Type):
+		errs = append(errs, fmt.Sprintf("type %q %s", w.Type, errTracked))
 	case !slices.Contains(EventTypes, w.Type):
 		errs = append(errs, fmt.Sprintf("unknown type %q (want one of %s)", truncate(w.Type), strings.Join(EventTypes, ", ")))
 	}

@@ -1,35 +1,61 @@
 package collector
 
 import (
+	"container/list"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// bucket is a token bucket: rate tokens per second up to burst. It is what
-// golang.org/x/time/rate does, without the dependency.
-type bucket struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
+// maxClients is how many client addresses the tracking limit remembers.
+// Past it the least recently seen address is forgotten (and starts again
+// with a full bucket), so a flood from many addresses costs bounded memory
+// (about 200 bytes an address) instead of growing without limit.
+const maxClients = 10000
+
+// clientLimits is a token bucket per client address, for the most recently
+// seen maxClients addresses.
+type clientLimits struct {
+	mu    sync.Mutex
+	limit rate.Limit
+	burst int
+	max   int
+	order *list.List // of *clientBucket, most recently seen first
+	byIP  map[string]*list.Element
 }
 
-func newBucket(rate float64, burst int, now time.Time) *bucket {
-	return &bucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
+type clientBucket struct {
+	addr string
+	lim  *rate.Limiter
 }
 
-// allow takes one token if there is one.
-func (b *bucket) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = min(b.burst, b.tokens+el*b.rate)
-		b.last = now
+func newClientLimits(perSecond float64, burst, max int) *clientLimits {
+	return &clientLimits{limit: rate.Limit(perSecond), burst: burst, max: max, order: list.New(), byIP: map[string]*list.Element{}}
+}
+
+// allow takes one token from addr's bucket if there is one.
+func (c *clientLimits) allow(addr string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byIP[addr]
+	if ok {
+		c.order.MoveToFront(e)
+	} else {
+		if c.order.Len() >= c.max {
+			oldest := c.order.Back()
+			c.order.Remove(oldest)
+			delete(c.byIP, oldest.Value.(*clientBucket).addr)
+		}
+		e = c.order.PushFront(&clientBucket{addr: addr, lim: rate.NewLimiter(c.limit, c.burst)})
+		c.byIP[addr] = e
 	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return e.Value.(*clientBucket).lim.AllowN(now, 1)
+}
+
+// len is how many addresses are remembered (tests).
+func (c *clientLimits) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.byIP)
 }

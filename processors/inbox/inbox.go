@@ -1,7 +1,8 @@
 // Package inbox keeps every member's in-app inbox: the in-app adapter
 // appends messages to inapp.messages; this stage folds them into the
 // compacted table inbox-table keyed by member (the newest messages, each
-// delivery ID once), and Handler serves it over HTTP from a Goka view.
+// delivery ID once), and Handler serves it over HTTP from a Goka view, to
+// the member alone (Auth: a JWT issued by the shop).
 package inbox
 
 import (
@@ -95,17 +96,32 @@ func NewView(env stage.Env) (*goka.View, error) {
 	return goka.NewView(env.Brokers, Table, Codec{}, env.ViewOptions()...)
 }
 
-// Handler serves GET /v1/inbox/{member_id}: the member's messages as JSON.
-func Handler(v *goka.View) http.Handler {
+// Reader is what Handler reads: a *goka.View of the inbox table.
+type Reader interface {
+	Recovered() bool
+	Get(key string) (any, error)
+}
+
+// Handler serves GET /v1/inbox/{member_id}: the member's messages as JSON,
+// only to a request with a member token (see Auth) issued for that member.
+// Everything else — no token, a bad one, one for another member, existing
+// or not — gets the same 401, so the API never tells whether a member
+// exists; a member with no messages gets an empty list.
+func Handler(v Reader, auth *Auth) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/inbox/{member}", func(w http.ResponseWriter, r *http.Request) {
+		if m, err := auth.Member(r); err != nil || m != r.PathValue("member") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rtm-inbox"`)
+			http.Error(w, "a valid member token for this inbox is required", http.StatusUnauthorized)
+			return
+		}
 		if !v.Recovered() {
 			http.Error(w, "inbox is loading", http.StatusServiceUnavailable)
 			return
 		}
 		val, err := v.Get(r.PathValue("member"))
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			http.Error(w, "reading the inbox failed", http.StatusInternalServerError)
 			return
 		}
 		in, _ := val.(*Inbox)
@@ -113,6 +129,7 @@ func Handler(v *goka.View) http.Handler {
 			in = &Inbox{Messages: []topics.InAppMessage{}}
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "private, no-store")
 		json.NewEncoder(w).Encode(in)
 	})
 	return mux

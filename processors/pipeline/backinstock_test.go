@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rtm-project/rtm/connectors/tracking"
+
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/channel"
@@ -20,7 +22,7 @@ func TestBackInStockRendersTheRealStock(t *testing.T) {
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)
-	h.cfg.Render = render.Config{TrackingBase: "http://127.0.0.1:1", TrackingSecret: []byte("0123456789abcdef0123456789abcdef"), MailFrom: "shop@example.jp"}
+	h.cfg.Render = render.Config{TrackingBase: "http://127.0.0.1:1", Keys: testKeys(t), MailFrom: "shop@example.jp"}
 	for _, s := range append(stagesOne, channel.Group, timing.Group, render.Group) {
 		h.start(s, "")
 	}
@@ -46,4 +48,13 @@ func TestBackInStockRendersTheRealStock(t *testing.T) {
 	if d.CampaignID != "back-in-stock" || !strings.Contains(string(d.Payload), "7点") || strings.Contains(string(d.Payload), "0点") {
 		t.Errorf("delivery %s for %s: payload %s, want the real stock (7点)", d.DeliveryID, d.CampaignID, d.Payload)
 	}
+}
+
+// testKeys is a tracking keyring for the stages that render.
+func testKeys(t *testing.T) *tracking.Keyring {
+	kr, err := tracking.NewKeyring([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
 }

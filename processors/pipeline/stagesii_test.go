@@ -363,7 +363,7 @@ func TestReplayNeverResends(t *testing.T) {
 		table(t, "channels", rules.KindChannel, []string{"channels", "strategy"}, []any{"LINE", "fixed"}), tpl))
 	h := newHarness(t, rs)
 	h.cfg.Deliverer = dl
-	h.cfg.Render = render.Config{TrackingBase: "http://127.0.0.1:1", TrackingSecret: []byte("0123456789abcdef0123"), MailFrom: "shop@example.jp"}
+	h.cfg.Render = render.Config{TrackingBase: "http://127.0.0.1:1", Keys: testKeys(t), MailFrom: "shop@example.jp"}
 	stages := []string{memberstate.Group, channel.Group, timing.Group, render.Group, send.Group}
 	for _, s := range stages {
 		h.start(s, "")

@@ -35,13 +35,21 @@ type Config struct {
 	// https://t.shop.example.jp; links become TrackingBase/t/c/<token> and
 	// mail gets TrackingBase/t/o/<token> as its open pixel.
 	TrackingBase string
-	// TrackingSecret signs tracking tokens; the collector verifies them.
-	TrackingSecret []byte
+	// Keys seal tracking tokens; the collector opens them.
+	Keys *tracking.Keyring
+	// TrackingTTL is how long tracked links, pixels and unsubscribe links
+	// work after rendering. Default DefaultTrackingTTL.
+	TrackingTTL time.Duration
 	// MailFrom is the sender of every mail.
 	MailFrom string
-	// UnsubscribeMailto and UnsubscribeURL go into List-Unsubscribe.
-	UnsubscribeMailto, UnsubscribeURL string
+	// UnsubscribeMailto goes into List-Unsubscribe next to the member's
+	// one-click unsubscribe link (TrackingBase/t/u/<token>, RFC 8058).
+	UnsubscribeMailto string
 }
+
+// DefaultTrackingTTL is how long links work by default: 90 days, well
+// beyond the 30 days an unsubscribe link must keep working (CAN-SPAM).
+const DefaultTrackingTTL = 90 * 24 * time.Hour
 
 // Validate reports every missing setting.
 func (c Config) Validate() error {
@@ -49,14 +57,20 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.TrackingBase, "http://") && !strings.HasPrefix(c.TrackingBase, "https://") {
 		errs = append(errs, fmt.Errorf("render: tracking base %q must be an http(s) URL", c.TrackingBase))
 	}
-	if len(c.TrackingSecret) < 16 {
-		errs = append(errs, errors.New("render: tracking secret must be at least 16 bytes"))
+	if c.Keys == nil {
+		errs = append(errs, fmt.Errorf("render: tracking keys are required (a tracking secret of at least %d bytes)", tracking.MinSecretBytes))
+	}
+	if c.TrackingTTL < 0 {
+		errs = append(errs, fmt.Errorf("render: tracking TTL %v is negative", c.TrackingTTL))
 	}
 	if c.MailFrom == "" {
 		errs = append(errs, errors.New("render: mail sender is required"))
 	}
 	return errors.Join(errs...)
 }
+
+// routes are the collector's paths of each token kind.
+var routes = map[string]string{tracking.KindOpen: "/t/o/", tracking.KindClick: "/t/c/", tracking.KindUnsubscribe: "/t/u/"}
 
 // Renderer turns offers into deliveries.
 type Renderer struct {
@@ -67,6 +81,9 @@ type Renderer struct {
 func NewRenderer(cfg Config) (*Renderer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.TrackingTTL == 0 {
+		cfg.TrackingTTL = DefaultTrackingTTL
 	}
 	return &Renderer{cfg: cfg}, nil
 }
@@ -112,18 +129,25 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *member.Profile, no
 		return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}
 	}
 	deliveryID := topics.DeliveryID(o.OfferID, o.Channel)
+	// track returns the collector's URL of a sealed token of kind.
+	track := func(kind, target string) (string, error) {
+		tok, err := r.cfg.Keys.Seal(tracking.Tracking{DeliveryID: deliveryID, MemberID: o.MemberID, CampaignID: o.CampaignID,
+			Channel: o.Channel, URL: target, Kind: kind, Expires: now.Add(r.cfg.TrackingTTL)})
+		if err != nil {
+			return "", fmt.Errorf("tracking %s link: %w", kind, err)
+		}
+		return strings.TrimRight(r.cfg.TrackingBase, "/") + routes[kind] + tok, nil
+	}
 	link := out.URL
 	if link != "" {
-		tok, err := tracking.SignClick(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID, out.URL)
-		if err != nil {
-			return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: fmt.Errorf("tracking link: %w", err)}
+		if link, err = track(tracking.KindClick, out.URL); err != nil {
+			return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}
 		}
-		link = strings.TrimRight(r.cfg.TrackingBase, "/") + "/t/c/" + tok
 	}
 	var payload channels.Payload
 	switch o.Channel {
 	case topics.ChannelMail:
-		payload, err = r.mail(p, out, deliveryID, o, link)
+		payload, err = r.mail(p, out, track, link)
 	case topics.ChannelLine:
 		payload = line(p, out, link)
 	case topics.ChannelPush:
@@ -143,10 +167,17 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *member.Profile, no
 	return d, nil
 }
 
-func (r *Renderer) mail(p *member.Profile, out rules.Rendered, deliveryID string, o *topics.Offer, link string) (channels.Payload, error) {
-	pixel, err := tracking.SignOpen(r.cfg.TrackingSecret, deliveryID, o.MemberID, o.CampaignID)
+// mail renders a mail with its open pixel and, next to the shop's mailto,
+// the member's own one-click unsubscribe link, which the List-Unsubscribe
+// and List-Unsubscribe-Post headers (RFC 8058) point at.
+func (r *Renderer) mail(p *member.Profile, out rules.Rendered, track func(kind, target string) (string, error), link string) (channels.Payload, error) {
+	pixel, err := track(tracking.KindOpen, "")
 	if err != nil {
-		return nil, fmt.Errorf("open pixel: %w", err)
+		return nil, err
+	}
+	unsubscribe, err := track(tracking.KindUnsubscribe, "")
+	if err != nil {
+		return nil, err
 	}
 	text := out.Body
 	var b strings.Builder
@@ -157,9 +188,9 @@ func (r *Renderer) mail(p *member.Profile, out rules.Rendered, deliveryID string
 		text += "\n\n" + link
 		fmt.Fprintf(&b, `<p><a href="%s">%s</a></p>`, html.EscapeString(link), html.EscapeString(orDefault(out.AltText, "詳しく見る")))
 	}
-	fmt.Fprintf(&b, `<img src="%s/t/o/%s" width="1" height="1" alt=""></body></html>`, strings.TrimRight(r.cfg.TrackingBase, "/"), pixel)
+	fmt.Fprintf(&b, `<img src="%s" width="1" height="1" alt=""></body></html>`, html.EscapeString(pixel))
 	return channels.NewMail(p.Email, r.cfg.MailFrom, out.Subject, text, b.String()).
-		WithUnsubscribe(r.cfg.UnsubscribeMailto, r.cfg.UnsubscribeURL), nil
+		WithUnsubscribe(r.cfg.UnsubscribeMailto, unsubscribe), nil
 }
 
 // line renders a flex bubble with a button when the template has alt text

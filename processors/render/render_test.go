@@ -15,7 +15,13 @@ import (
 	"github.com/rtm-project/rtm/topics"
 )
 
-var secret = []byte("0123456789abcdef0123456789abcdef")
+var keys = func() *tracking.Keyring {
+	kr, err := tracking.NewKeyring([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		panic(err)
+	}
+	return kr
+}()
 
 func exampleSet(t *testing.T) *rules.Set {
 	t.Helper()
@@ -27,8 +33,8 @@ func exampleSet(t *testing.T) *rules.Set {
 }
 
 func renderer(t *testing.T) *Renderer {
-	r, err := NewRenderer(Config{TrackingBase: "https://t.example.jp", TrackingSecret: secret, MailFrom: "shop@example.jp",
-		UnsubscribeMailto: "unsubscribe@example.jp", UnsubscribeURL: "https://shop.example.jp/unsubscribe"})
+	r, err := NewRenderer(Config{TrackingBase: "https://t.example.jp", Keys: keys, MailFrom: "shop@example.jp",
+		UnsubscribeMailto: "unsubscribe@example.jp", TrackingTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +61,8 @@ func TestRenderEveryChannel(t *testing.T) {
 				o.Template = "back-in-stock"
 				o.Event.Type = "back_in_stock"
 			}
-			d, err := r.Render(set, o, profile(), time.Now())
+			now := time.Now()
+			d, err := r.Render(set, o, profile(), now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,9 +74,15 @@ func TestRenderEveryChannel(t *testing.T) {
 			case topics.ChannelMail:
 				var m channels.MailPayload
 				json.Unmarshal(d.Payload, &m)
+				// RFC 8058: the shop's mailto and the member's own one-click link.
+				lu := m.Headers["List-Unsubscribe"]
 				if m.To != "m1@example.jp" || m.Headers["List-Unsubscribe-Post"] != "List-Unsubscribe=One-Click" ||
-					!strings.Contains(m.Headers["List-Unsubscribe"], "https://shop.example.jp/unsubscribe") {
+					!strings.HasPrefix(lu, "<mailto:unsubscribe@example.jp>, <https://t.example.jp/t/u/") || !strings.HasSuffix(lu, ">") {
 					t.Fatalf("mail %+v", m)
+				}
+				u, err := keys.Open(strings.TrimSuffix(lu[strings.Index(lu, "/t/u/")+5:], ">"), tracking.KindUnsubscribe, now)
+				if err != nil || u.MemberID != "M1" || u.Channel != topics.ChannelMail || u.DeliveryID != d.DeliveryID {
+					t.Fatalf("unsubscribe token %+v, %v", u, err)
 				}
 				if !strings.Contains(m.HTML, "https://t.example.jp/t/o/") || !strings.Contains(m.Text, "https://t.example.jp/t/c/") {
 					t.Fatalf("mail lacks open pixel or tracked link:\n%s\n%s", m.HTML, m.Text)
@@ -78,9 +91,13 @@ func TestRenderEveryChannel(t *testing.T) {
 					t.Fatalf("subject %q", m.Subject)
 				}
 				tok := m.Text[strings.Index(m.Text, "/t/c/")+5:]
-				tr, err := tracking.Verify(secret, strings.TrimSpace(tok), "click")
-				if err != nil || !strings.HasPrefix(tr.URL, "https://shop.example.jp/items/I1") {
+				tr, err := keys.Open(strings.TrimSpace(tok), tracking.KindClick, now)
+				if err != nil || !strings.HasPrefix(tr.URL, "https://shop.example.jp/items/I1") || tr.Channel != topics.ChannelMail {
 					t.Fatalf("click token %+v, %v", tr, err)
+				}
+				// The link stops working after the TTL.
+				if _, err := keys.Open(strings.TrimSpace(tok), tracking.KindClick, now.Add(time.Hour)); err == nil {
+					t.Error("a click token opened after its TTL")
 				}
 			case topics.ChannelLine:
 				if !strings.Contains(payload, `"to":"U0123456789abcdef0123456789abcdef"`) || !strings.Contains(payload, "/t/c/") {
