@@ -63,7 +63,7 @@ func TestMiskeyedAndMisplacedRecordsGoToDLQ(t *testing.T) {
 	h := newHarness(t, rs)
 	dl := &countingDeliverer{}
 	h.cfg.Deliverer = dl
-	h.cfg.Render = render.Config{TrackingBase: "http://127.0.0.1:1", TrackingSecret: []byte("0123456789abcdef0123456789abcdef"), MailFrom: "shop@example.jp"}
+	h.cfg.Render = render.Config{TrackingBase: "http://127.0.0.1:1", Keys: testKeys(t), MailFrom: "shop@example.jp"}
 	all := Stages()
 	for _, s := range all {
 		h.start(s, "")
