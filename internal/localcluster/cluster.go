@@ -113,14 +113,17 @@ func (c *Cluster) Boot(partitions, keep int) error {
 	return WaitListen(c.SinkHTTP, 30*time.Second)
 }
 
-// ChannelEnv is the environment that points the send stage at the local
-// sinks, with LINE at lineURL (a proxy a test controls, or the sink).
+// ChannelEnv is the stages' environment: the send stage pointed at the
+// local sinks, with LINE at lineURL (a proxy a test controls, or the
+// sink), and the render and inbox stages' keys.
 func (c *Cluster) ChannelEnv(lineURL string) []string {
 	host, port, _ := net.SplitHostPort(c.SinkSMTP)
 	return []string{"RTM_LINE_BASE_URL=" + lineURL, "RTM_LINE_TOKEN=rtm-dev-line-token",
 		"RTM_FCM_BASE_URL=http://" + c.SinkHTTP, "RTM_FCM_TOKEN=rtm-dev-fcm-token", "RTM_FCM_PROJECT=rtm-dev",
 		"RTM_SMTP_HOST=" + host, "RTM_SMTP_PORT=" + port, "RTM_SMTP_TLS=none",
-		"RTM_TRACKING_SECRET=localcluster-tracking-secret-0123456789abcdef"}
+		"RTM_TRACKING_SECRET=localcluster-tracking-secret-0123456789abcdef",
+		// The inbox stage serves only members with a shop-issued token.
+		"RTM_INBOX_JWT_ISSUER=localcluster", "RTM_INBOX_JWT_HS256_KEYS=lc:localcluster-inbox-key-0123456789abcdef0123"}
 }
 
 // AddStage adds (without starting) an instance of stage named name, with
