@@ -36,6 +36,7 @@ func newEnv(t testing.TB) *env {
 	}
 	compact := "compact"
 	testkit.CreateTopic(t, b.Addr(), topics.CDCCheckpoints, 1, map[string]*string{"cleanup.policy": &compact})
+	testkit.CreateTopic(t, b.Addr(), topics.CDCKeys, 1, map[string]*string{"cleanup.policy": &compact})
 	src, err := NewMemCT(testTables()...)
 	if err != nil {
 		t.Fatal(err)
@@ -312,8 +313,9 @@ func TestBridgeResync(t *testing.T) {
 	step(t, b, e.src, e.src.Delete("items", map[string]any{"item_id": "I2"})) // v6
 	assertExactly(t, decodeAll(t, committed(t, e.addr)), map[seenChange]int{
 		{"items", "I1", "i", 1}: 1, {"favorites", "M1\x00I1", "i", 2}: 1,
-		// the resync snapshot at version 5: live rows only
-		{"items", "I1", "i", 5}: 1, {"items", "I2", "i", 5}: 1,
+		// the resync at version 5: the live rows, and a delete for the
+		// favourite removed while history was lost
+		{"items", "I1", "i", 5}: 1, {"items", "I2", "i", 5}: 1, {"favorites", "M1\x00I1", "d", 5}: 1,
 		{"items", "I2", "d", 6}: 1,
 	})
 }
@@ -325,15 +327,15 @@ type flaky struct {
 	n  int
 }
 
-func (f *flaky) Poll(ctx context.Context, t TableConfig, since int64, limit int) (Batch, error) {
+func (f *flaky) Poll(ctx context.Context, ts []TableConfig, since []int64, limit int) (Snapshot, error) {
 	f.mu.Lock()
 	fail := f.n > 0
 	f.n--
 	f.mu.Unlock()
 	if fail {
-		return Batch{}, errors.New("connection reset by peer")
+		return Snapshot{}, errors.New("connection reset by peer")
 	}
-	return f.Source.Poll(ctx, t, since, limit)
+	return f.Source.Poll(ctx, ts, since, limit)
 }
 
 // TestBridgeRetriesSourceErrors: database errors are retried with backoff
@@ -390,6 +392,8 @@ func TestBridgeDatabaseRestored(t *testing.T) {
 	}
 	assertExactly(t, decodeAll(t, committed(t, e.addr)), map[seenChange]int{
 		{"items", "I1", "i", 1}: 1, {"items", "I2", "i", 2}: 1, {"items", "I3", "i", 3}: 1,
-		{"items", "I9", "i", 1}: 1, // the restored database's snapshot
+		// the restored database's rows, and deletes for the rows it lacks
+		{"items", "I9", "i", 1}: 1,
+		{"items", "I1", "d", 1}: 1, {"items", "I2", "d", 1}: 1, {"items", "I3", "d", 1}: 1,
 	})
 }

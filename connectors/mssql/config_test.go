@@ -56,7 +56,18 @@ ORDER BY CT.SYS_CHANGE_VERSION`
 	if got := qChanges(fav); got != want {
 		t.Errorf("qChanges =\n%s\nwant\n%s", got, want)
 	}
-	if got, want := qSnapshot(fav), `SELECT [member_id], [item_id], [created_at] FROM dbo.[favorites] ORDER BY [member_id], [item_id]`; got != want {
-		t.Errorf("qSnapshot = %s, want %s", got, want)
+	for _, tt := range []struct{ name, got, want string }{
+		{"qPage first", qPage(fav, false), `SELECT TOP (@p1) [member_id], [item_id], [created_at] FROM dbo.[favorites]
+ORDER BY [member_id], [item_id]`},
+		{"qPage after", qPage(fav, true), `SELECT TOP (@p1) [member_id], [item_id], [created_at] FROM dbo.[favorites]
+WHERE ([member_id] > @p2) OR ([member_id] = @p2 AND [item_id] > @p3)
+ORDER BY [member_id], [item_id]`},
+		{"qMissing", qMissing(fav, 2), `SELECT K.n FROM (VALUES (1, @p1, @p2), (2, @p3, @p4)) AS K(n, [member_id], [item_id])
+WHERE NOT EXISTS (SELECT 1 FROM dbo.[favorites] AS T WHERE T.[member_id] = K.[member_id] AND T.[item_id] = K.[item_id])
+ORDER BY K.n`},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s =\n%s\nwant\n%s", tt.name, tt.got, tt.want)
+		}
 	}
 }

@@ -16,6 +16,16 @@ func testTables() []TableConfig {
 
 func item(id string, price int) map[string]any { return map[string]any{"item_id": id, "price": price} }
 
+// pollOne polls one table of m.
+func pollOne(t testing.TB, m *MemCT, cfg TableConfig, since int64, limit int) (Snapshot, TableChanges) {
+	t.Helper()
+	s, err := m.Poll(context.Background(), []TableConfig{cfg}, []int64{since}, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, s.Tables[0]
+}
+
 // TestMemCTNetChanges checks the CHANGETABLE(CHANGES) collapse rules: the
 // net operation between the since-version and now.
 func TestMemCTNetChanges(t *testing.T) {
@@ -77,12 +87,9 @@ func TestMemCTNetChanges(t *testing.T) {
 			if err := tt.writes(m); err != nil {
 				t.Fatal(err)
 			}
-			b, err := m.Poll(context.Background(), items, tt.since, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b.Resync || b.Through != m.CurrentVersion() {
-				t.Fatalf("batch resync=%v through=%d, want false, %d", b.Resync, b.Through, m.CurrentVersion())
+			_, b := pollOne(t, m, items, tt.since, 0)
+			if b.Through != m.CurrentVersion() {
+				t.Fatalf("batch through=%d, want %d", b.Through, m.CurrentVersion())
 			}
 			assertChanges(t, b.Changes, tt.want)
 		})
@@ -158,17 +165,11 @@ func TestMemCTCleanupAndLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// limit 1 cuts after I3 (version 3); limit 2 takes I3 and the tie pair.
-	b, err := m.Poll(context.Background(), items, 0, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := pollOne(t, m, items, 0, 1)
 	if len(b.Changes) != 1 || b.Through != 3 {
 		t.Errorf("limit 1: %d changes through %d, want 1 through 3", len(b.Changes), b.Through)
 	}
-	b, err = m.Poll(context.Background(), items, 0, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b = pollOne(t, m, items, 0, 2)
 	if len(b.Changes) != 3 || b.Through != 4 {
 		t.Errorf("limit 2 with ties: %d changes through %d, want 3 through 4", len(b.Changes), b.Through)
 	}
@@ -176,17 +177,11 @@ func TestMemCTCleanupAndLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Cleanup(4)
-	b, err = m.Poll(context.Background(), items, 3, 0)
-	if err != nil {
-		t.Fatal(err)
+	_, b = pollOne(t, m, items, 3, 0)
+	if b.MinValidVersion != 4 || len(b.Changes) != 0 {
+		t.Errorf("poll below min valid: %+v, want min valid 4 and no changes", b)
 	}
-	if !b.Resync || b.MinValidVersion != 4 || len(b.Changes) != 2 || b.Changes[0].Version != 5 {
-		t.Errorf("poll below min valid: %+v, want a resync of 2 rows at version 5", b)
-	}
-	b, err = m.Poll(context.Background(), items, 4, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b = pollOne(t, m, items, 4, 0)
 	assertChanges(t, b.Changes, []Change{{Version: 5, Op: "d", Key: map[string]any{"item_id": "I3"}}})
 }
 
@@ -201,11 +196,8 @@ func TestStartAt(t *testing.T) {
 	if err := m.Insert("items", map[string]any{"item_id": "I1", "price": 10.0}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Poll(context.Background(), DefaultTables()[1], 100, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.CurrentVersion() != 101 || len(b.Changes) != 1 || b.Changes[0].Version != 101 || b.Resync {
+	_, b := pollOne(t, m, DefaultTables()[1], 100, 10)
+	if m.CurrentVersion() != 101 || len(b.Changes) != 1 || b.Changes[0].Version != 101 {
 		t.Fatalf("version %d, batch %+v", m.CurrentVersion(), b)
 	}
 	if err := m.StartAt(5); err == nil {
