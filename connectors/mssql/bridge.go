@@ -172,6 +172,9 @@ type Bridge struct {
 
 	mu          sync.Mutex
 	checkpoints map[string]Checkpoint
+	// waiting holds the tables whose restored database has not yet passed
+	// their checkpoint (logged once).
+	waiting map[string]bool
 }
 
 // txInfo describes one committed transaction, for tests.
@@ -202,7 +205,7 @@ func New(cfg Config, src Source, log *slog.Logger, reg prometheus.Registerer) (*
 		return nil, err
 	}
 	return &Bridge{cfg: cfg, src: src, log: log.With("component", "cdc"), m: m, now: time.Now,
-		checkpoints: map[string]Checkpoint{}}, nil
+		checkpoints: map[string]Checkpoint{}, waiting: map[string]bool{}}, nil
 }
 
 // Checkpoints returns the version committed so far per table: every change
@@ -357,10 +360,21 @@ func (b *Bridge) step(ctx context.Context, cl *kgo.Client, unit []TableConfig) (
 
 	var starts []Checkpoint
 	for i, t := range unit {
-		if reason, counted := resyncReason(cps[i], snap, snap.Tables[i]); reason != "" {
-			starts = append(starts, b.startResync(t, cps[i], snap.Database, snap.CurrentVersion, reason, counted))
+		reason, counted := resyncReason(cps[i], snap, snap.Tables[i])
+		if reason == "" {
+			continue
 		}
+		if otherHistory(cps[i], snap) && snap.CurrentVersion <= cps[i].Version {
+			b.waitForVersion(t, cps[i], snap, reason)
+			return false, nil
+		}
+		starts = append(starts, b.startResync(t, cps[i], snap.Database, snap.CurrentVersion, reason, counted))
 	}
+	b.mu.Lock()
+	for _, t := range unit {
+		delete(b.waiting, t.Name)
+	}
+	b.mu.Unlock()
 	if len(starts) > 0 {
 		var recs []*kgo.Record
 		for _, c := range starts {
@@ -457,6 +471,32 @@ func resyncReason(cp Checkpoint, snap Snapshot, tc TableChanges) (reason string,
 		return fmt.Sprintf("the checkpoint %d is older than the minimum valid version %d: change history was cleaned up", cp.Version, tc.MinValidVersion), true
 	}
 	return "", false
+}
+
+// otherHistory reports that the checkpoint's versions belong to another
+// history than the database's: it was restored (or replaced) since.
+func otherHistory(cp Checkpoint, snap Snapshot) bool {
+	return cp.Version != NoCheckpoint && (cp.Database != snap.Database || cp.Version > snap.CurrentVersion)
+}
+
+// waitForVersion holds back the resync of a restored database until its
+// current version passes the checkpoint. The stages keep, per row, the
+// last version they applied and ignore anything not newer (the contract
+// for redelivered records), and they have seen versions up to the
+// checkpoint from the database's earlier history. A resync stamped at a
+// version not above the checkpoint would be ignored for exactly the rows
+// it must correct; one stamped above it is taken, deletes included. The
+// wait is logged once; rtm_cdc_lag_versions shows how far there is to go.
+func (b *Bridge) waitForVersion(t TableConfig, cp Checkpoint, snap Snapshot, reason string) {
+	b.m.lag.WithLabelValues(t.Name).Set(float64(cp.Version - snap.CurrentVersion + 1))
+	b.mu.Lock()
+	logged := b.waiting[t.Name]
+	b.waiting[t.Name] = true
+	b.mu.Unlock()
+	if !logged {
+		b.log.Warn("database restored to an older version: the resync waits until the database's version passes the checkpoint, so that consumers, which ignore versions they have seen, take it; no changes are bridged until then",
+			"table", t.Name, "reason", reason, "checkpoint", cp.Version, "current_version", snap.CurrentVersion)
+	}
 }
 
 // startResync returns the checkpoint that opens a new resync epoch of t,
