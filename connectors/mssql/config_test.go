@@ -23,6 +23,9 @@ func TestConfigValidate(t *testing.T) {
 			"primary-key column id is not among the tracked columns",
 			`partition column "other" must be a primary-key column`,
 			"table members configured twice"}},
+		{"groups", Config{Kafka: kafka.Config{Brokers: []string{"b"}}, Tables: ok, Groups: [][]string{{"orders", "cart_items"}, {"items", "members"}}}, nil},
+		{"bad groups", Config{Kafka: kafka.Config{Brokers: []string{"b"}}, Tables: ok, Groups: [][]string{{"orders", "nope"}, {}, {"orders", "items"}}},
+			[]string{`group 1 names table "nope", which is not bridged`, "group 2 is empty", "table orders is in more than one group"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +45,22 @@ func TestConfigValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUnits: a group is polled as one unit where its first table is; the
+// other tables alone; chunks default to MaxRows.
+func TestUnits(t *testing.T) {
+	cfg := Config{Tables: DefaultTables(), Groups: [][]string{{"cart_items", "orders"}}, MaxRows: 7}.withDefaults()
+	var got []string
+	for _, u := range cfg.units() {
+		got = append(got, names(u))
+	}
+	if want := "members items favorites cart_items+orders"; strings.Join(got, " ") != want {
+		t.Errorf("units %q, want %q", got, want)
+	}
+	if cfg.ResyncChunkRows != 7 {
+		t.Errorf("ResyncChunkRows default %d, want MaxRows 7", cfg.ResyncChunkRows)
 	}
 }
 
