@@ -124,6 +124,8 @@ func New(partitions int32, replication int16) Catalogue {
 		cdc("cart_items", "member_id"),
 		{Name: CDCCheckpoints, Partitions: 1, Cleanup: Compact, Key: "table name", Value: "Checkpoint (connectors/mssql)",
 			Owner: "cdc", Doc: "last Change Tracking version written per table, in the same transaction as its rows"},
+		{Name: CDCKeys, Partitions: 1, Cleanup: Compact, Key: "table and primary key", Value: "KeyRecord (connectors/mssql)",
+			Owner: "cdc", Doc: "primary keys the CDC bridge has published as live, for the deletes a resync must send"},
 		member(BehaviorEvents, "BehaviorEvent", BehaviorEventCodec{}, "shopper behaviour from the collector and apps"),
 		{Name: Events, Partitions: partitions, Cleanup: Delete, Key: "member_id or item_id", Value: "Event",
 			Codec: EventCodec{}, CoPartitioned: true, Owner: GroupDetect, Doc: "business events: price_drop, back_in_stock, cart_abandoned, ..."},

@@ -12,6 +12,11 @@ const (
 	// CDCCheckpoints holds the Change Tracking bridge's per-table version,
 	// written in the same transaction as the rows it covers.
 	CDCCheckpoints = "cdc.checkpoints"
+	// CDCKeys is the Change Tracking bridge's set of primary keys it has
+	// published as live (compacted, a tombstone once deleted), written in the
+	// same transaction as the rows: the sweep at the end of a resync sends
+	// deletes for keys the resync did not see.
+	CDCKeys = "cdc.keys"
 
 	BehaviorEvents   = "behavior.events"
 	Events           = "events"

@@ -32,10 +32,18 @@ type Config struct {
 	// PollInterval is the wait between polls once a table has no more
 	// changes. Default 1s.
 	PollInterval time.Duration
-	// MaxRows caps the rows of one poll and one Kafka transaction (a version
-	// is never split, so a transaction may exceed it by the rows sharing the
-	// last version; a resync snapshot is one transaction). Default 5000.
+	// MaxRows caps the rows of one table in one poll and one Kafka
+	// transaction (a version is never split, so a transaction may exceed it
+	// by the rows sharing the last version). Default 5000.
 	MaxRows int
+	// ResyncChunkRows caps the rows of one resync chunk, which is one Kafka
+	// transaction, and of one sweep transaction. Default MaxRows.
+	ResyncChunkRows int
+	// Groups name tables that one SQL transaction can span (a checkout
+	// writes orders and cart_items): each group is read in one snapshot and
+	// its changes are committed in one Kafka transaction, so a transaction
+	// spanning its tables arrives whole. Every table is in at most one group.
+	Groups [][]string
 	// MinBackoff and MaxBackoff bound the exponential backoff after a
 	// database or Kafka error. Defaults 100ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -65,6 +73,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxRows <= 0 {
 		c.MaxRows = d.MaxRows
 	}
+	if c.ResyncChunkRows <= 0 {
+		c.ResyncChunkRows = c.MaxRows
+	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = d.MinBackoff
 	}
@@ -87,7 +98,60 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("min backoff %v exceeds max backoff %v", c.MinBackoff, c.MaxBackoff))
 	}
 	errs = append(errs, ValidateTables(c.Tables))
+	configured := map[string]bool{}
+	for _, t := range c.Tables {
+		configured[t.Name] = true
+	}
+	grouped := map[string]bool{}
+	for i, g := range c.Groups {
+		if len(g) == 0 {
+			errs = append(errs, fmt.Errorf("group %d is empty", i+1))
+		}
+		for _, name := range g {
+			switch {
+			case !configured[name]:
+				errs = append(errs, fmt.Errorf("group %d names table %q, which is not bridged", i+1, name))
+			case grouped[name]:
+				errs = append(errs, fmt.Errorf("table %s is in more than one group", name))
+			}
+			grouped[name] = true
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// units are what the bridge polls: each group, in the order of its first
+// table, and every other table on its own.
+func (c Config) units() [][]TableConfig {
+	byName := map[string]TableConfig{}
+	for _, t := range c.Tables {
+		byName[t.Name] = t
+	}
+	groupOf := map[string]int{}
+	for i, g := range c.Groups {
+		for _, name := range g {
+			groupOf[name] = i
+		}
+	}
+	var out [][]TableConfig
+	done := map[int]bool{}
+	for _, t := range c.Tables {
+		g, ok := groupOf[t.Name]
+		if !ok {
+			out = append(out, []TableConfig{t})
+			continue
+		}
+		if done[g] {
+			continue
+		}
+		done[g] = true
+		var u []TableConfig
+		for _, name := range c.Groups[g] {
+			u = append(u, byName[name])
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 // Bridge copies Change Tracking changes into Kafka exactly once.
@@ -98,14 +162,29 @@ type Bridge struct {
 	m   *metrics
 	now func() time.Time
 
-	// afterProduce, when set (tests), runs after a batch's records are
-	// produced and flushed and before the transaction is committed. An
-	// error returned from it makes Run return at once without aborting,
-	// as a crash would.
-	afterProduce func(table string) error
+	// afterProduce, when set (tests), runs after a transaction's records
+	// are produced and flushed and before it is committed, with the
+	// transaction's label (the table names joined by "+"). An error returned
+	// from it makes Run return at once without aborting, as a crash would.
+	afterProduce func(label string) error
+	// committed, when set (tests), runs after each committed transaction.
+	committed func(txInfo)
 
 	mu          sync.Mutex
-	checkpoints map[string]int64
+	checkpoints map[string]Checkpoint
+	// waiting holds the tables whose restored database has not yet passed
+	// their checkpoint (logged once).
+	waiting map[string]bool
+}
+
+// txInfo describes one committed transaction, for tests.
+type txInfo struct {
+	// Label is the table names joined by "+".
+	Label string
+	// Kind is "changes", "resync-start", "resync-chunk" or "sweep".
+	Kind string
+	// Rows counts the cdc.<table> records in it.
+	Rows int
 }
 
 // New validates cfg and returns a bridge reading from src. Metrics are
@@ -126,18 +205,37 @@ func New(cfg Config, src Source, log *slog.Logger, reg prometheus.Registerer) (*
 		return nil, err
 	}
 	return &Bridge{cfg: cfg, src: src, log: log.With("component", "cdc"), m: m, now: time.Now,
-		checkpoints: map[string]int64{}}, nil
+		checkpoints: map[string]Checkpoint{}, waiting: map[string]bool{}}, nil
 }
 
-// Checkpoints returns a copy of the versions committed so far per table.
+// Checkpoints returns the version committed so far per table: every change
+// up to it is on Kafka. It is NoCheckpoint while the table's resync (its
+// initial load included) is under way, as no version is complete then.
 func (b *Bridge) Checkpoints() map[string]int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make(map[string]int64, len(b.checkpoints))
-	for k, v := range b.checkpoints {
-		out[k] = v
+	for k, c := range b.checkpoints {
+		out[k] = c.Version
+		if c.Resync != nil {
+			out[k] = NoCheckpoint
+		}
 	}
 	return out
+}
+
+func (b *Bridge) checkpoint(table string) Checkpoint {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.checkpoints[table]
+}
+
+func (b *Bridge) setCheckpoints(cs ...Checkpoint) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range cs {
+		b.checkpoints[c.Table] = c
+	}
 }
 
 // errCrash marks an error from the afterProduce hook.
@@ -173,24 +271,25 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}); err != nil {
 		return ignoreCancel(ctx, err)
 	}
-	var cps map[string]int64
+	var cps map[string]Checkpoint
 	if err := b.retry(ctx, "", "kafka", func() (err error) {
-		cps, err = ReadCheckpoints(ctx, b.cfg.Kafka, topics.CDCCheckpoints)
+		cps, err = ReadCheckpointRecords(ctx, b.cfg.Kafka, topics.CDCCheckpoints, func(key []byte, err error) {
+			b.log.Warn("ignoring a malformed checkpoint: the table will be resynchronised", "key", string(key), "err", err)
+		})
 		return err
 	}); err != nil {
 		return ignoreCancel(ctx, err)
 	}
-	b.mu.Lock()
 	for _, t := range b.cfg.Tables {
-		v, ok := cps[t.Name]
+		c, ok := cps[t.Name]
 		if !ok {
-			v = NoCheckpoint
+			c = Checkpoint{Table: t.Name, Version: NoCheckpoint}
 		}
-		b.checkpoints[t.Name] = v
+		b.setCheckpoints(c)
 	}
-	b.mu.Unlock()
-	b.log.Info("cdc bridge started", "transactional_id", b.cfg.TransactionalID, "checkpoints", cps)
+	b.log.Info("cdc bridge started", "transactional_id", b.cfg.TransactionalID, "checkpoints", b.Checkpoints())
 
+	units := b.cfg.units()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -200,8 +299,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		}
-		for _, t := range b.cfg.Tables {
-			if err := b.drain(ctx, cl, t); err != nil {
+		for _, u := range units {
+			if err := b.drain(ctx, cl, u); err != nil {
 				return ignoreCancel(ctx, err)
 			}
 		}
@@ -209,13 +308,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 }
 
-// drain polls t until it has no more changes, one transaction per batch.
-func (b *Bridge) drain(ctx context.Context, cl *kgo.Client, t TableConfig) error {
+// drain steps a unit (a table or a group) until it has no more changes,
+// one transaction per step.
+func (b *Bridge) drain(ctx context.Context, cl *kgo.Client, unit []TableConfig) error {
 	for {
 		var more bool
-		err := b.retry(ctx, t.Name, "", func() error {
+		err := b.retry(ctx, names(unit), "", func() error {
 			var err error
-			more, err = b.step(ctx, cl, t)
+			more, err = b.step(ctx, cl, unit)
 			return err
 		})
 		if err != nil || !more {
@@ -234,75 +334,325 @@ type stepError struct {
 func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
-// step polls t once and commits what it got. It reports whether more
-// changes are waiting (the batch was cut at MaxRows).
-func (b *Bridge) step(ctx context.Context, cl *kgo.Client, t TableConfig) (bool, error) {
-	since := b.Checkpoints()[t.Name]
-	batch, err := b.src.Poll(ctx, t, since, b.cfg.MaxRows)
+func sourceErr(err error) error { return &stepError{where: "source", err: err} }
+
+// step advances a unit by one transaction and reports whether more work is
+// waiting. A table of the unit in a resync is advanced by one chunk (its
+// group's other tables wait, so the group's changes stay together once it
+// ends); otherwise the unit's changes are polled in one snapshot.
+func (b *Bridge) step(ctx context.Context, cl *kgo.Client, unit []TableConfig) (bool, error) {
+	cps := make([]Checkpoint, len(unit))
+	since := make([]int64, len(unit))
+	for i, t := range unit {
+		cps[i] = b.checkpoint(t.Name)
+		if cps[i].Resync != nil {
+			return true, b.resyncStep(ctx, cl, t, cps[i])
+		}
+		since[i] = cps[i].Version
+	}
+	snap, err := b.src.Poll(ctx, unit, since, b.cfg.MaxRows)
 	if err != nil {
-		return false, &stepError{where: "source", err: fmt.Errorf("polling %s since %d: %w", t.Name, since, err)}
+		return false, sourceErr(fmt.Errorf("polling %s: %w", names(unit), err))
 	}
-	if !batch.Resync && since > batch.CurrentVersion {
-		// The database's version went backwards: it was restored from a
-		// backup or replaced. Versions will be reused, so changes since the
-		// checkpoint cannot be trusted; resynchronise.
-		b.log.Warn("checkpoint is ahead of the database's current version (restored database?): emitting a full snapshot",
-			"table", t.Name, "checkpoint", since, "current_version", batch.CurrentVersion)
-		b.m.resyncs.WithLabelValues(t.Name).Inc()
-		if batch, err = b.src.Poll(ctx, t, NoCheckpoint, b.cfg.MaxRows); err != nil {
-			return false, &stepError{where: "source", err: fmt.Errorf("polling snapshot of %s: %w", t.Name, err)}
+	if len(snap.Tables) != len(unit) {
+		return false, sourceErr(fmt.Errorf("polling %s: %d tables answered", names(unit), len(snap.Tables)))
+	}
+
+	var starts []Checkpoint
+	for i, t := range unit {
+		reason, counted := resyncReason(cps[i], snap, snap.Tables[i])
+		if reason == "" {
+			continue
 		}
-		since = NoCheckpoint // the snapshot below is then logged, not counted twice
-	}
-	b.m.lag.WithLabelValues(t.Name).Set(float64(max(0, batch.CurrentVersion-max(since, 0))))
-	if batch.Resync {
-		if since == NoCheckpoint {
-			b.log.Info("no checkpoint: emitting initial snapshot", "table", t.Name, "rows", len(batch.Changes), "version", batch.CurrentVersion)
-		} else {
-			b.log.Warn("checkpoint is older than the minimum valid version: change history was lost, emitting a full snapshot; consumers see every row again as an insert",
-				"table", t.Name, "checkpoint", since, "min_valid_version", batch.MinValidVersion, "rows", len(batch.Changes), "version", batch.CurrentVersion)
-			b.m.resyncs.WithLabelValues(t.Name).Inc()
+		if otherHistory(cps[i], snap) && snap.CurrentVersion <= cps[i].Version {
+			b.waitForVersion(t, cps[i], snap, reason)
+			return false, nil
 		}
-	}
-	if batch.Through == since && len(batch.Changes) == 0 {
-		b.m.lastSuccess.WithLabelValues(t.Name).SetToCurrentTime()
-		return false, nil
-	}
-	if err := b.commit(ctx, cl, t, batch); err != nil {
-		return false, err
+		starts = append(starts, b.startResync(t, cps[i], snap.Database, snap.CurrentVersion, reason, counted))
 	}
 	b.mu.Lock()
-	b.checkpoints[t.Name] = batch.Through
+	for _, t := range unit {
+		delete(b.waiting, t.Name)
+	}
 	b.mu.Unlock()
+	if len(starts) > 0 {
+		var recs []*kgo.Record
+		for _, c := range starts {
+			recs = append(recs, checkpointRecord(c))
+		}
+		if err := b.commit(ctx, cl, names(unit), "resync-start", recs, 0); err != nil {
+			return false, err
+		}
+		b.setCheckpoints(starts...)
+		return true, nil
+	}
+
+	// The group's checkpoint: each table is complete up to its Through, so
+	// all are complete up to the smallest; later changes wait for the next
+	// step, so a version spanning tables is never split.
+	through := snap.CurrentVersion
+	for _, tc := range snap.Tables {
+		through = min(through, tc.Through)
+	}
+	var recs []*kgo.Record
+	var rows []Change
+	next := make([]Checkpoint, len(unit))
+	ts := b.now().UTC()
+	for i, t := range unit {
+		for _, c := range snap.Tables[i].Changes {
+			if c.Version > through {
+				break // ordered by version
+			}
+			r, err := record(t, c, ts)
+			if err != nil {
+				// A row the codec cannot encode is a configuration or driver
+				// problem that retrying will not fix; stop loudly.
+				return false, &stepError{where: "source", fatal: true, err: err}
+			}
+			recs = append(recs, r, keySetRecord(t, c, cps[i].Epoch))
+			rows = append(rows, c)
+		}
+		next[i] = cps[i]
+		next[i].Version = max(since[i], through)
+		b.m.lag.WithLabelValues(t.Name).Set(float64(max(0, snap.CurrentVersion-next[i].Version)))
+	}
+	moved := false
+	for i := range unit {
+		moved = moved || next[i].Version != since[i]
+	}
+	if len(rows) == 0 && !moved {
+		for _, t := range unit {
+			b.m.lastSuccess.WithLabelValues(t.Name).SetToCurrentTime()
+		}
+		return false, nil
+	}
+	for _, c := range next {
+		recs = append(recs, checkpointRecord(c))
+	}
+	if err := b.commit(ctx, cl, names(unit), "changes", recs, len(rows)); err != nil {
+		return false, err
+	}
+	b.setCheckpoints(next...)
+	b.countRows(unit, snap.Tables, through)
+	return through < snap.CurrentVersion, nil
+}
+
+// countRows counts committed change rows per table and op.
+func (b *Bridge) countRows(unit []TableConfig, tcs []TableChanges, through int64) {
+	for i, t := range unit {
+		counts := map[string]int{}
+		for _, c := range tcs[i].Changes {
+			if c.Version <= through {
+				counts[c.Op]++
+			}
+		}
+		for op, n := range counts {
+			b.m.rows.WithLabelValues(t.Name, op).Add(float64(n))
+		}
+		b.m.lastSuccess.WithLabelValues(t.Name).SetToCurrentTime()
+	}
+}
+
+// resyncReason says why a table's checkpoint cannot be continued with
+// changes, and whether that is counted as a resync (the initial load is
+// not). Empty: it can.
+func resyncReason(cp Checkpoint, snap Snapshot, tc TableChanges) (reason string, counted bool) {
+	switch {
+	case cp.Version == NoCheckpoint:
+		return "no checkpoint: initial load", false
+	case cp.Database == "":
+		return "the checkpoint carries no database identity (written by an older bridge), so a restore since cannot be ruled out", true
+	case cp.Database != snap.Database:
+		return fmt.Sprintf("the database's recovery fork changed from %s to %s: it was restored from a backup or replaced, and versions after the restore point mean other changes",
+			cp.Database, snap.Database), true
+	case cp.Version > snap.CurrentVersion:
+		return fmt.Sprintf("the checkpoint %d is ahead of the database's current version %d (restored database?)", cp.Version, snap.CurrentVersion), true
+	case cp.Version < tc.MinValidVersion:
+		return fmt.Sprintf("the checkpoint %d is older than the minimum valid version %d: change history was cleaned up", cp.Version, tc.MinValidVersion), true
+	}
+	return "", false
+}
+
+// otherHistory reports that the checkpoint's versions belong to another
+// history than the database's: it was restored (or replaced) since.
+func otherHistory(cp Checkpoint, snap Snapshot) bool {
+	return cp.Version != NoCheckpoint && (cp.Database != snap.Database || cp.Version > snap.CurrentVersion)
+}
+
+// waitForVersion holds back the resync of a restored database until its
+// current version passes the checkpoint. The stages keep, per row, the
+// last version they applied and ignore anything not newer (the contract
+// for redelivered records), and they have seen versions up to the
+// checkpoint from the database's earlier history. A resync stamped at a
+// version not above the checkpoint would be ignored for exactly the rows
+// it must correct; one stamped above it is taken, deletes included. The
+// wait is logged once; rtm_cdc_lag_versions shows how far there is to go.
+func (b *Bridge) waitForVersion(t TableConfig, cp Checkpoint, snap Snapshot, reason string) {
+	b.m.lag.WithLabelValues(t.Name).Set(float64(cp.Version - snap.CurrentVersion + 1))
+	b.mu.Lock()
+	logged := b.waiting[t.Name]
+	b.waiting[t.Name] = true
+	b.mu.Unlock()
+	if !logged {
+		b.log.Warn("database restored to an older version: the resync waits until the database's version passes the checkpoint, so that consumers, which ignore versions they have seen, take it; no changes are bridged until then",
+			"table", t.Name, "reason", reason, "checkpoint", cp.Version, "current_version", snap.CurrentVersion)
+	}
+}
+
+// startResync returns the checkpoint that opens a new resync epoch of t,
+// based at version base of database db.
+func (b *Bridge) startResync(t TableConfig, cp Checkpoint, db string, base int64, reason string, counted bool) Checkpoint {
+	next := Checkpoint{Table: t.Name, Version: cp.Version, Database: db, Epoch: cp.Epoch + 1,
+		Resync: &Resync{Reason: reason, Base: base}}
+	if counted {
+		b.log.Warn("resynchronising: copying the table in chunks, then sending deletes for rows gone since; consumers see every row again as an insert",
+			"table", t.Name, "reason", reason, "epoch", next.Epoch, "base_version", base)
+		b.m.resyncs.WithLabelValues(t.Name).Inc()
+	} else {
+		b.log.Info("initial load", "table", t.Name, "epoch", next.Epoch, "base_version", base)
+	}
+	return next
+}
+
+// resyncStep commits one chunk of t's resync: the next page of rows in
+// primary-key order (copy), or the next batch of deletes for keys of
+// cdc.keys that this epoch did not see and that are gone (sweep). The
+// checkpoint committed with it says where to go on, so a restarted bridge
+// resumes from the last committed chunk. A database that changes identity
+// while a resync runs starts a new epoch.
+func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, cp Checkpoint) error {
+	rs := *cp.Resync
+	next := cp
+	next.Resync = &rs
+	var recs []*kgo.Record
+	var rows []Change
+	kind := "resync-chunk"
+	if !rs.Sweep {
+		page, err := b.src.Page(ctx, t, rs.After, b.cfg.ResyncChunkRows)
+		if err != nil {
+			return sourceErr(fmt.Errorf("reading a resync chunk of %s: %w", t.Name, err))
+		}
+		if page.Database != cp.Database {
+			return b.restartResync(ctx, cl, t, cp, page.Database, page.CurrentVersion)
+		}
+		rows = page.Rows
+		if len(rows) > 0 {
+			rs.After = rows[len(rows)-1].Key
+		}
+		if len(rows) < b.cfg.ResyncChunkRows {
+			rs.Sweep, rs.After = true, nil
+		}
+	} else {
+		kind = "sweep"
+		gone, done, err := b.sweepBatch(ctx, t, cp.Epoch, &rs)
+		if err != nil {
+			return err
+		}
+		if gone.Database != "" && gone.Database != cp.Database {
+			return b.restartResync(ctx, cl, t, cp, gone.Database, gone.CurrentVersion)
+		}
+		for _, k := range gone.Keys {
+			rows = append(rows, Change{Version: gone.CurrentVersion, Op: topics.OpDelete, Key: k})
+		}
+		if done {
+			b.log.Info("resync done", "table", t.Name, "epoch", cp.Epoch, "continuing_after_version", rs.Base)
+			next = Checkpoint{Table: t.Name, Version: rs.Base, Database: cp.Database, Epoch: cp.Epoch}
+		}
+	}
+	ts := b.now().UTC()
+	for _, c := range rows {
+		r, err := record(t, c, ts)
+		if err != nil {
+			return &stepError{where: "source", fatal: true, err: err}
+		}
+		recs = append(recs, r, keySetRecord(t, c, cp.Epoch))
+	}
+	recs = append(recs, checkpointRecord(next))
+	if err := b.commit(ctx, cl, t.Name, kind, recs, len(rows)); err != nil {
+		return err
+	}
+	b.setCheckpoints(next)
 	counts := map[string]int{}
-	for _, c := range batch.Changes {
+	for _, c := range rows {
 		counts[c.Op]++
 	}
 	for op, n := range counts {
 		b.m.rows.WithLabelValues(t.Name, op).Add(float64(n))
 	}
-	b.m.lag.WithLabelValues(t.Name).Set(float64(batch.CurrentVersion - batch.Through))
 	b.m.lastSuccess.WithLabelValues(t.Name).SetToCurrentTime()
-	return batch.Through < batch.CurrentVersion, nil
+	return nil
 }
 
-// commit writes the batch's rows and its checkpoint in one transaction.
-func (b *Bridge) commit(ctx context.Context, cl *kgo.Client, t TableConfig, batch Batch) error {
-	recs := make([]*kgo.Record, 0, len(batch.Changes)+1)
-	ts := b.now().UTC()
-	for _, c := range batch.Changes {
-		r, err := record(t, c, ts)
-		if err != nil {
-			// A row the codec cannot encode is a configuration or driver
-			// problem that retrying will not fix; stop loudly.
-			return &stepError{where: "source", fatal: true, err: err}
-		}
-		recs = append(recs, r)
+// restartResync opens a new epoch because the database changed identity
+// during a resync: what was copied belongs to the other database.
+func (b *Bridge) restartResync(ctx context.Context, cl *kgo.Client, t TableConfig, cp Checkpoint, db string, current int64) error {
+	reason := fmt.Sprintf("the database's recovery fork changed from %s to %s during the resync", cp.Database, db)
+	next := b.startResync(t, cp, db, current, reason, true)
+	if err := b.commit(ctx, cl, t.Name, "resync-start", []*kgo.Record{checkpointRecord(next)}, 0); err != nil {
+		return err
 	}
-	recs = append(recs, checkpointRecord(t.Name, batch.Through))
+	b.setCheckpoints(next)
+	return nil
+}
 
+// sweepBatch reads cdc.keys from the sweep's position and collects up to
+// ResyncChunkRows distinct keys of t last seen by an epoch before epoch
+// (those this epoch saw carry its number), asks the database which of them
+// are gone, and advances rs.SweepFrom past what it read. done reports that
+// the key set was read to its end.
+//
+// The database, not the key set, decides: a key may appear in the log
+// several times until compaction, with an older epoch before a newer one,
+// and a row absent from every chunk may have been inserted after its chunk
+// was read (the changes after the resync's base version send it). Asking
+// whether the row exists now needs no memory beyond the batch; a row that
+// is gone gets a delete even if it was deleted before (a repeated delete
+// changes nothing downstream).
+func (b *Bridge) sweepBatch(ctx context.Context, t TableConfig, epoch int64, rs *Resync) (Missing, bool, error) {
+	var cand []map[string]any
+	seen := map[string]bool{}
+	next := map[int32]int64{}
+	full := false
+	err := scanLog(ctx, b.cfg.Kafka, topics.CDCKeys, rs.SweepFrom, func(r *kgo.Record) bool {
+		if r.Value == nil || keySetTable(r.Key) != t.Name || seen[string(r.Key)] {
+			return false
+		}
+		kr, err := decodeKeyRecord(t, r.Key, r.Value)
+		if err != nil {
+			b.log.Warn("ignoring a malformed key-set record", "table", t.Name, "offset", r.Offset, "err", err)
+			return false
+		}
+		if kr.Epoch >= epoch {
+			return false
+		}
+		seen[string(r.Key)] = true
+		cand = append(cand, kr.Key)
+		full = len(cand) >= b.cfg.ResyncChunkRows
+		return full
+	}, next)
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		// No key was ever recorded (producing one creates the topic or
+		// fails loudly): nothing to sweep.
+		err, full = nil, false
+	}
+	if err != nil {
+		return Missing{}, false, kafkaErr(fmt.Errorf("reading the key set of %s: %w", t.Name, err))
+	}
+	var gone Missing
+	if len(cand) > 0 {
+		if gone, err = b.src.Missing(ctx, t, cand); err != nil {
+			return Missing{}, false, sourceErr(fmt.Errorf("checking which rows of %s are gone: %w", t.Name, err))
+		}
+	}
+	rs.SweepFrom = next
+	return gone, !full, nil
+}
+
+// commit writes recs in one transaction, labelled for errors and test
+// hooks; rows is how many of them are change rows.
+func (b *Bridge) commit(ctx context.Context, cl *kgo.Client, label, kind string, recs []*kgo.Record, rows int) error {
 	if err := cl.BeginTransaction(); err != nil {
-		return kafkaErr(fmt.Errorf("beginning transaction for %s: %w", t.Name, err))
+		return kafkaErr(fmt.Errorf("beginning transaction for %s: %w", label, err))
 	}
 	var (
 		mu       sync.Mutex
@@ -322,7 +672,7 @@ func (b *Bridge) commit(ctx context.Context, cl *kgo.Client, t TableConfig, batc
 	perr := firstErr
 	mu.Unlock()
 	if ferr == nil && perr == nil && b.afterProduce != nil {
-		if err := b.afterProduce(t.Name); err != nil {
+		if err := b.afterProduce(label); err != nil {
 			return &stepError{where: "kafka", fatal: true, err: errCrash{err}}
 		}
 	}
@@ -333,7 +683,7 @@ func (b *Bridge) commit(ctx context.Context, cl *kgo.Client, t TableConfig, batc
 		abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := cl.AbortBufferedRecords(abortCtx); err != nil {
-			return kafkaErr(fmt.Errorf("aborting buffered records for %s: %w", t.Name, err))
+			return kafkaErr(fmt.Errorf("aborting buffered records for %s: %w", label, err))
 		}
 	}
 	// Ending must finish even when ctx was cancelled mid-batch, or the
@@ -341,10 +691,13 @@ func (b *Bridge) commit(ctx context.Context, cl *kgo.Client, t TableConfig, batc
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := cl.EndTransaction(endCtx, commit); err != nil {
-		return kafkaErr(fmt.Errorf("ending transaction for %s: %w", t.Name, err))
+		return kafkaErr(fmt.Errorf("ending transaction for %s: %w", label, err))
 	}
 	if ferr != nil || perr != nil {
-		return kafkaErr(fmt.Errorf("producing %d changes of %s: %w", len(batch.Changes), t.Name, errors.Join(ferr, perr)))
+		return kafkaErr(fmt.Errorf("producing %d records of %s: %w", len(recs), label, errors.Join(ferr, perr)))
+	}
+	if b.committed != nil {
+		b.committed(txInfo{Label: label, Kind: kind, Rows: rows})
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ func newEnv(t testing.TB) *env {
 	}
 	compact := "compact"
 	testkit.CreateTopic(t, b.Addr(), topics.CDCCheckpoints, 1, map[string]*string{"cleanup.policy": &compact})
+	testkit.CreateTopic(t, b.Addr(), topics.CDCKeys, 1, map[string]*string{"cleanup.policy": &compact})
 	src, err := NewMemCT(testTables()...)
 	if err != nil {
 		t.Fatal(err)
@@ -312,8 +313,9 @@ func TestBridgeResync(t *testing.T) {
 	step(t, b, e.src, e.src.Delete("items", map[string]any{"item_id": "I2"})) // v6
 	assertExactly(t, decodeAll(t, committed(t, e.addr)), map[seenChange]int{
 		{"items", "I1", "i", 1}: 1, {"favorites", "M1\x00I1", "i", 2}: 1,
-		// the resync snapshot at version 5: live rows only
-		{"items", "I1", "i", 5}: 1, {"items", "I2", "i", 5}: 1,
+		// the resync at version 5: the live rows, and a delete for the
+		// favourite removed while history was lost
+		{"items", "I1", "i", 5}: 1, {"items", "I2", "i", 5}: 1, {"favorites", "M1\x00I1", "d", 5}: 1,
 		{"items", "I2", "d", 6}: 1,
 	})
 }
@@ -325,15 +327,15 @@ type flaky struct {
 	n  int
 }
 
-func (f *flaky) Poll(ctx context.Context, t TableConfig, since int64, limit int) (Batch, error) {
+func (f *flaky) Poll(ctx context.Context, ts []TableConfig, since []int64, limit int) (Snapshot, error) {
 	f.mu.Lock()
 	fail := f.n > 0
 	f.n--
 	f.mu.Unlock()
 	if fail {
-		return Batch{}, errors.New("connection reset by peer")
+		return Snapshot{}, errors.New("connection reset by peer")
 	}
-	return f.Source.Poll(ctx, t, since, limit)
+	return f.Source.Poll(ctx, ts, since, limit)
 }
 
 // TestBridgeRetriesSourceErrors: database errors are retried with backoff
@@ -365,31 +367,44 @@ func TestBridgeRetriesSourceErrors(t *testing.T) {
 }
 
 // TestBridgeDatabaseRestored: a database restored to an older version
-// (checkpoint ahead of the current version) is resynchronised from a
-// snapshot instead of silently skipping reused versions.
+// (checkpoint ahead of the current version) is not continued from reused
+// versions. The resync waits until the database's version passes the
+// checkpoint, so every record it writes is newer than anything consumers
+// saw from the earlier history, and they take it (deletes of the rows the
+// restore removed included).
 func TestBridgeDatabaseRestored(t *testing.T) {
 	e := newEnv(t)
 	a, _, stopA := e.start(t, e.config(), nil, nil)
 	waitStarted(t, a)
-	step(t, a, e.src, e.src.Insert("items", item("I1", 1)), e.src.Insert("items", item("I2", 2)),
-		e.src.Insert("items", item("I3", 3))) // v1..v3
+	step(t, a, e.src, e.src.Insert("items", item("I1", 1))) // v1
+	backup := e.src.Backup()
+	step(t, a, e.src, e.src.Insert("items", item("I2", 2)), e.src.Insert("items", item("I3", 3))) // v2, v3
 	stopA()
 
-	restored, err := NewMemCT(testTables()...)
-	if err != nil {
+	e.src.Restore(backup)                                          // back to v1, new fork
+	if err := e.src.Insert("items", item("I9", 9)); err != nil { // v2 again
 		t.Fatal(err)
 	}
-	if err := restored.Insert("items", item("I9", 9)); err != nil { // v1 again
-		t.Fatal(err)
-	}
-	e.src = restored
 	b, _, _ := e.start(t, e.config(), nil, nil)
-	step(t, b, restored)
+	testkit.Eventually(t, 30*time.Second, "the bridge to wait for the restored database", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.waiting["items"]
+	})
+	if got := b.Checkpoints()["items"]; got != 3 {
+		t.Errorf("checkpoint while waiting = %d, want 3 (untouched)", got)
+	}
+	// v3 is still not past the checkpoint; v4 is.
+	step(t, b, e.src, e.src.Insert("items", item("I10", 10)), e.src.Update("items", item("I1", 11)))
 	if n := value(t, b.m.resyncs.WithLabelValues("items")); n != 1 {
 		t.Errorf("resyncs{items} = %v, want 1", n)
 	}
 	assertExactly(t, decodeAll(t, committed(t, e.addr)), map[seenChange]int{
 		{"items", "I1", "i", 1}: 1, {"items", "I2", "i", 2}: 1, {"items", "I3", "i", 3}: 1,
-		{"items", "I9", "i", 1}: 1, // the restored database's snapshot
+		// the restored database's rows, and deletes for the rows it lacks,
+		// all above the old checkpoint
+		{"items", "I1", "i", 4}: 1, {"items", "I9", "i", 4}: 1, {"items", "I10", "i", 4}: 1,
+		{"items", "I2", "d", 4}: 1, {"items", "I3", "d", 4}: 1,
 	})
+	assertSame(t, replay(t, e.addr), want(t, e.src))
 }

@@ -22,13 +22,20 @@ import (
 //     then update is i, insert then delete is not returned, update then
 //     delete is d;
 //   - a minimum valid version advanced by Cleanup, below which a reader must
-//     resynchronise from a snapshot.
+//     resynchronise;
+//   - a database identity (the recovery fork GUID) that Restore changes
+//     while taking the tables, their change history and the version back to
+//     a Backup, as RESTORE DATABASE does;
+//   - every read (Poll, Page, Missing) under one lock: one snapshot, also
+//     across the tables of one Poll.
 //
 // It is safe for concurrent use.
 type MemCT struct {
 	mu       sync.Mutex
 	version  int64
 	minValid int64
+	database string
+	forks    int
 	tables   map[string]*memTable
 }
 
@@ -56,17 +63,22 @@ var ErrNoRow = errors.New("no such row")
 // ErrDuplicateKey is returned by Insert for a key that already has a row.
 var ErrDuplicateKey = errors.New("duplicate primary key")
 
-// NewMemCT returns empty tables at version 0.
+// NewMemCT returns empty tables at version 0. Every new MemCT has the same
+// identity (a restarted simulator is the same database); Restore gives it
+// a new one.
 func NewMemCT(tables ...TableConfig) (*MemCT, error) {
 	if err := ValidateTables(tables); err != nil {
 		return nil, fmt.Errorf("in-memory change tracking: %w", err)
 	}
-	m := &MemCT{tables: map[string]*memTable{}}
+	m := &MemCT{tables: map[string]*memTable{}, database: forkGUID(0)}
 	for _, t := range tables {
 		m.tables[t.Name] = &memTable{cfg: t, rows: map[string]*memRow{}}
 	}
 	return m, nil
 }
+
+// forkGUID is the n-th recovery fork's GUID.
+func forkGUID(n int) string { return fmt.Sprintf("00000000-0000-0000-0000-%012d", n+1) }
 
 // Writer is the write API of one transaction.
 type Writer interface {
@@ -123,6 +135,51 @@ func (m *MemCT) CurrentVersion() int64 {
 	return m.version
 }
 
+// Database is the current recovery fork GUID.
+func (m *MemCT) Database() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.database
+}
+
+// Backup is a copy of a MemCT's tables, change history and versions, as a
+// database backup holds them.
+type Backup struct {
+	version, minValid int64
+	tables            map[string]*memTable
+}
+
+// Backup copies the current state.
+func (m *MemCT) Backup() *Backup {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return &Backup{version: m.version, minValid: m.minValid, tables: cloneTables(m.tables)}
+}
+
+// Restore replaces the state with the backup's, as RESTORE DATABASE does:
+// the version goes back to the backup's (the next write reuses versions
+// already handed out before the restore), the change history is the
+// backup's, and the database gets a new recovery fork GUID.
+func (m *MemCT) Restore(b *Backup) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.version, m.minValid, m.tables = b.version, b.minValid, cloneTables(b.tables)
+	m.forks++
+	m.database = forkGUID(m.forks)
+}
+
+func cloneTables(in map[string]*memTable) map[string]*memTable {
+	out := make(map[string]*memTable, len(in))
+	for name, t := range in {
+		c := &memTable{cfg: t.cfg, rows: make(map[string]*memRow, len(t.rows))}
+		for k, r := range t.rows {
+			c.rows[k] = &memRow{key: maps.Clone(r.key), row: maps.Clone(r.row), hist: slices.Clone(r.hist)}
+		}
+		out[name] = c
+	}
+	return out
+}
+
 // Cleanup forgets change history up to retainAfter, as SQL Server's
 // retention cleanup does: the minimum valid version becomes retainAfter
 // (never lower than before, never above the current version), and readers
@@ -151,29 +208,42 @@ func (m *MemCT) Cleanup(retainAfter int64) {
 	}
 }
 
-// Poll implements Source.
-func (m *MemCT) Poll(ctx context.Context, cfg TableConfig, since int64, limit int) (Batch, error) {
+func (m *MemCT) table(cfg TableConfig) (*memTable, error) {
+	t, ok := m.tables[cfg.Name]
+	if !ok {
+		return nil, fmt.Errorf("in-memory change tracking: unknown table %s", cfg.Name)
+	}
+	return t, nil
+}
+
+// Poll implements Source: every table of the group is read under one lock,
+// so a transaction spanning them is either wholly in the snapshot or not.
+func (m *MemCT) Poll(ctx context.Context, cfgs []TableConfig, since []int64, limit int) (Snapshot, error) {
 	if err := ctx.Err(); err != nil {
-		return Batch{}, err
+		return Snapshot{}, err
+	}
+	if len(since) != len(cfgs) {
+		return Snapshot{}, fmt.Errorf("in-memory change tracking: %d tables, %d checkpoints", len(cfgs), len(since))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, ok := m.tables[cfg.Name]
-	if !ok {
-		return Batch{}, fmt.Errorf("in-memory change tracking: unknown table %s", cfg.Name)
-	}
-	b := Batch{CurrentVersion: m.version, MinValidVersion: m.minValid, Through: m.version}
-	if since == NoCheckpoint || since < m.minValid {
-		b.Resync = true
-		for _, k := range slices.Sorted(maps.Keys(t.rows)) {
-			r := t.rows[k]
-			if r.row != nil {
-				b.Changes = append(b.Changes, Change{Version: m.version, Op: topics.OpInsert,
-					Key: maps.Clone(r.key), Row: project(r.row, cfg.Columns)})
-			}
+	s := Snapshot{Database: m.database, CurrentVersion: m.version}
+	for i, cfg := range cfgs {
+		t, err := m.table(cfg)
+		if err != nil {
+			return Snapshot{}, err
 		}
-		return b, nil
+		tc := TableChanges{MinValidVersion: m.minValid, Through: m.version}
+		if since[i] != NoCheckpoint && since[i] >= m.minValid && since[i] <= m.version {
+			tc.Changes, tc.Through = m.changes(t, cfg, since[i], limit)
+		}
+		s.Tables = append(s.Tables, tc)
 	}
+	return s, nil
+}
+
+// changes is CHANGETABLE(CHANGES t, since) joined to the live rows.
+func (m *MemCT) changes(t *memTable, cfg TableConfig, since int64, limit int) ([]Change, int64) {
 	type keyed struct {
 		k string
 		r *memRow
@@ -192,6 +262,7 @@ func (m *MemCT) Poll(ctx context.Context, cfg TableConfig, since int64, limit in
 		}
 		return strings.Compare(x.k, y.k)
 	})
+	var out []Change
 	for _, h := range hits {
 		r := h.r
 		last := r.hist[len(r.hist)-1]
@@ -213,14 +284,68 @@ func (m *MemCT) Poll(ctx context.Context, cfg TableConfig, since int64, limit in
 		default:
 			c.Op = topics.OpDelete
 		}
-		b.Changes = append(b.Changes, c)
-		if limit > 0 && len(b.Changes) > limit && c.Version != b.Changes[limit-1].Version {
+		out = append(out, c)
+		if limit > 0 && len(out) > limit && c.Version != out[limit-1].Version {
 			// One past the cut: enough for cut to see where it ends.
 			break
 		}
 	}
-	b.Changes, b.Through = cut(b.Changes, limit, b.Through)
-	return b, nil
+	return cut(out, limit, m.version)
+}
+
+// Page implements Source. Primary-key order is the order of the encoded
+// keys, the same order every page uses.
+func (m *MemCT) Page(ctx context.Context, cfg TableConfig, after map[string]any, limit int) (Page, error) {
+	if err := ctx.Err(); err != nil {
+		return Page{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, err := m.table(cfg)
+	if err != nil {
+		return Page{}, err
+	}
+	p := Page{Database: m.database, CurrentVersion: m.version}
+	var keys []string
+	from := ""
+	if after != nil {
+		from = encodeKey(cfg.PrimaryKey, after)
+	}
+	for k, r := range t.rows {
+		if r.row != nil && (after == nil || k > from) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if limit > 0 && len(p.Rows) == limit {
+			break
+		}
+		r := t.rows[k]
+		p.Rows = append(p.Rows, Change{Version: m.version, Op: topics.OpInsert, Key: maps.Clone(r.key),
+			Row: project(r.row, cfg.Columns)})
+	}
+	return p, nil
+}
+
+// Missing implements Source.
+func (m *MemCT) Missing(ctx context.Context, cfg TableConfig, keys []map[string]any) (Missing, error) {
+	if err := ctx.Err(); err != nil {
+		return Missing{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, err := m.table(cfg)
+	if err != nil {
+		return Missing{}, err
+	}
+	out := Missing{Database: m.database, CurrentVersion: m.version}
+	for _, k := range keys {
+		if r, ok := t.rows[encodeKey(cfg.PrimaryKey, k)]; !ok || r.row == nil {
+			out.Keys = append(out.Keys, k)
+		}
+	}
+	return out, nil
 }
 
 // cut keeps at most limit changes plus those sharing the last kept version

@@ -3,6 +3,7 @@ package mssql
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -15,6 +16,16 @@ func testTables() []TableConfig {
 }
 
 func item(id string, price int) map[string]any { return map[string]any{"item_id": id, "price": price} }
+
+// pollOne polls one table of m.
+func pollOne(t testing.TB, m *MemCT, cfg TableConfig, since int64, limit int) (Snapshot, TableChanges) {
+	t.Helper()
+	s, err := m.Poll(context.Background(), []TableConfig{cfg}, []int64{since}, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, s.Tables[0]
+}
 
 // TestMemCTNetChanges checks the CHANGETABLE(CHANGES) collapse rules: the
 // net operation between the since-version and now.
@@ -77,12 +88,9 @@ func TestMemCTNetChanges(t *testing.T) {
 			if err := tt.writes(m); err != nil {
 				t.Fatal(err)
 			}
-			b, err := m.Poll(context.Background(), items, tt.since, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b.Resync || b.Through != m.CurrentVersion() {
-				t.Fatalf("batch resync=%v through=%d, want false, %d", b.Resync, b.Through, m.CurrentVersion())
+			_, b := pollOne(t, m, items, tt.since, 0)
+			if b.Through != m.CurrentVersion() {
+				t.Fatalf("batch through=%d, want %d", b.Through, m.CurrentVersion())
 			}
 			assertChanges(t, b.Changes, tt.want)
 		})
@@ -158,17 +166,11 @@ func TestMemCTCleanupAndLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// limit 1 cuts after I3 (version 3); limit 2 takes I3 and the tie pair.
-	b, err := m.Poll(context.Background(), items, 0, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := pollOne(t, m, items, 0, 1)
 	if len(b.Changes) != 1 || b.Through != 3 {
 		t.Errorf("limit 1: %d changes through %d, want 1 through 3", len(b.Changes), b.Through)
 	}
-	b, err = m.Poll(context.Background(), items, 0, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b = pollOne(t, m, items, 0, 2)
 	if len(b.Changes) != 3 || b.Through != 4 {
 		t.Errorf("limit 2 with ties: %d changes through %d, want 3 through 4", len(b.Changes), b.Through)
 	}
@@ -176,17 +178,11 @@ func TestMemCTCleanupAndLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Cleanup(4)
-	b, err = m.Poll(context.Background(), items, 3, 0)
-	if err != nil {
-		t.Fatal(err)
+	_, b = pollOne(t, m, items, 3, 0)
+	if b.MinValidVersion != 4 || len(b.Changes) != 0 {
+		t.Errorf("poll below min valid: %+v, want min valid 4 and no changes", b)
 	}
-	if !b.Resync || b.MinValidVersion != 4 || len(b.Changes) != 2 || b.Changes[0].Version != 5 {
-		t.Errorf("poll below min valid: %+v, want a resync of 2 rows at version 5", b)
-	}
-	b, err = m.Poll(context.Background(), items, 4, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b = pollOne(t, m, items, 4, 0)
 	assertChanges(t, b.Changes, []Change{{Version: 5, Op: "d", Key: map[string]any{"item_id": "I3"}}})
 }
 
@@ -201,14 +197,145 @@ func TestStartAt(t *testing.T) {
 	if err := m.Insert("items", map[string]any{"item_id": "I1", "price": 10.0}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Poll(context.Background(), DefaultTables()[1], 100, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.CurrentVersion() != 101 || len(b.Changes) != 1 || b.Changes[0].Version != 101 || b.Resync {
+	_, b := pollOne(t, m, DefaultTables()[1], 100, 10)
+	if m.CurrentVersion() != 101 || len(b.Changes) != 1 || b.Changes[0].Version != 101 {
 		t.Fatalf("version %d, batch %+v", m.CurrentVersion(), b)
 	}
 	if err := m.StartAt(5); err == nil {
 		t.Fatal("StartAt after writes succeeded")
+	}
+}
+
+// TestMemCTRestore: a restore takes rows, history and version back to the
+// backup and changes the recovery fork; later writes reuse versions.
+func TestMemCTRestore(t *testing.T) {
+	items := testTables()[0]
+	m, err := NewMemCT(testTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(m.Insert("items", item("I1", 1)), m.Insert("items", item("I2", 2))); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Database()
+	b := m.Backup()
+	if err := errors.Join(m.Delete("items", map[string]any{"item_id": "I1"}), m.Insert("items", item("I3", 3))); err != nil {
+		t.Fatal(err)
+	}
+	m.Restore(b)
+	if m.CurrentVersion() != 2 || m.Database() == before {
+		t.Fatalf("after restore: version %d database %s (was %s), want 2 and a new fork", m.CurrentVersion(), m.Database(), before)
+	}
+	if err := m.Insert("items", item("I4", 4)); err != nil { // v3 again, another change
+		t.Fatal(err)
+	}
+	s, tc := pollOne(t, m, items, 1, 0)
+	if s.Database != m.Database() {
+		t.Errorf("poll database %s, want %s", s.Database, m.Database())
+	}
+	assertChanges(t, tc.Changes, []Change{
+		{Version: 2, Op: "i", Key: map[string]any{"item_id": "I2"}, Row: item("I2", 2)},
+		{Version: 3, Op: "i", Key: map[string]any{"item_id": "I4"}, Row: item("I4", 4)},
+	})
+	// The backup is a copy: writing after the restore does not change it.
+	m.Restore(b)
+	if _, tc := pollOne(t, m, items, 2, 0); len(tc.Changes) != 0 {
+		t.Errorf("second restore of the same backup has changes %+v", tc.Changes)
+	}
+}
+
+// TestMemCTPageAndMissing: keyset pages cover every live row once, in key
+// order, whatever the page size; Missing names exactly the gone keys.
+func TestMemCTPageAndMissing(t *testing.T) {
+	favs := testTables()[1]
+	m, err := NewMemCT(testTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range [][2]string{{"M2", "I1"}, {"M1", "I2"}, {"M1", "I1"}, {"M3", "I9"}} {
+		if err := m.Insert("favorites", fav(k[0], k[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Delete("favorites", map[string]any{"member_id": "M3", "item_id": "I9"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1, 2, 3, 10} {
+		var got []string
+		var after map[string]any
+		pages := 0
+		for {
+			p, err := m.Page(context.Background(), favs, after, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Rows) > size {
+				t.Fatalf("page of %d rows, limit %d", len(p.Rows), size)
+			}
+			pages++
+			for _, r := range p.Rows {
+				if r.Op != "i" || r.Version != m.CurrentVersion() {
+					t.Errorf("page row %+v, want an insert at the current version", r)
+				}
+				got = append(got, encodeKey(favs.PrimaryKey, r.Key))
+			}
+			if len(p.Rows) < size {
+				break
+			}
+			after = p.Rows[len(p.Rows)-1].Key
+		}
+		want := []string{"M1\x00I1", "M1\x00I2", "M2\x00I1"}
+		if fmt.Sprint(got) != fmt.Sprint(want) || pages != len(want)/size+1 {
+			t.Errorf("size %d: keys %q in %d pages, want %q in %d", size, got, pages, want, len(want)/size+1)
+		}
+	}
+	gone, err := m.Missing(context.Background(), favs, []map[string]any{
+		{"member_id": "M1", "item_id": "I2"}, {"member_id": "M3", "item_id": "I9"}, {"member_id": "M4", "item_id": "I1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gone.Keys) != 2 || gone.Keys[0]["member_id"] != "M3" || gone.Keys[1]["member_id"] != "M4" {
+		t.Errorf("missing %+v, want M3/I9 and M4/I1", gone.Keys)
+	}
+}
+
+// TestMemCTSnapshotAcrossTables: one Poll of two tables sees a transaction
+// spanning them wholly, at one version.
+func TestMemCTSnapshotAcrossTables(t *testing.T) {
+	m, err := NewMemCT(testTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := m.Txn(func(w Writer) error {
+				id := fmt.Sprintf("I%d", i)
+				return errors.Join(w.Insert("items", item(id, i)), w.Insert("favorites", fav("M1", id)))
+			}); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for n := 0; n < 50; n++ {
+		s, err := m.Poll(context.Background(), testTables(), []int64{0, 0}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := len(s.Tables[0].Changes), len(s.Tables[1].Changes); a != b || int64(a) != s.CurrentVersion {
+			t.Fatalf("snapshot at version %d has %d item and %d favourite changes, want the same count", s.CurrentVersion, a, b)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

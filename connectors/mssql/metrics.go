@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rtm_cdc_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful poll (and commit, if there were changes)."}, []string{"table"}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rtm_cdc_resyncs_total",
-			Help: "Full-table snapshots emitted because the checkpoint was older than the minimum valid version."}, []string{"table"}),
+			Help: "Resyncs started: the checkpoint was older than the minimum valid version, ahead of the current version, or from another recovery fork (a restore)."}, []string{"table"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rtm_cdc_errors_total",
 			Help: "Failed polls or transactions, by where they failed (source, kafka)."}, []string{"table", "where"}),
 	}

@@ -9,15 +9,26 @@ import (
 // spliced in from TableConfig, which Validate restricts to plain
 // identifiers; every value travels as a parameter.
 
-// qSetSnapshot starts each poll's transaction: the current version, the
-// minimum valid version and the change rows are then read from one
-// snapshot, so the checkpoint written covers exactly the rows returned.
-// Snapshot isolation must be allowed on the database (schema.sql).
+// qSetSnapshot starts each read's transaction: the identity, the versions
+// and the rows are then read from one snapshot, so the checkpoint written
+// covers exactly the rows returned, and a group's tables are read at the
+// same point. Snapshot isolation must be allowed on the database
+// (schema.sql).
 const qSetSnapshot = `SET TRANSACTION ISOLATION LEVEL SNAPSHOT`
 
-// qVersions reads the database's current version and the table's minimum
-// valid version. @p1 is the two-part table name, e.g. 'dbo.items'.
-const qVersions = `SELECT CHANGE_TRACKING_CURRENT_VERSION(), CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@p1))`
+// qVersions reads the database's current Change Tracking version and its
+// identity: the recovery fork GUID, which every RESTORE changes, so a
+// checkpoint taken on the database before a restore is recognised as
+// belonging to another history even when the restored database's versions
+// have since grown past it. Seeing the row of sys.database_recovery_status
+// needs the database's owner or VIEW ANY DATABASE; without it the GUID
+// reads NULL.
+const qVersions = `SELECT CHANGE_TRACKING_CURRENT_VERSION(),
+(SELECT CONVERT(NVARCHAR(36), recovery_fork_guid) FROM sys.database_recovery_status WHERE database_id = DB_ID())`
+
+// qMinValid reads a table's minimum valid version. @p1 is the two-part
+// table name, e.g. 'dbo.items'.
+const qMinValid = `SELECT CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@p1))`
 
 // qChanges returns the net changes after @p1 (the checkpoint), at most @p2
 // rows plus ties on the last version, up to @p3 (the snapshot's current
@@ -43,18 +54,63 @@ WHERE CT.SYS_CHANGE_VERSION <= @p3
 ORDER BY CT.SYS_CHANGE_VERSION`, strings.Join(cols, ", "), t.Name, t.Name, strings.Join(join, " AND "))
 }
 
-// qSnapshot reads the whole table for a resync, primary-key columns first.
-func qSnapshot(t TableConfig) string {
-	var cols []string
+// qPage reads one chunk of a resync: at most @p1 rows, primary-key columns
+// first, in primary-key order. With after, only rows whose key follows the
+// key in @p2.. (one parameter per primary-key column, in key order) are
+// read: keyset pagination, so every chunk is an index seek and no chunk
+// depends on an offset that concurrent writes would shift.
+func qPage(t TableConfig, after bool) string {
+	var cols, order []string
 	for _, c := range append(append([]string{}, t.PrimaryKey...), nonKey(t)...) {
 		cols = append(cols, fmt.Sprintf("[%s]", c))
 	}
-	var order []string
 	for _, k := range t.PrimaryKey {
 		order = append(order, fmt.Sprintf("[%s]", k))
 	}
-	return fmt.Sprintf(`SELECT %s FROM dbo.[%s] ORDER BY %s`, strings.Join(cols, ", "), t.Name, strings.Join(order, ", "))
+	where := ""
+	if after {
+		// (k1 > @p2) OR (k1 = @p2 AND k2 > @p3) OR ...
+		var ors []string
+		for i := range t.PrimaryKey {
+			var ands []string
+			for j := 0; j < i; j++ {
+				ands = append(ands, fmt.Sprintf("[%s] = @p%d", t.PrimaryKey[j], j+2))
+			}
+			ands = append(ands, fmt.Sprintf("[%s] > @p%d", t.PrimaryKey[i], i+2))
+			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+		}
+		where = "\nWHERE " + strings.Join(ors, " OR ")
+	}
+	return fmt.Sprintf(`SELECT TOP (@p1) %s FROM dbo.[%s]%s
+ORDER BY %s`, strings.Join(cols, ", "), t.Name, where, strings.Join(order, ", "))
 }
+
+// qMissing returns the ordinals (1..n) of the n keys given as parameters
+// (one per primary-key column, key by key) that have no row in the table.
+// The ordinals are literals generated here, not values.
+func qMissing(t TableConfig, n int) string {
+	var values, cols, match []string
+	p := 1
+	for i := 1; i <= n; i++ {
+		vs := []string{fmt.Sprint(i)}
+		for range t.PrimaryKey {
+			vs = append(vs, fmt.Sprintf("@p%d", p))
+			p++
+		}
+		values = append(values, "("+strings.Join(vs, ", ")+")")
+	}
+	for _, k := range t.PrimaryKey {
+		cols = append(cols, fmt.Sprintf("[%s]", k))
+		match = append(match, fmt.Sprintf("T.[%s] = K.[%s]", k, k))
+	}
+	return fmt.Sprintf(`SELECT K.n FROM (VALUES %s) AS K(n, %s)
+WHERE NOT EXISTS (SELECT 1 FROM dbo.[%s] AS T WHERE %s)
+ORDER BY K.n`, strings.Join(values, ", "), strings.Join(cols, ", "), t.Name, strings.Join(match, " AND "))
+}
+
+// maxMissingKeys bounds the keys of one qMissing: SQL Server takes at most
+// 2,100 parameters in a request.
+func maxMissingKeys(t TableConfig) int { return 2000 / len(t.PrimaryKey) }
 
 // nonKey returns the tracked columns that are not primary-key columns.
 func nonKey(t TableConfig) []string {

@@ -47,11 +47,11 @@ func snapshot(t testing.TB, ct *mssql.MemCT) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, tc := range mssql.DefaultTables() {
-		b, err := ct.Poll(context.Background(), tc, mssql.NoCheckpoint, 0)
+		b, err := ct.Page(context.Background(), tc, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		j, err := json.Marshal(b.Changes)
+		j, err := json.Marshal(b.Rows)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,11 +83,11 @@ func TestShopInvariants(t *testing.T) {
 	ct, evs := run(t, 7, 3000)
 	rows := map[string][]mssql.Change{}
 	for _, tc := range mssql.DefaultTables() {
-		b, err := ct.Poll(context.Background(), tc, mssql.NoCheckpoint, 0)
+		b, err := ct.Page(context.Background(), tc, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows[tc.Name] = b.Changes
+		rows[tc.Name] = b.Rows
 	}
 	status := map[string]string{}
 	for _, m := range rows["members"] {
@@ -131,6 +131,7 @@ func TestBridgeReplaysShop(t *testing.T) {
 	}
 	compact := "compact"
 	testkit.CreateTopic(t, br.Addr(), topics.CDCCheckpoints, 1, map[string]*string{"cleanup.policy": &compact})
+	testkit.CreateTopic(t, br.Addr(), topics.CDCKeys, 1, map[string]*string{"cleanup.policy": &compact})
 	ct, err := mssql.NewMemCT(mssql.DefaultTables()...)
 	if err != nil {
 		t.Fatal(err)
@@ -168,12 +169,12 @@ func TestBridgeReplaysShop(t *testing.T) {
 	})
 	replayed := replay(t, br.Addr())
 	for _, tc := range mssql.DefaultTables() {
-		b, err := ct.Poll(ctx, tc, mssql.NoCheckpoint, 0)
+		b, err := ct.Page(ctx, tc, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := map[string]string{}
-		for _, c := range b.Changes {
+		for _, c := range b.Rows {
 			j, _ := json.Marshal(c.Row)
 			want[keyOf(c.Key)] = string(j)
 		}
