@@ -188,6 +188,9 @@ func podConfig(t *testing.T, where string, pod corev1.PodSpec, c corev1.Containe
 				t.Errorf("%s: %s's Secret is optional: a missing one must stop the pod, not start it without", where, e.Name)
 			}
 			v = strings.Repeat("s", config.MinSecretBytes)
+			if strings.HasSuffix(e.Name, "_HS256_KEYS") { // kid:secret
+				v = "k1:" + v
+			}
 		default:
 			t.Errorf("%s: %s: unexpected valueFrom %+v", where, e.Name, e.ValueFrom)
 		}
