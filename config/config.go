@@ -105,6 +105,10 @@ type Channels struct {
 	SMTP              channels.SMTPConfig `yaml:"smtp"`
 	LINE              channels.LineConfig `yaml:"line"`
 	FCM               channels.FCMConfig  `yaml:"fcm"`
+	// HTTPConnections sizes the LINE and FCM adapters' connection pools;
+	// 0 takes the partition count, the most deliveries one send
+	// instance makes at once (one per partition it owns).
+	HTTPConnections int `yaml:"http_connections"`
 }
 
 // MinSecretBytes is the shortest tracking secret accepted anywhere.
@@ -189,6 +193,12 @@ func (c Config) Validate() error {
 	if s := c.TrackingSecret; s != "" && len(s) < MinSecretBytes {
 		errs = append(errs, fmt.Errorf("tracking_secret: has %d bytes; use at least %d random bytes", len(s), MinSecretBytes))
 	}
+	if c.Channels.HTTPConnections < 0 {
+		errs = append(errs, fmt.Errorf("channels.http_connections: %d must not be negative (0 takes the partition count)", c.Channels.HTTPConnections))
+	}
+	if c.Channels.SMTP.PoolSize < 1 {
+		errs = append(errs, fmt.Errorf("channels.smtp.pool_size: %d must be at least 1", c.Channels.SMTP.PoolSize))
+	}
 	for i, k := range c.Collector.APIKeys {
 		if k == "" {
 			errs = append(errs, fmt.Errorf("collector.api_keys[%d] is empty", i))
@@ -214,6 +224,14 @@ func (c Config) Logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// HTTPConnections is the LINE and FCM adapters' connection pool size.
+func (c Config) HTTPConnections() int {
+	if n := c.Channels.HTTPConnections; n > 0 {
+		return n
+	}
+	return int(c.Partitions)
 }
 
 // Catalogue returns the topic catalogue for this configuration, with
