@@ -68,7 +68,11 @@ type Config struct {
 	// CartWindow is how long a cart waits for an order before it counts as
 	// abandoned.
 	CartWindow time.Duration `yaml:"cart_window"`
-	Broker     broker.Config `yaml:"broker"`
+	// LagInterval is how often a stage process reads its groups' consumer
+	// lag (rtm_consumer_lag_records): a few requests to the cluster per
+	// round, whatever the number of partitions.
+	LagInterval time.Duration `yaml:"lag_interval"`
+	Broker      broker.Config `yaml:"broker"`
 
 	// TrackingBase is the public URL of the collector, for tracked links
 	// and open pixels; TrackingSecret signs them (the render stage and the
@@ -132,6 +136,7 @@ func Defaults() Config {
 		ShutdownTimeout: 30 * time.Second,
 		MaxFailures:     5,
 		CartWindow:      time.Hour,
+		LagInterval:     15 * time.Second,
 		TrackingBase:    "http://127.0.0.1:8081",
 		Collector:       Collector{Addr: "127.0.0.1:8081", MaxBodyBytes: 1 << 20, MaxEvents: 1000, RatePerSecond: 500, Burst: 1000},
 		Channels: Channels{
@@ -183,6 +188,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFailures < 0 {
 		errs = append(errs, fmt.Errorf("max_failures: %d must not be negative", c.MaxFailures))
+	}
+	if c.LagInterval <= 0 {
+		errs = append(errs, fmt.Errorf("lag_interval: %v must be positive", c.LagInterval))
 	}
 	if c.CartWindow <= 0 {
 		errs = append(errs, fmt.Errorf("cart_window: %v must be positive", c.CartWindow))

@@ -63,6 +63,7 @@ var Fields = []Field{
 	duration(GroupProcess, "shutdown_timeout", "RTM_SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful stop may take before the process exits non-zero", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 
 	integer(GroupStages, "max_failures", "RTM_MAX_FAILURES", "max-failures", "consecutive failures of a stage that end the process (0: never)", func(c *Config) *int { return &c.MaxFailures }, parseInt[int](0)),
+	duration(GroupStages, "lag_interval", "RTM_LAG_INTERVAL", "lag-interval", "how often the consumer lag of the stages' groups is read for rtm_consumer_lag_records", func(c *Config) *time.Duration { return &c.LagInterval }),
 	duration(GroupStages, "cart_window", "RTM_CART_WINDOW", "cart-window", "how long a cart waits for an order before it counts as abandoned", func(c *Config) *time.Duration { return &c.CartWindow }),
 	str(GroupStages, "tracking_base", "RTM_TRACKING_BASE", "tracking-base", "public base URL of the collector, for tracked links", func(c *Config) *string { return &c.TrackingBase }),
 	alsoIn(secret(GroupStages, "tracking_secret", "RTM_TRACKING_SECRET", "HMAC key of tracking links, at least 32 bytes (render and collector share it)", func(c *Config) *string { return &c.TrackingSecret }), GroupCollector),

@@ -221,8 +221,8 @@ func TestRunIsAnOperableProcess(t *testing.T) {
 	if code, body, err := get("http://" + first.http + "/v1/inbox/M0000001"); err != nil || code != 200 || !strings.Contains(body, `"messages"`) {
 		t.Errorf("inbox API of rtm run --stage inbox: %d %q %v", code, body, err)
 	}
-	for _, sample := range []string{`rtm_component_ready{component="filter"}`, `rtm_component_ready{component="send"}`,
-		`rtm_component_ready{component="rules"}`, `rtm_rebalances_total{group="filter"}`} {
+	for _, sample := range []string{`rtm_stage_ready{stage="filter"}`, `rtm_stage_ready{stage="send"}`,
+		`rtm_stage_ready{stage="rules"}`, `rtm_rebalances_total{group="filter"}`} {
 		if v := first.metric(t, sample); v < 1 {
 			t.Errorf("/metrics: %s is %v, want >= 1", sample, v)
 		}

@@ -34,7 +34,8 @@ func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []strin
 		Detect:      detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
 		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingSecret: []byte(cfg.TrackingSecret),
 			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto, UnsubscribeURL: cfg.Channels.UnsubscribeURL},
-		Log: log,
+		Metrics: p.reg,
+		Log:     log,
 	}
 	closeAll := func() {}
 	for _, n := range names {
