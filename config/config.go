@@ -69,7 +69,11 @@ type Config struct {
 	// CartWindow is how long a cart waits for an order before it counts as
 	// abandoned.
 	CartWindow time.Duration `yaml:"cart_window"`
-	Broker     broker.Config `yaml:"broker"`
+	// LagInterval is how often a stage process reads its groups' consumer
+	// lag (rtm_consumer_lag_records): a few requests to the cluster per
+	// round, whatever the number of partitions.
+	LagInterval time.Duration `yaml:"lag_interval"`
+	Broker      broker.Config `yaml:"broker"`
 
 	// TrackingBase is the public URL of the collector, for tracked links
 	// and open pixels; TrackingSecret signs them (the render stage and the
@@ -127,6 +131,10 @@ type Channels struct {
 	SMTP              channels.SMTPConfig `yaml:"smtp"`
 	LINE              channels.LineConfig `yaml:"line"`
 	FCM               channels.FCMConfig  `yaml:"fcm"`
+	// HTTPConnections sizes the LINE and FCM adapters' connection pools;
+	// 0 takes the partition count, the most deliveries one send
+	// instance makes at once (one per partition it owns).
+	HTTPConnections int `yaml:"http_connections"`
 }
 
 // MinSecretBytes is the shortest secret accepted anywhere: tracking
@@ -151,6 +159,7 @@ func Defaults() Config {
 		ShutdownTimeout: 30 * time.Second,
 		MaxFailures:     5,
 		CartWindow:      time.Hour,
+		LagInterval:     15 * time.Second,
 		TrackingBase:    "http://127.0.0.1:8081",
 		TrackingTTL:     90 * 24 * time.Hour,
 		Collector: Collector{Addr: "127.0.0.1:8081", MaxBodyBytes: 1 << 20, MaxEvents: 1000, RatePerSecond: 500, Burst: 1000,
@@ -216,6 +225,9 @@ func (c Config) Validate() error {
 	if c.MaxFailures < 0 {
 		errs = append(errs, fmt.Errorf("max_failures: %d must not be negative", c.MaxFailures))
 	}
+	if c.LagInterval <= 0 {
+		errs = append(errs, fmt.Errorf("lag_interval: %v must be positive", c.LagInterval))
+	}
 	if c.CartWindow <= 0 {
 		errs = append(errs, fmt.Errorf("cart_window: %v must be positive", c.CartWindow))
 	}
@@ -235,6 +247,12 @@ func (c Config) Validate() error {
 	}
 	if c.TrackingTTL <= 0 {
 		errs = append(errs, fmt.Errorf("tracking_ttl: %v must be positive", c.TrackingTTL))
+	}
+	if c.Channels.HTTPConnections < 0 {
+		errs = append(errs, fmt.Errorf("channels.http_connections: %d must not be negative (0 takes the partition count)", c.Channels.HTTPConnections))
+	}
+	if c.Channels.SMTP.PoolSize < 1 {
+		errs = append(errs, fmt.Errorf("channels.smtp.pool_size: %d must be at least 1", c.Channels.SMTP.PoolSize))
 	}
 	for i, k := range c.Collector.APIKeys {
 		short(fmt.Sprintf("collector.api_keys[%d]", i), k)
@@ -263,6 +281,14 @@ func (c Config) Logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// HTTPConnections is the LINE and FCM adapters' connection pool size.
+func (c Config) HTTPConnections() int {
+	if n := c.Channels.HTTPConnections; n > 0 {
+		return n
+	}
+	return int(c.Partitions)
 }
 
 // Catalogue returns the topic catalogue for this configuration, with

@@ -202,3 +202,37 @@ func TestSecretsHaveOneMinimumLength(t *testing.T) {
 		t.Errorf("TrackingKeys: %v", err)
 	}
 }
+
+// TestChannelSettings: the FCM service-account key comes from a file named
+// by RTM_FCM_CREDENTIALS_FILE (it is a secret: no flag), the HTTP pool
+// defaults to the partition count, and bad pool sizes are refused.
+func TestChannelSettings(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "fcm.json")
+	os.WriteFile(key, []byte(`{"type":"service_account"}`+"\n"), 0o600)
+	t.Setenv("RTM_FCM_CREDENTIALS_FILE", key)
+	t.Setenv("RTM_PARTITIONS", "24")
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	b := Bind(fs, GroupTopology, GroupChannels)
+	if fs.Lookup("fcm-credentials-json") != nil || fs.Lookup("fcm-token-url") == nil {
+		t.Error("the service-account key must have no flag; the token URL must have one")
+	}
+	c, err := b.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Channels.FCM.CredentialsJSON != `{"type":"service_account"}` {
+		t.Errorf("credentials_json = %q", c.Channels.FCM.CredentialsJSON)
+	}
+	if got := c.HTTPConnections(); got != 24 {
+		t.Errorf("HTTPConnections() = %d, want the partition count 24", got)
+	}
+	t.Setenv("RTM_CHANNELS_HTTP_CONNECTIONS", "-1")
+	t.Setenv("RTM_SMTP_POOL_SIZE", "-2")
+	_, err = Bind(pflag.NewFlagSet("run", pflag.ContinueOnError), GroupTopology, GroupChannels).Load()
+	for _, w := range []string{"channels.http_connections: -1 must not be negative", "channels.smtp.pool_size: -2 must be at least 1"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v lacks %q", err, w)
+		}
+	}
+}

@@ -64,6 +64,7 @@ var Fields = []Field{
 	duration(GroupProcess, "shutdown_timeout", "RTM_SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful stop may take before the process exits non-zero", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 
 	integer(GroupStages, "max_failures", "RTM_MAX_FAILURES", "max-failures", "consecutive failures of a stage that end the process (0: never)", func(c *Config) *int { return &c.MaxFailures }, parseInt[int](0)),
+	duration(GroupStages, "lag_interval", "RTM_LAG_INTERVAL", "lag-interval", "how often the consumer lag of the stages' groups is read for rtm_consumer_lag_records", func(c *Config) *time.Duration { return &c.LagInterval }),
 	duration(GroupStages, "cart_window", "RTM_CART_WINDOW", "cart-window", "how long a cart waits for an order before it counts as abandoned", func(c *Config) *time.Duration { return &c.CartWindow }),
 	str(GroupStages, "tracking_base", "RTM_TRACKING_BASE", "tracking-base", "public base URL of the collector, for tracked links", func(c *Config) *string { return &c.TrackingBase }),
 	alsoIn(secret(GroupStages, "tracking_secret", "RTM_TRACKING_SECRET", "key that seals tracking links, at least 32 bytes (render and collector share it)", func(c *Config) *string { return &c.TrackingSecret }), GroupCollector),
@@ -86,7 +87,12 @@ var Fields = []Field{
 	secret(GroupChannels, "channels.line.channel_access_token", "RTM_LINE_TOKEN", "LINE channel access token", func(c *Config) *string { return &c.Channels.LINE.ChannelAccessToken }),
 	str(GroupChannels, "channels.fcm.base_url", "RTM_FCM_BASE_URL", "fcm-base-url", "FCM HTTP v1 base URL", func(c *Config) *string { return &c.Channels.FCM.BaseURL }),
 	str(GroupChannels, "channels.fcm.project_id", "RTM_FCM_PROJECT", "fcm-project", "Firebase project ID", func(c *Config) *string { return &c.Channels.FCM.ProjectID }),
-	secret(GroupChannels, "channels.fcm.access_token", "RTM_FCM_TOKEN", "FCM OAuth access token", func(c *Config) *string { return &c.Channels.FCM.AccessToken }),
+	secret(GroupChannels, "channels.fcm.access_token", "RTM_FCM_TOKEN", "static FCM bearer token, never refreshed (local sink only; production uses credentials_json)", func(c *Config) *string { return &c.Channels.FCM.AccessToken }),
+	secret(GroupChannels, "channels.fcm.credentials_json", "RTM_FCM_CREDENTIALS", "FCM service-account key (JSON); access tokens are minted from it and refreshed before they expire", func(c *Config) *string { return &c.Channels.FCM.CredentialsJSON }),
+	str(GroupChannels, "channels.fcm.token_url", "RTM_FCM_TOKEN_URL", "fcm-token-url", "OAuth 2 token endpoint for the service account (default: the key's token_uri)", func(c *Config) *string { return &c.Channels.FCM.TokenURL }),
+	integer(GroupChannels, "channels.smtp.pool_size", "RTM_SMTP_POOL_SIZE", "smtp-pool-size", "SMTP sessions kept open and reused (and the most open at once)", func(c *Config) *int { return &c.Channels.SMTP.PoolSize }, parseInt[int](0)),
+	duration(GroupChannels, "channels.smtp.idle_timeout", "RTM_SMTP_IDLE_TIMEOUT", "smtp-idle-timeout", "how long an unused SMTP session is kept", func(c *Config) *time.Duration { return &c.Channels.SMTP.IdleTimeout }),
+	integer(GroupChannels, "channels.http_connections", "RTM_CHANNELS_HTTP_CONNECTIONS", "channels-http-connections", "idle connections kept per HTTP channel API (LINE, FCM); 0: the partition count, the send stage's concurrency", func(c *Config) *int { return &c.Channels.HTTPConnections }, parseInt[int](0)),
 
 	str(GroupCollector, "collector.addr", "RTM_COLLECTOR_ADDR", "collector-addr", "listen address of the behaviour collector and tracking links", func(c *Config) *string { return &c.Collector.Addr }),
 	secretList(GroupCollector, "collector.api_keys", "RTM_COLLECTOR_API_KEYS", "X-API-Key values of POST /v1/events, comma-separated, at least 32 bytes each (required by rtm collect)", func(c *Config) *[]string { return &c.Collector.APIKeys }),

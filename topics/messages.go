@@ -121,9 +121,13 @@ type AudienceRequest struct {
 // decided, and why. The list travels with the offer so that "why did (or
 // didn't) this member get this message" has an answer.
 type Decision struct {
-	Stage   string `json:"stage"`
-	Table   string `json:"table,omitempty"`
-	Rule    string `json:"rule,omitempty"`
+	Stage string `json:"stage"`
+	Table string `json:"table,omitempty"`
+	Rule  string `json:"rule,omitempty"`
+	// Row is the rule's 1-based worksheet row in its table: with the
+	// table's name, what metrics label a rule with (Rule and Reason are
+	// the marketers' free text).
+	Row     int    `json:"row,omitempty"`
 	Outcome string `json:"outcome"` // e.g. "pass", "exclude", "route:LINE", "hold"
 	Reason  string `json:"reason,omitempty"`
 }
@@ -199,6 +203,14 @@ type Delivery struct {
 	// that fails on a channel outage until then.
 	ExpiresAt time.Time   `json:"expires_at,omitzero"`
 	Stamps    []StageTime `json:"stamps,omitempty"`
+	// EventType and EventAt are the triggering event's type and time,
+	// and HeldUntil the time the timing stage held the offer until (zero:
+	// not held): the send stage's end-to-end latency runs from the later
+	// of EventAt and HeldUntil to the delivery's result, so quiet hours
+	// are not counted as latency.
+	EventType string    `json:"event_type,omitempty"`
+	EventAt   time.Time `json:"event_at,omitzero"`
+	HeldUntil time.Time `json:"held_until,omitzero"`
 }
 
 // Channels a delivery can go out on.

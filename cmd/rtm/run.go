@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtm-project/rtm/config"
+	"github.com/rtm-project/rtm/internal/lag"
 	"github.com/rtm-project/rtm/internal/ops"
 	"github.com/rtm-project/rtm/processors/inbox"
 	"github.com/rtm-project/rtm/processors/pipeline"
@@ -105,6 +106,12 @@ func runStages(ctx context.Context, p *process, names []string) error {
 	if pc.StoreFS, err = storeFaults(p.health, log); err != nil {
 		return err
 	}
+	lags := lag.New(cl, names, cfg.LagInterval, log)
+	if err := p.reg.Register(lags); err != nil {
+		return err
+	}
+	defer p.reg.Unregister(lags)
+	watching.Go(func() { lags.Run(ctx) })
 	return pipeline.Run(ctx, pc, names...)
 }
 

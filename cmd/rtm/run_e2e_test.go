@@ -241,8 +241,8 @@ func TestRunIsAnOperableProcess(t *testing.T) {
 			t.Errorf("inbox API with the member's token: %q", b)
 		}
 	}
-	for _, sample := range []string{`rtm_component_ready{component="filter"}`, `rtm_component_ready{component="send"}`,
-		`rtm_component_ready{component="rules"}`, `rtm_rebalances_total{group="filter"}`} {
+	for _, sample := range []string{`rtm_stage_ready{stage="filter"}`, `rtm_stage_ready{stage="send"}`,
+		`rtm_stage_ready{stage="rules"}`, `rtm_rebalances_total{group="filter"}`} {
 		if v := first.metric(t, sample); v < 1 {
 			t.Errorf("/metrics: %s is %v, want >= 1", sample, v)
 		}

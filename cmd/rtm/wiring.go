@@ -34,7 +34,8 @@ func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []strin
 		Detect:      detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
 		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingTTL: cfg.TrackingTTL,
 			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto},
-		Log: log,
+		Metrics: p.reg,
+		Log:     log,
 	}
 	closeAll := func() {}
 	for _, n := range names {
@@ -66,13 +67,24 @@ func deliverer(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (
 	if err != nil {
 		return nil, nil, err
 	}
+	lineCfg, fcmCfg := cfg.Channels.LINE, cfg.Channels.FCM
+	lineCfg.MaxConnections, fcmCfg.MaxConnections = cfg.HTTPConnections(), cfg.HTTPConnections()
 	smtp, err1 := channels.NewSMTPAdapter(cfg.Channels.SMTP, log)
-	line, err2 := channels.NewLineAdapter(cfg.Channels.LINE, log)
-	fcm, err3 := channels.NewFCMAdapter(cfg.Channels.FCM, log)
+	line, err2 := channels.NewLineAdapter(lineCfg, log)
+	fcm, err3 := channels.NewFCMAdapter(fcmCfg, log)
 	inapp, err4 := channels.NewInAppAdapter(channels.InAppDefaults(), inappClient)
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		inappClient.Close()
+		if smtp != nil {
+			smtp.Close()
+		}
 		return nil, nil, fmt.Errorf("channel adapters: %w", err)
+	}
+	closeAll := func() {
+		inappClient.Close()
+		if err := smtp.Close(); err != nil {
+			log.Warn("closing pooled SMTP sessions", "err", err)
+		}
 	}
 	var ds []*channels.Deliverer
 	for _, a := range []channels.Adapter{smtp, line, fcm, inapp} {
@@ -82,15 +94,15 @@ func deliverer(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (
 		d, err := channels.NewDeliverer(a, channels.DelivererConfig{Metrics: m, Logger: log,
 			MaxAttempts: 3, MaxRetryAfter: 2 * time.Second})
 		if err != nil {
-			inappClient.Close()
+			closeAll()
 			return nil, nil, err
 		}
 		ds = append(ds, d)
 	}
 	r, err := channels.NewRouter(ds...)
 	if err != nil {
-		inappClient.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return r, inappClient.Close, nil
+	return r, closeAll, nil
 }

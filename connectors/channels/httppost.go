@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 )
@@ -48,8 +49,37 @@ func postJSON(ctx context.Context, c *http.Client, url string, headers map[strin
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
+// DefaultMaxConnections is the HTTP adapters' connection pool size when
+// none is set: the default partition count, since the send stage runs
+// one delivery at a time per partition it owns.
+const DefaultMaxConnections = 16
+
 // httpClient returns the client an HTTP adapter uses: one per adapter,
-// keep-alive connections, the given per-request timeout.
-func httpClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout}
+// with its own transport sized for the send stage's concurrency. Go's
+// default transport keeps 2 idle connections per host, so with more
+// partitions than that every burst opened (and TLS-handshook) new
+// connections and closed them again.
+func httpClient(timeout time.Duration, conns int) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: newTransport(timeout, conns)}
+}
+
+// newTransport keeps up to conns idle connections to the API host (all
+// an adapter talks to), and bounds every phase of a request so a stuck
+// API costs one timeout, not a hung partition.
+func newTransport(timeout time.Duration, conns int) *http.Transport {
+	if conns <= 0 {
+		conns = DefaultMaxConnections
+	}
+	dialer := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          conns,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   min(timeout, 10*time.Second),
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+	}
 }

@@ -34,6 +34,10 @@ type LineConfig struct {
 	ChannelAccessToken string `yaml:"channel_access_token"`
 	// Timeout bounds one request. Default 10s.
 	Timeout time.Duration `yaml:"timeout"`
+	// MaxConnections is how many idle connections to the API are kept
+	// for reuse: the send stage's concurrency (the partitions it owns).
+	// Default DefaultMaxConnections.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // LineDefaults returns the documented defaults.
@@ -65,6 +69,9 @@ func (c LineConfig) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("line.timeout must not be negative"))
 	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, errors.New("line.max_connections must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -81,7 +88,7 @@ func NewLineAdapter(cfg LineConfig, log *slog.Logger) (*LineAdapter, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &LineAdapter{cfg: cfg, client: httpClient(cfg.Timeout), log: orDiscard(log)}, nil
+	return &LineAdapter{cfg: cfg, client: httpClient(cfg.Timeout, cfg.MaxConnections), log: orDiscard(log)}, nil
 }
 
 // Channel implements Adapter.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rtm-project/rtm/topics"
@@ -51,7 +52,24 @@ func NewDelivery(offer *topics.Offer, p Payload) (*topics.Delivery, error) {
 		Channel:    p.Channel(),
 		Payload:    raw,
 		ExpiresAt:  offer.ExpiresAt,
+		EventType:  offer.Event.Type,
+		EventAt:    offer.Event.At,
+		HeldUntil:  heldUntil(offer),
 	}, nil
+}
+
+// heldUntil is the offer's send time if the timing stage held it (its
+// send time is after the timing stage first handled it), else zero.
+func heldUntil(o *topics.Offer) time.Time {
+	for _, st := range o.Stamps {
+		if st.Stage == topics.GroupTiming {
+			if o.SendAt.After(st.At) {
+				return o.SendAt
+			}
+			break
+		}
+	}
+	return time.Time{}
 }
 
 // decodePayload decodes d's payload into p and validates it. Either

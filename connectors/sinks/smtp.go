@@ -53,6 +53,10 @@ type SMTPSink struct {
 	seq      int64
 	attempts int
 	faults   []int
+	// sessions counts SMTP connections accepted; open holds those not
+	// yet closed.
+	sessions int
+	open     map[*smtp.Conn]bool
 }
 
 func newSMTPSink(cfg Config) (*SMTPSink, error) {
@@ -65,8 +69,14 @@ func newSMTPSink(cfg Config) (*SMTPSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtp sink: listening on %s: %w", cfg.SMTPAddr, err)
 	}
-	s := &SMTPSink{ln: ln, dir: cfg.EMLDir, log: cfg.Logger, msgs: newRing[Message](cfg.Keep)}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{sink: s}, nil }))
+	s := &SMTPSink{ln: ln, dir: cfg.EMLDir, log: cfg.Logger, msgs: newRing[Message](cfg.Keep), open: map[*smtp.Conn]bool{}}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.sessions++
+		s.open[c] = true
+		return &session{sink: s, conn: c}, nil
+	}))
 	srv.Domain = "localhost"
 	srv.MaxMessageBytes = maxMessageBytes
 	srv.MaxRecipients = 100
@@ -93,6 +103,28 @@ func (s *SMTPSink) Attempts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.attempts
+}
+
+// Sessions is how many SMTP connections clients opened: with a client that
+// reuses its sessions, fewer than the messages.
+func (s *SMTPSink) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+// DropSessions closes every open SMTP connection from the server side, as
+// a server does with sessions idle past its timeout.
+func (s *SMTPSink) DropSessions() {
+	s.mu.Lock()
+	conns := make([]*smtp.Conn, 0, len(s.open))
+	for c := range s.open {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // FailNext makes the next n transmitted messages fail with SMTP reply
@@ -175,6 +207,7 @@ func fileSafe(id string) string {
 // session is one SMTP connection's transaction state.
 type session struct {
 	sink *SMTPSink
+	conn *smtp.Conn
 	from string
 	to   []string
 }
@@ -194,8 +227,13 @@ func (s *session) Data(r io.Reader) error {
 	return s.sink.receive(s.from, s.to, buf.Bytes())
 }
 
-func (s *session) Reset()        { s.from, s.to = "", nil }
-func (s *session) Logout() error { return nil }
+func (s *session) Reset() { s.from, s.to = "", nil }
+func (s *session) Logout() error {
+	s.sink.mu.Lock()
+	defer s.sink.mu.Unlock()
+	delete(s.sink.open, s.conn)
+	return nil
+}
 
 // slogPrinter adapts slog to go-smtp's Printf logger.
 type slogPrinter struct{ log *slog.Logger }

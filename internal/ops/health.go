@@ -70,14 +70,17 @@ type component struct {
 	progress func(context.Context) *Progress
 }
 
-// NewHealth returns a Health whose readiness gauge, rtm_component_ready, is
-// registered on reg (nil: none).
+// NewHealth returns a Health whose readiness gauge, rtm_stage_ready, is
+// registered on reg (nil: none). It is the one readiness series: every
+// component /readyz lists has one, named by the label stage — the stages by
+// their group names, and the process's other parts (the rules watcher
+// "rules", the bridge, the collector, the inbox view) by theirs.
 func NewHealth(reg prometheus.Registerer) *Health {
 	h := &Health{comps: map[string]*component{}, beat: time.Now()}
 	h.ready = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "rtm_component_ready",
-		Help: "1 while a component (stage, rules watcher, bridge) is recovered and running, else 0.",
-	}, []string{"component"})
+		Name: "rtm_stage_ready",
+		Help: "1 while a stage (or another component /readyz lists: rules, the bridge, the collector) is recovered and running, else 0.",
+	}, []string{"stage"})
 	if reg != nil {
 		reg.MustRegister(h.ready)
 	}

@@ -24,8 +24,8 @@ const Group = topics.GroupAudience
 
 var members = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_audience_members_total",
-	Help: "Members found for audience requests, by campaign.",
-}, []string{"campaign"})
+	Help: "Members found for audience requests, by the campaign table and row that fired.",
+}, []string{"table", "row"})
 
 // Indexes are those of the joined member-state-table.
 func Indexes() map[string]state.Indexer { return member.Indexes() }
@@ -100,6 +100,15 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 	if err != nil {
 		stage.Fail(ctx, fmt.Errorf("scanning %s index on partition %d: %w", index, ctx.Partition(), err))
 	}
-	members.WithLabelValues(req.Offer.CampaignID).Add(float64(n))
-	stage.Emitted.WithLabelValues(Group, topics.OffersCandidates).Add(float64(n))
+	members.WithLabelValues(campaignLabels(&req.Offer)).Add(float64(n))
+	stage.CountEmit(ctx, Group, topics.OffersCandidates, n)
+}
+
+// campaignLabels are the labels of the campaign rule that fired the offer:
+// its first decision is the campaign stage's.
+func campaignLabels(o *topics.Offer) (table, row string) {
+	if len(o.Decisions) == 0 {
+		return "", ""
+	}
+	return stage.RuleLabels(o.Decisions[0])
 }

@@ -21,8 +21,8 @@ const Group = topics.GroupCampaign
 
 var fired = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_campaign_fired_total",
-	Help: "Campaigns fired by events, by campaign and audience.",
-}, []string{"campaign", "audience"})
+	Help: "Campaigns fired by events, by the campaign table and row that fired and the audience kind.",
+}, []string{"table", "row", "audience"})
 
 type decider struct {
 	env   stage.Env
@@ -75,13 +75,14 @@ func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummar
 	offer := topics.Offer{
 		CampaignID: c.Campaign, RulesVersion: dec.Table + "@" + dec.Version, Event: sum,
 		Audience: c.Audience, Priority: c.Priority, Template: c.Template, Timing: c.Timing,
-		Decisions: []topics.Decision{{Stage: Group, Table: dec.Table, Rule: dec.Rule, Outcome: "fire"}},
+		Decisions: []topics.Decision{{Stage: Group, Table: dec.Table, Rule: dec.Rule, Row: dec.Row, Outcome: "fire"}},
 	}
 	if c.ExpiresAfter > 0 {
 		offer.ExpiresAt = e.At.Add(c.ExpiresAfter)
 	}
 	stage.Stamp(&offer, Group)
-	fired.WithLabelValues(c.Campaign, c.Audience).Inc()
+	table, row := stage.RuleLabels(offer.Decisions[0])
+	fired.WithLabelValues(table, row, stage.BoundedLabel(c.Audience, topics.AudienceMember, topics.AudienceFavoritesOfItem, topics.AudienceSegment)).Inc()
 	switch c.Audience {
 	case topics.AudienceMember, "":
 		if e.MemberID == "" {
@@ -91,7 +92,7 @@ func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummar
 		offer.MemberID = e.MemberID
 		offer.OfferID = topics.OfferID(c.Campaign, e.EventID, e.MemberID)
 		ctx.Emit(goka.Stream(topics.OffersCandidates), e.MemberID, &offer)
-		stage.Emitted.WithLabelValues(Group, topics.OffersCandidates).Inc()
+		stage.CountEmit(ctx, Group, topics.OffersCandidates, 1)
 	case topics.AudienceFavoritesOfItem:
 		if e.ItemID == "" {
 			stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s targets favourites of the event's item, but event %s has no item_id (%s)", c.Campaign, e.EventID, dec.Trace))
@@ -104,7 +105,7 @@ func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummar
 				Partition: int32(p), Offer: offer, At: e.At,
 			})
 		}
-		stage.Emitted.WithLabelValues(Group, topics.AudienceRequests).Add(float64(len(d.keys)))
+		stage.CountEmit(ctx, Group, topics.AudienceRequests, len(d.keys))
 	case topics.AudienceSegment:
 		// As for favourites: every partition answers for its own members
 		// from its segment index.
@@ -114,7 +115,7 @@ func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummar
 				Partition: int32(p), Offer: offer, At: e.At,
 			})
 		}
-		stage.Emitted.WithLabelValues(Group, topics.AudienceRequests).Add(float64(len(d.keys)))
+		stage.CountEmit(ctx, Group, topics.AudienceRequests, len(d.keys))
 	default:
 		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s: audience %q is not supported yet (%s)", c.Campaign, c.Audience, dec.Trace))
 	}

@@ -142,7 +142,7 @@ func (r *router) offer(ctx goka.Context, msg any) {
 	}
 	o.Channel = ch
 	ctx.Emit(goka.Stream(topics.OffersRouted), ctx.Key(), o)
-	stage.Emitted.WithLabelValues(Group, topics.OffersRouted).Inc()
+	stage.CountEmit(ctx, Group, topics.OffersRouted, 1)
 }
 
 // count records a routing decision: by channel and strategy, or by
@@ -150,8 +150,9 @@ func (r *router) offer(ctx goka.Context, msg any) {
 func count(d topics.Decision, ch string) {
 	if ch == "" {
 		label, _, _ := strings.Cut(d.Reason, ":") // rule_error: <message>
-		routed.WithLabelValues(label, "").Inc()
+		routed.WithLabelValues(stage.BoundedLabel(label, ReasonNoChannel, ReasonNoTemplate, ReasonRuleError), "").Inc()
 		return
 	}
-	routed.WithLabelValues(ch, d.Reason).Inc()
+	routed.WithLabelValues(stage.BoundedLabel(ch, topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp),
+		stage.BoundedLabel(d.Reason, StrategyFixed, StrategyBest)).Inc()
 }

@@ -18,6 +18,23 @@ const (
 	CartAbandoned = "cart_abandoned"
 )
 
+// Types lists the event types detect emits: the only values metrics label
+// events with (see Kind).
+var Types = []string{PriceDrop, BackInStock, NewItem, OrderShipped, CartAbandoned}
+
+// KindOther labels events of a type detect does not emit (written to
+// `events` by something else).
+const KindOther = "other"
+
+// Kind is t as a metric label: one of Types, or KindOther, so a producer
+// inventing types cannot grow a metric's series.
+func Kind(t string) string {
+	if slices.Contains(Types, t) {
+		return t
+	}
+	return KindOther
+}
+
 func sourceID(r *topics.CDCRecord, key string) string {
 	return fmt.Sprintf("%s/%s/%d", r.Table, key, r.Version)
 }

@@ -97,7 +97,7 @@ func value(ctx goka.Context) *State {
 func emit(ctx goka.Context, key string, events []topics.Event) {
 	for i := range events {
 		ctx.Emit(goka.Stream(topics.Events), key, &events[i])
-		stage.Emitted.WithLabelValues(Group, topics.Events).Inc()
+		stage.CountEmit(ctx, Group, topics.Events, 1)
 	}
 }
 

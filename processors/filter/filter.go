@@ -31,8 +31,8 @@ const (
 
 var excluded = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_filter_excluded_total",
-	Help: "Offers excluded by member filtering, by reason.",
-}, []string{"reason"})
+	Help: "Offers excluded by member filtering: reason rule (with the filter table and row that excluded), unknown_member, withdrawn or rule_error (with the table).",
+}, []string{"reason", "table", "row"})
 
 type filter struct {
 	env   stage.Env
@@ -80,7 +80,7 @@ func Decide(set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) (
 			if reason == "" {
 				reason = d.Rule
 			}
-			return topics.Decision{Stage: Group, Table: d.Table + "@" + d.Version, Rule: d.Rule, Outcome: "exclude", Reason: reason}, true
+			return topics.Decision{Stage: Group, Table: d.Table + "@" + d.Version, Rule: d.Rule, Row: d.Row, Outcome: "exclude", Reason: reason}, true
 		}
 	}
 	return topics.Decision{Stage: Group, Outcome: "pass"}, false
@@ -96,15 +96,29 @@ func (f *filter) offer(ctx goka.Context, msg any) {
 	o.Decisions = append(o.Decisions, d)
 	stage.Stamp(o, Group)
 	if exclude {
-		label := d.Reason // rule reasons are a small, marketer-defined set
-		if strings.HasPrefix(label, ReasonRuleError) {
-			label = ReasonRuleError
-		}
-		excluded.WithLabelValues(label).Inc()
+		excluded.WithLabelValues(ExclusionLabels(d)...).Inc()
 		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
-		stage.Emitted.WithLabelValues(Group, topics.OffersExcluded).Inc()
+		stage.CountEmit(ctx, Group, topics.OffersExcluded, 1)
 		return
 	}
 	ctx.Emit(goka.Stream(topics.OffersFiltered), ctx.Key(), o)
-	stage.Emitted.WithLabelValues(Group, topics.OffersFiltered).Inc()
+	stage.CountEmit(ctx, Group, topics.OffersFiltered, 1)
+}
+
+// ReasonRule labels exclusions by a filter rule; the rule is named by its
+// table and row, never by the reason the marketer wrote.
+const ReasonRule = "rule"
+
+// ExclusionLabels are the rtm_filter_excluded_total labels of an
+// exclusion: reason, table, row, all bounded by the code and the
+// published tables.
+func ExclusionLabels(d topics.Decision) []string {
+	table, row := stage.RuleLabels(d)
+	switch {
+	case d.Reason == ReasonUnknownMember, d.Reason == ReasonWithdrawn:
+		return []string{d.Reason, "", ""}
+	case strings.HasPrefix(d.Reason, ReasonRuleError):
+		return []string{ReasonRuleError, table, ""}
+	}
+	return []string{ReasonRule, table, row}
 }

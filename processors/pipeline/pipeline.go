@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/internal/ops"
@@ -61,7 +62,12 @@ type Config struct {
 	Send    send.Config
 	// Deliverer sends deliveries (the send stage); channels.Router is one.
 	Deliverer send.Deliverer
-	Log       *slog.Logger
+	// Metrics receives, while Run runs, the collectors that read the
+	// stages' state at scrape time: the local stores' Pebble statistics
+	// and the rule versions in force (nil: none). The stages' own
+	// counters are registered by stage.RegisterMetrics.
+	Metrics prometheus.Registerer
+	Log     *slog.Logger
 }
 
 // Runner is a built stage.
@@ -155,13 +161,26 @@ func Run(ctx context.Context, cfg Config, names ...string) error {
 			return fmt.Errorf("no stage %q (stages: %s)", n, strings.Join(Stages(), ", "))
 		}
 	}
+	stores := stage.NewStoreCollector()
+	if cfg.Metrics != nil {
+		cs := []prometheus.Collector{stores}
+		if cfg.Rules != nil {
+			cs = append(cs, stage.RulesCollector{Rules: cfg.Rules})
+		}
+		for _, c := range cs {
+			if err := cfg.Metrics.Register(c); err != nil {
+				return fmt.Errorf("registering stage collectors (one pipeline.Run per registry): %w", err)
+			}
+			defer cfg.Metrics.Unregister(c)
+		}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	for _, n := range names {
 		sup := stage.Supervisor{Name: n, Log: cfg.Log, Health: cfg.Health, MaxFailures: cfg.MaxFailures}
 		wg.Go(func() {
-			if err := sup.Run(ctx, func(ctx context.Context) error { return runOnce(ctx, n, cfg) }); err != nil {
+			if err := sup.Run(ctx, func(ctx context.Context) error { return runOnce(ctx, n, cfg, stores) }); err != nil {
 				cancel(err)
 			}
 		})
@@ -177,7 +196,7 @@ func Run(ctx context.Context, cfg Config, names ...string) error {
 // starting, recovering (with progress) until its tables are recovered and
 // it processes input, then running. A local store that fails its writes
 // stops the stage at once with that error.
-func runOnce(ctx context.Context, n string, cfg Config) error {
+func runOnce(ctx context.Context, n string, cfg Config, stores *stage.StoreCollector) error {
 	report := func(st ops.Status) {
 		if cfg.Health != nil {
 			cfg.Health.Set(n, st)
@@ -190,6 +209,7 @@ func runOnce(ctx context.Context, n string, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	stores.Track(n, r.Env.Registry)
 	report(ops.Status{State: ops.Recovering})
 	if cfg.Health != nil {
 		cfg.Health.SetProgress(n, r.progress)

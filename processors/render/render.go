@@ -270,5 +270,5 @@ func (pr *processor) offer(ctx goka.Context, msg any) {
 	}
 	d.Stamps = append(o.Stamps, topics.StageTime{Stage: Group, At: time.Now().UTC()})
 	ctx.Emit(goka.Stream(topics.Deliveries), ctx.Key(), d)
-	stage.Emitted.WithLabelValues(Group, topics.Deliveries).Inc()
+	stage.CountEmit(ctx, Group, topics.Deliveries, 1)
 }

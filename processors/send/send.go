@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rtm-project/rtm/connectors/channels"
+	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/processors/timer"
@@ -62,7 +63,28 @@ var (
 		Name: "rtm_send_retries_total",
 		Help: "Rescheduled deliveries tried again when their due time came.",
 	})
+	endToEnd = stage.Metrics.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "rtm_end_to_end_latency_seconds",
+		Help: "From the triggering event's time (or the end of a timing hold) to the delivery's result, by the event's type and the channel.",
+		// 5 ms to about 11 minutes: retries during an outage reach minutes
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 18),
+	}, []string{"campaign_kind", "channel"})
 )
+
+// observeEndToEnd records a delivery's end-to-end latency at its result,
+// at now. The campaign_kind label is the event type, bounded by
+// detect.Kind; deliveries without an event time (produced before
+// deliveries carried one) are not observed.
+func observeEndToEnd(d *topics.Delivery, now time.Time) {
+	from := d.EventAt
+	if d.HeldUntil.After(from) {
+		from = d.HeldUntil
+	}
+	if from.IsZero() {
+		return
+	}
+	endToEnd.WithLabelValues(detect.Kind(d.EventType), d.Channel).Observe(max(now.Sub(from), 0).Seconds())
+}
 
 // Table is the stage's group table; DueIndex indexes its retries by due
 // time.
@@ -302,7 +324,8 @@ func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool 
 	l.add(Sent{DeliveryID: d.DeliveryID, Status: out.Status, At: now})
 	res := out.Result(d, now)
 	ctx.Emit(goka.Stream(topics.DeliveryResults), ctx.Key(), &res)
-	stage.Emitted.WithLabelValues(Group, topics.DeliveryResults).Inc()
+	observeEndToEnd(d, time.Now())
+	stage.CountEmit(ctx, Group, topics.DeliveryResults, 1)
 	return true
 }
 

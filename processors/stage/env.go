@@ -45,7 +45,8 @@ type EnvConfig struct {
 // Registry finds the stores of its own partitions.
 func NewEnv(c EnvConfig) (Env, error) {
 	reg := state.NewRegistry()
-	opts := state.Options{Indexes: c.Indexes, Logger: c.Log, Cache: blockCache(), FS: c.FS}
+	opts := state.Options{Indexes: c.Indexes, Logger: c.Log, Cache: blockCache(), FS: c.FS,
+		OnRecovered: func(topic string, n int) { recovered.WithLabelValues(topic).Add(float64(n)) }}
 	if c.OnStoreFailure != nil {
 		opts.OnFailure = func(topic string, partition int32, err error) { c.OnStoreFailure(err) }
 	}

@@ -1,6 +1,8 @@
 package stage
 
 import (
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rtm-project/rtm/rules"
@@ -47,4 +49,28 @@ func CampaignFacts(o *topics.Offer) rules.Campaign {
 // Which of them a table may read is the table kind's business.
 func OfferFacts(o *topics.Offer, member rules.Member) *rules.Facts {
 	return &rules.Facts{Event: EventFacts(&o.Event), Member: member, Campaign: CampaignFacts(o)}
+}
+
+// RuleLabels are the metric labels of the rule that made decision d: its
+// table's name (without the version) and its worksheet row, both bounded
+// by the published tables. Rule names, campaign IDs and reasons are the
+// marketers' free text and never become labels. A decision no rule made
+// has empty labels.
+func RuleLabels(d topics.Decision) (table, row string) {
+	table, _, _ = strings.Cut(d.Table, "@")
+	if d.Row > 0 {
+		row = strconv.Itoa(d.Row)
+	}
+	return table, row
+}
+
+// BoundedLabel is v if it is one of known, else "other": for labels whose
+// values come from outside the code (rule outputs, error messages).
+func BoundedLabel(v string, known ...string) string {
+	for _, k := range known {
+		if v == k {
+			return v
+		}
+	}
+	return "other"
 }

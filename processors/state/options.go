@@ -82,6 +82,12 @@ type Options struct {
 	// on the next start.
 	OnFailure func(topic string, partition int32, err error)
 
+	// OnRecovered, when set, is told how many changelog records (row
+	// writes and deletes) each committed recovery batch restored: the
+	// owner's recovery-progress metric. It is called with the store's
+	// lock held and must be quick.
+	OnRecovered func(topic string, records int)
+
 	// CloseTimeout bounds Close of a failed store: how long Pebble's own
 	// Close gets once the store has failed. It normally needs about
 	// 100 ms, but waits for any file operation in progress, which a dead

@@ -43,6 +43,20 @@ func (r *Registry) Store(topic string, partition int32) *Store {
 	return r.stores[partitionKey{topic, partition}]
 }
 
+// Stores returns the open stores, in no particular order.
+func (r *Registry) Stores() []*Store {
+	if r == nil {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ss := make([]*Store, 0, len(r.stores))
+	for _, s := range r.stores {
+		ss = append(ss, s)
+	}
+	return ss
+}
+
 func (r *Registry) register(s *Store) {
 	if r == nil {
 		return

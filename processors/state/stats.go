@@ -1,6 +1,10 @@
 package state
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // Stats counts what one store has done since it was created.
 type Stats struct {
@@ -27,4 +31,16 @@ func (s *Store) Stats() Stats {
 		Discards: c.discards.Load(), Rebuilds: c.rebuilds.Load(),
 		WriteStalls: c.writeStalls.Load(),
 	}
+}
+
+// PebbleMetrics returns Pebble's own metrics of the store (disk usage,
+// compactions, the shared block cache), or nil when it is not open. It
+// is cheap enough to call at every scrape.
+func (s *Store) PebbleMetrics() *pebble.Metrics {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil
+	}
+	return s.db.Metrics()
 }

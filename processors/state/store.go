@@ -72,6 +72,9 @@ type Store struct {
 	// pending batch, which is committed unsynced every RecoveryBatchBytes.
 	recovering bool
 	pending    *pebble.Batch
+	// pendingRecords counts the changelog records in pending, for
+	// Options.OnRecovered.
+	pendingRecords int
 	// deferIndex: index entries are not maintained per write but rebuilt
 	// from all rows in MarkRecovered (empty store, changed index set, or an
 	// interrupted rebuild).
@@ -153,6 +156,7 @@ func (s *Store) Open() error {
 		return errors.Join(err, s.closeDBLocked())
 	}
 	s.recovering = true
+	s.pendingRecords = 0
 	if len(s.names) > 0 && !s.deferIndex {
 		// Index maintenance reads old values, which may still be in the
 		// pending batch: only an indexed batch can answer that.

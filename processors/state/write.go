@@ -34,6 +34,7 @@ func (s *Store) Set(key string, value []byte) error {
 			return fmt.Errorf("setting %q: %w", key, err)
 		}
 		s.stats.sets.Add(1)
+		s.pendingRecords++
 		s.dirty.Store(true)
 		// Normally SetOffset commits; this bounds the batch for update
 		// callbacks that write without an offset.
@@ -60,6 +61,7 @@ func (s *Store) Delete(key string) error {
 			return fmt.Errorf("deleting %q: %w", key, err)
 		}
 		s.stats.deletes.Add(1)
+		s.pendingRecords++
 		s.dirty.Store(true)
 		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
 	}
@@ -192,6 +194,10 @@ func (s *Store) commitPendingLocked() error {
 	s.offsetDirty = false
 	s.dirty.Store(false)
 	s.stats.commits.Add(1)
+	if n := s.pendingRecords; n > 0 && s.opts.OnRecovered != nil {
+		s.opts.OnRecovered(s.topic, n)
+	}
+	s.pendingRecords = 0
 	return nil
 }
 

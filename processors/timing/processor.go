@@ -2,6 +2,7 @@ package timing
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -128,7 +129,7 @@ func (s *scheduler) offer(ctx goka.Context, msg any) {
 	stage.Stamp(o, Group)
 	switch {
 	case v.Dropped():
-		decisions.WithLabelValues(v.Decision.Reason).Inc()
+		decisions.WithLabelValues(dropLabel(v.Decision.Reason)).Inc()
 		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
 	case v.SendAt.After(now):
 		decisions.WithLabelValues("held").Inc()
@@ -138,7 +139,7 @@ func (s *scheduler) offer(ctx goka.Context, msg any) {
 		decisions.WithLabelValues("send_now").Inc()
 		o.SendAt = v.SendAt
 		ctx.Emit(goka.Stream(topics.OffersReady), ctx.Key(), o)
-		stage.Emitted.WithLabelValues(Group, topics.OffersReady).Inc()
+		stage.CountEmit(ctx, Group, topics.OffersReady, 1)
 	}
 	ctx.SetValue(l)
 }
@@ -163,7 +164,7 @@ func (s *scheduler) release(ctx goka.Context, at time.Time) {
 		o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "release"})
 		decisions.WithLabelValues("released").Inc()
 		ctx.Emit(goka.Stream(topics.OffersReady), ctx.Key(), &o)
-		stage.Emitted.WithLabelValues(Group, topics.OffersReady).Inc()
+		stage.CountEmit(ctx, Group, topics.OffersReady, 1)
 	}
 	ctx.SetValue(l)
 }
@@ -176,4 +177,11 @@ func (st *Stage) WaitForReadyContext(ctx context.Context) error {
 // StatsWithContext is the processor's statistics (recovery progress).
 func (st *Stage) StatsWithContext(ctx context.Context) *goka.ProcessorStats {
 	return st.proc.StatsWithContext(ctx)
+}
+
+// dropLabel bounds a drop reason for rtm_timing_decisions_total: a rule
+// error carries its message, which is not a label.
+func dropLabel(reason string) string {
+	reason, _, _ = strings.Cut(reason, ":")
+	return stage.BoundedLabel(reason, ReasonExpired, ReasonCapDay, ReasonCapWeek, ReasonCapCampaignDay, "rule_error")
 }

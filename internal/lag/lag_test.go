@@ -1,0 +1,58 @@
+package lag
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/internal/testkit"
+)
+
+// TestPollerReportsLagAndDropsUnknownGroups: a group that committed 2 of
+// 5 records lags by 3; after committing all, by 0; a group the cluster
+// has never seen has no series.
+func TestPollerReportsLagAndDropsUnknownGroups(t *testing.T) {
+	b := testkit.Broker(t, "")
+	cl := testkit.Client(t, b.Addr(), kgo.DefaultProduceTopic("in"))
+	adm := kadm.NewClient(cl)
+	ctx := testkit.Context(t)
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "in"); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func(at int64) {
+		os := make(kadm.Offsets)
+		os.Add(kadm.Offset{Topic: "in", Partition: 0, At: at, LeaderEpoch: -1})
+		if _, err := adm.CommitOffsets(ctx, "g", os); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := New(cl, []string{"g", "never-seen"}, 0, testkit.Logger(t))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p)
+	for _, tc := range []struct {
+		commit int64
+		want   float64
+	}{{2, 3}, {5, 0}} {
+		commit(tc.commit)
+		if err := p.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := testutil.CollectAndCount(p, "rtm_consumer_lag_records"); n != 1 {
+			t.Fatalf("%d series, want 1 (none for a group the cluster does not know)", n)
+		}
+		mfs, _ := reg.Gather()
+		got := mfs[0].GetMetric()[0]
+		if got.GetGauge().GetValue() != tc.want {
+			t.Errorf("committed %d of 5: lag %v = %v, want %v", tc.commit, got.GetLabel(), got.GetGauge().GetValue(), tc.want)
+		}
+	}
+}
