@@ -381,7 +381,7 @@ func TestBridgeDatabaseRestored(t *testing.T) {
 	step(t, a, e.src, e.src.Insert("items", item("I2", 2)), e.src.Insert("items", item("I3", 3))) // v2, v3
 	stopA()
 
-	e.src.Restore(backup)                                          // back to v1, new fork
+	e.src.Restore(backup)                                        // back to v1, new fork
 	if err := e.src.Insert("items", item("I9", 9)); err != nil { // v2 again
 		t.Fatal(err)
 	}

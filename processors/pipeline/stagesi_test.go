@@ -421,7 +421,7 @@ func TestCartAbandonmentTimer(t *testing.T) {
 		h.member(topics.MemberRow{MemberID: m, Email: m + "@example.jp", MailOptIn: true, Status: "active"})
 		// An earlier order: the example filter sends cart reminders only to
 		// members who have bought before.
-		h.cdc("orders", m, map[string]any{"order_id": "O-" + m}, topics.OpInsert,
+		h.cdc("orders", m, map[string]any{"member_id": m, "order_id": "O-" + m}, topics.OpInsert,
 			topics.OrderRow{OrderID: "O-" + m, MemberID: m, ItemID: "I9", Status: "delivered", OrderedAt: now.Add(-48 * time.Hour)})
 	}
 	h.waitProfilesBy(filter.Group, 3)
@@ -431,7 +431,7 @@ func TestCartAbandonmentTimer(t *testing.T) {
 	}
 	// M2 orders within the window; M3's order is for an old cart item only
 	// in the sense that it comes before: it is ignored (ordered_at earlier).
-	h.cdc("orders", "M2", map[string]any{"order_id": "O-2b"}, topics.OpInsert,
+	h.cdc("orders", "M2", map[string]any{"member_id": "M2", "order_id": "O-2b"}, topics.OpInsert,
 		topics.OrderRow{OrderID: "O-2b", MemberID: "M2", ItemID: "I5", Status: "placed", OrderedAt: now.Add(time.Second)})
 	// Every change row is in detect's state before time moves, and a tick
 	// just before the window closes releases nothing.

@@ -164,14 +164,31 @@ type pebbleCall struct {
 // after a retry or two, or never if a file operation hangs; the caller must
 // get its error at once. So the caller waits for the result or for the
 // store to fail, whichever comes first (callLocked).
+//
+// A failed store's Close does not wait for the worker (its call may be a
+// flush that only DB.Close ends), so a call can reach Pebble after DB.Close,
+// where Pebble panics with ErrClosed: the worker turns that into the call's
+// error, which nobody is waiting for any more.
 func runCalls(calls <-chan pebbleCall, results chan<- error) {
 	for c := range calls {
-		if c.commit != nil {
-			results <- c.commit.Commit(pebble.NoSync)
-		} else {
-			results <- c.fn()
-		}
+		results <- runCall(c)
 	}
+}
+
+func runCall(c pebbleCall) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rerr, ok := r.(error)
+			if !ok || !errors.Is(rerr, pebble.ErrClosed) {
+				panic(r)
+			}
+			err = rerr
+		}
+	}()
+	if c.commit != nil {
+		return c.commit.Commit(pebble.NoSync)
+	}
+	return c.fn()
 }
 
 // failedBy fails the store with err, an error from Pebble (which fails only

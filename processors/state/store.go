@@ -226,8 +226,9 @@ func (s *Store) loadMeta() error {
 	if s.deferIndex && !rebuilding {
 		// Persist the decision: if this store is closed before recovery
 		// ends, the next Open still knows the index entries are incomplete.
+		db := s.db // the call may outlive this method (callLocked)
 		if err := s.callLocked(pebbleCall{fn: func() error {
-			return s.db.Set(metaIndexRebuild, nil, pebble.NoSync)
+			return db.Set(metaIndexRebuild, nil, pebble.NoSync)
 		}}); err != nil {
 			return fmt.Errorf("marking index rebuild: %w", err)
 		}

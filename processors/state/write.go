@@ -203,8 +203,9 @@ func (s *Store) commitPendingLocked() error {
 
 // putOffsetLocked writes the offset on its own (Close after recovery).
 func (s *Store) putOffsetLocked() error {
+	db, off := s.db, encodeOffset(s.offset.Load()) // the call may outlive this method (callLocked)
 	if err := s.callLocked(pebbleCall{fn: func() error {
-		return s.db.Set(metaOffset, encodeOffset(s.offset.Load()), pebble.NoSync)
+		return db.Set(metaOffset, off, pebble.NoSync)
 	}}); err != nil {
 		return fmt.Errorf("writing offset: %w", err)
 	}
