@@ -355,7 +355,7 @@ func checkComposeProductionSend(t *testing.T, p *types.Project) {
 	for _, e := range inv.check() {
 		t.Error(e)
 	}
-	for _, k := range []string{"RTM_LINE_TOKEN", "RTM_SMTP_PASSWORD", "RTM_FCM_TOKEN"} {
+	for _, k := range []string{"RTM_LINE_TOKEN", "RTM_SMTP_PASSWORD", "RTM_FCM_PROJECT"} {
 		if v, ok := example[k]; !ok || v != "CHANGE-ME" {
 			t.Errorf("%s.example: %s must be the placeholder CHANGE-ME, is %q", rel, k, v)
 		}

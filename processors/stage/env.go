@@ -7,6 +7,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/lovoo/goka/storage"
 
 	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/processors/state"
@@ -54,8 +55,15 @@ func NewEnv(c EnvConfig) (Env, error) {
 	if err != nil {
 		return Env{}, err
 	}
+	withSeries := func(topic string, partition int32) (storage.Storage, error) {
+		// Serve rtm_recovery_records_total from the table's first store on,
+		// at 0 until it restores anything: a dashboard and an alert's
+		// rate() need the series before the first restore.
+		recovered.WithLabelValues(topic)
+		return b(topic, partition)
+	}
 	return Env{Brokers: c.Kafka.Brokers, Kafka: c.Kafka, Catalogue: c.Catalogue, InstanceID: c.InstanceID, Group: c.Group,
-		Storage: b, Registry: reg, Log: c.Log.With("stage", c.Group)}, nil
+		Storage: withSeries, Registry: reg, Log: c.Log.With("stage", c.Group)}, nil
 }
 
 // blockCache is the process's one Pebble block cache, shared by every

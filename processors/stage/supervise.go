@@ -62,6 +62,7 @@ func (s Supervisor) Run(ctx context.Context, run func(context.Context) error) er
 	s = s.withDefaults()
 	backoff := s.MinBackoff
 	failures := 0
+	Restarts.WithLabelValues(s.Name) // served at 0 before the first restart
 	for {
 		start := time.Now()
 		err := run(ctx)
