@@ -19,7 +19,7 @@ chaos-repro:
 	$(GO) build -o bin/chaos ./test/chaos
 	for s in broker sigterm line; do ./bin/chaos -scenario $$s || exit 1; done
 
-.PHONY: chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
+.PHONY: fuzz chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
 
 build:
 	$(GO) build -o bin/rtm ./cmd/rtm
@@ -31,6 +31,22 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 5m -race $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 5m $(PLAIN_PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=2s
+
+# Every fuzz target of the repository (func FuzzX in a _test.go file), one
+# after the other for FUZZTIME each: `make fuzz FUZZTIME=5m` for a long
+# run. Minimising a new input is capped, so that a big seed (a workbook)
+# does not spend the time budget on it. A failure leaves the input under
+# the package's testdata/fuzz (commit it as a regression seed).
+FUZZTIME ?= 30s
+fuzz:
+	@for f in $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz'); do \
+	  for n in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "fuzz $$n ($$(dirname $$f), $(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$n$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./$$(dirname $$f) >/tmp/rtm-fuzz.$$$$.log 2>&1 \
+	      || { cat /tmp/rtm-fuzz.$$$$.log; rm -f /tmp/rtm-fuzz.$$$$.log; exit 1; }; \
+	  done; \
+	done; rm -f /tmp/rtm-fuzz.$$$$.log
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -205,6 +205,25 @@ rules.xlsx: Templates!C7: channel: want one of MAIL, LINE, PUSH, INAPP, cell hol
 			is: ErrTemplate,
 		},
 		{
+			name: "template bombs",
+			sheets: []sheetDef{{name: "Templates", rows: [][]any{
+				{"RuleTable", "templates"}, {"Kind", "template"}, {},
+				{"COLUMNS", "id", "channel", "subject", "body"},
+				{nil, "t1", "MAIL", "", "{{range 30000000}}{{end}}"},
+				{nil, "t2", "MAIL", "", "{{range 100}}{{range 100}}{{range 100}}{{end}}{{end}}{{end}}"},
+				{nil, "t3", "MAIL", "", "{{range 5000}}{{$.member.email}}{{$.member.email}}{{end}}"},
+				{nil, "t4", "MAIL", "", `{{define "a"}}x{{end}}{{template "a"}}`},
+				{nil, "t5", "MAIL", "", `{{template "x"}}`},
+				{nil, "t6", "MAIL", "{{range .member.segments}}{{.}} {{end}}", "{{range 3}}{{if true}}{{range 2}}ok{{end}}{{end}}{{end}}"},
+			}}},
+			want: `rules.xlsx: Templates!E5: body: body:1:8: template over budget: more than 10000 range iterations
+rules.xlsx: Templates!E6: body: body:1:21: template over budget: more than 10000 range iterations
+rules.xlsx: Templates!E7: body: template over budget: output larger than 65536 bytes
+rules.xlsx: Templates!E8: body: define and block are not allowed in a template cell
+rules.xlsx: Templates!E9: body: {{template "x"}} is not allowed in a template cell`,
+			is: ErrTemplate,
+		},
+		{
 			name:   "huge sheet",
 			sheets: []sheetDef{table("Big", "big", "campaign", "", priceCols, priceTemplates, huge...)},
 			want:   "rules.xlsx: Big: sheet has more than 10100 rows (a table holds at most 10000 rules)",

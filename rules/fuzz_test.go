@@ -1,7 +1,10 @@
 package rules
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"testing"
 )
 
@@ -64,6 +67,89 @@ func FuzzCompileTemplate(f *testing.F) {
 		}
 		for _, facts := range []*Facts{SampleFacts(), {}} {
 			_, _, _ = tb.Evaluate(facts) // runtime errors are fine; panics are not
+		}
+	})
+}
+
+// FuzzTemplate fuzzes template cells: whatever a marketer types, compiling
+// returns the template or cell errors, never panics; a compiled template
+// renders the sample facts and facts with many segments within its budget
+// (or fails with an error), and never writes more than MaxTemplateOutput
+// per field.
+func FuzzTemplate(f *testing.F) {
+	for _, s := range []string{
+		"{{.member.email}}様、{{.event.new_price | yen}}",
+		"{{range .member.segments}}{{.}}{{end}}",
+		"{{range 30000000}}{{end}}",
+		"{{range $i, $s := .member.segments}}{{range $.member.segments}}{{$i}}{{end}}{{end}}",
+		`{{define "a"}}{{template "a"}}{{end}}{{template "a"}}`,
+		"{{with .event}}{{if gt .drop_pct 10.0}}{{pct .drop_pct}}{{else}}x{{end}}{{end}}",
+		"{{range 3}}{{break}}{{end}}{{_rtm_tick nil}}",
+		"{{$x := 1}}{{range $x}}{{$x = 2}}{{end}}",
+		"{{printf \"%0100000d\" 1}}",
+	} {
+		f.Add(s, uint16(1))
+	}
+	f.Fuzz(func(t *testing.T, body string, segments uint16) {
+		spec := TableSpec{Name: "fuzz", Kind: KindTemplate, Sheet: "Fuzz",
+			Columns: []Column{{Type: ColField, Template: "id", Ref: "B4"}, {Type: ColField, Template: "channel", Ref: "C4"},
+				{Type: ColField, Template: "body", Ref: "D4"}},
+			Rows: []Row{{Row: 5, Cells: []Value{{V: "t"}, {V: "MAIL"}, {V: body}}}}}
+		set, err := CompileSet([]TableSpec{spec})
+		if err != nil {
+			var es *Errors
+			if !errors.As(err, &es) || len(es.List) == 0 {
+				t.Fatalf("error is not *Errors: %#v", err)
+			}
+			return
+		}
+		tp, ok := set.Template("t", ChannelMail)
+		if !ok {
+			return // an empty body compiles to no template
+		}
+		many := SampleFacts()
+		many.Member.Segments = make([]string, int(segments)%2000)
+		for i := range many.Member.Segments {
+			many.Member.Segments[i] = "seg"
+		}
+		for _, facts := range []*Facts{SampleFacts(), many, {}} {
+			out, err := tp.Render(facts)
+			if err == nil && len(out.Body) > MaxTemplateOutput {
+				t.Fatalf("rendered %d bytes, over MaxTemplateOutput", len(out.Body))
+			}
+		}
+	})
+}
+
+// FuzzReadWorkbook fuzzes the workbook reader with mutations of a real
+// workbook: it returns tables or errors, never panics.
+func FuzzReadWorkbook(f *testing.F) {
+	dir := f.TempDir()
+	for i, sheets := range [][]sheetDef{
+		{templateSheet("Templates", "templates", []any{"price-drop", "MAIL", "{{.event.brand}}"})},
+		{table("Filters", "f", "filter", "", []string{"CONDITION", "ACTION"}, []string{"member.is_debug == $param", "exclude"}, []any{true, true})},
+	} {
+		b, err := os.ReadFile(writeBook(f, dir, fmt.Sprintf("seed%d.xlsx", i), sheets...))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("PK\x03\x04"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		specs, err := ReadWorkbook(bytes.NewReader(data), "fuzz.xlsx")
+		if err != nil {
+			var es *Errors
+			if !errors.As(err, &es) || len(es.List) == 0 {
+				t.Fatalf("error is not *Errors: %#v", err)
+			}
+			return
+		}
+		if _, err := CompileSet(specs); err != nil && !errors.Is(err, ErrDuplicateTemplate) {
+			var es *Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("tables read from a workbook do not compile: %v", err)
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -154,18 +155,26 @@ func (t *Template) Render(f *Facts) (Rendered, error) {
 func (t *Template) render(data map[string]any) (Rendered, error) {
 	out := Rendered{TemplateID: t.ID, Channel: t.Channel}
 	dst := [4]*string{&out.Subject, &out.Body, &out.AltText, &out.URL}
+	bud := newBudget(budgetClock) // one budget for all the fields
 	var buf bytes.Buffer
-	for i, p := range t.parsed {
-		if p == nil {
+	for i := range t.parsed {
+		if t.parsed[i] == nil {
 			continue
 		}
-		buf.Reset()
-		if err := p.Execute(&buf, data); err != nil {
+		if err := t.execute(i, data, bud, &buf); err != nil {
 			return Rendered{}, fmt.Errorf("rendering template %s %s: %w", t.ID, templateFields[i+2], err)
 		}
 		*dst[i] = buf.String()
 	}
 	return out, nil
+}
+
+// execute renders field i into buf under bud (budget.go).
+func (t *Template) execute(i int, data map[string]any, bud *budget, buf *bytes.Buffer) error {
+	buf.Reset()
+	data[budgetKey] = bud
+	defer delete(data, budgetKey)
+	return t.parsed[i].Execute(&cappedWriter{w: buf, bud: bud}, data)
 }
 
 // compileTemplates compiles a template table: parse every text field and
@@ -263,7 +272,7 @@ func compileTemplates(spec *TableSpec, sheet string, errs *errorList) []*Templat
 				ok = false
 				continue
 			}
-			p, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs).Parse(src)
+			p, err := parseTemplate(name, src)
 			if err != nil {
 				errs.add(sheet, cref, ErrTemplate, "%s: %s", name, templateMsg(err))
 				ok = false
@@ -279,7 +288,9 @@ func compileTemplates(spec *TableSpec, sheet string, errs *errorList) []*Templat
 				if p == nil {
 					continue
 				}
-				if err := p.Execute(new(bytes.Buffer), data); err != nil {
+				// Each field on its own budget, so that every failing cell
+				// is named.
+				if err := t.execute(i, data, newBudget(budgetClock), new(bytes.Buffer)); err != nil {
 					errs.add(sheet, spec.cellRef(col[templateFields[i+2]]-1, r), ErrTemplate, "%s: %s", templateFields[i+2], templateMsg(err))
 				}
 			}
@@ -290,9 +301,16 @@ func compileTemplates(spec *TableSpec, sheet string, errs *errorList) []*Templat
 	return out
 }
 
-// templateMsg strips text/template's "template: name:" prefix.
+// templateMsg strips text/template's "template: name:" prefix; a budget
+// error reads as where the template was and which budget it spent.
 func templateMsg(err error) string {
 	msg := err.Error()
+	if ob := (*overBudget)(nil); errors.As(err, &ob) {
+		if loc, _, ok := strings.Cut(strings.TrimPrefix(msg, "template: "), ": executing "); ok && loc != msg {
+			return loc + ": " + ob.Error()
+		}
+		return ob.Error()
+	}
 	msg = strings.TrimPrefix(msg, "template: ")
 	return msg
 }

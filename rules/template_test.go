@@ -207,3 +207,51 @@ func TestValidateAgainstLiveTables(t *testing.T) {
 		t.Errorf("pre-existing breakage blocks the publish: %v", err)
 	}
 }
+
+// TestTemplateBudgetAtRender: a template that passes validation against
+// SampleFacts but meets facts large enough to blow a budget at send time
+// (event attributes come from the events API) fails with ErrOverBudget
+// instead of running away; the same template renders ordinary facts.
+func TestTemplateBudgetAtRender(t *testing.T) {
+	specs := load(t, t.TempDir(), "rules.xlsx", templateSheet("Templates", "templates",
+		[]any{"loops", "MAIL", "{{range .member.segments}}{{range $.member.segments}}.{{end}}{{end}}"},
+		[]any{"writes", "LINE", "{{range .member.segments}}{{$.event.brand}}{{end}}"},
+	))
+	set, err := CompileSet(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := func(n, size int) []string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = strings.Repeat("s", size)
+		}
+		return s
+	}
+	tests := []struct {
+		id, channel string
+		segments    []string
+		brand       string
+		want        string // "" if it renders
+	}{
+		{"loops", ChannelMail, many(50, 1), "", ""},                                  // 2,550 iterations
+		{"loops", ChannelMail, many(200, 1), "", "more than 10000 range iterations"}, // 40,200
+		{"writes", ChannelLine, many(100, 1), "無印良品", ""},
+		{"writes", ChannelLine, many(5_000, 1), strings.Repeat("b", 100), "output larger than 65536 bytes"},
+	}
+	for _, tt := range tests {
+		tp, ok := set.Template(tt.id, tt.channel)
+		if !ok {
+			t.Fatalf("no template %s/%s", tt.id, tt.channel)
+		}
+		f := SampleFacts()
+		f.Member.Segments, f.Event.Brand = tt.segments, tt.brand
+		_, err := tp.Render(f)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s with %d segments: %v", tt.id, len(tt.segments), err)
+		case tt.want != "" && (!errors.Is(err, ErrOverBudget) || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s with %d segments: err = %v; want ErrOverBudget, %s", tt.id, len(tt.segments), err, tt.want)
+		}
+	}
+}

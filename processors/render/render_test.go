@@ -131,6 +131,27 @@ func TestTemplateErrors(t *testing.T) {
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "to") {
 		t.Fatalf("want an invalid-payload TemplateError, got %v", err)
 	}
+
+	// A template within budget for the sample facts, over it for a member
+	// with 200 segments (40,200 iterations): a TemplateError (to dlq)
+	// wrapping rules.ErrOverBudget, not a runaway render.
+	spec := rules.TableSpec{Name: "t", Kind: rules.KindTemplate, Sheet: "T",
+		Columns: []rules.Column{{Type: rules.ColField, Template: "id", Ref: "B4"}, {Type: rules.ColField, Template: "channel", Ref: "C4"},
+			{Type: rules.ColField, Template: "subject", Ref: "D4"}, {Type: rules.ColField, Template: "body", Ref: "E4"}},
+		Rows: []rules.Row{{Row: 5, Cells: []rules.Value{{V: o.Template}, {V: "MAIL"}, {V: "件名"},
+			{V: "{{range .member.segments}}{{range $.member.segments}}.{{end}}{{end}}"}}}}}
+	loops, err := rules.CompileSet([]rules.TableSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = profile()
+	for i := range 200 {
+		p.Segments = append(p.Segments, fmt.Sprintf("s%d", i))
+	}
+	_, err = renderer(t).Render(loops, o, p, time.Now())
+	if !errors.As(err, &te) || !errors.Is(err, rules.ErrOverBudget) {
+		t.Fatalf("want a TemplateError with ErrOverBudget, got %v", err)
+	}
 }
 
 // TestFindTemplateIsExact: the offer's template id and channel select one
