@@ -346,7 +346,7 @@ func (b *Bridge) step(ctx context.Context, cl *kgo.Client, unit []TableConfig) (
 	for i, t := range unit {
 		cps[i] = b.checkpoint(t.Name)
 		if cps[i].Resync != nil {
-			return true, b.resyncStep(ctx, cl, t, cps[i])
+			return b.resyncStep(ctx, cl, t, cps[i])
 		}
 		since[i] = cps[i].Version
 	}
@@ -519,8 +519,10 @@ func (b *Bridge) startResync(t TableConfig, cp Checkpoint, db string, base int64
 // cdc.keys that this epoch did not see and that are gone (sweep). The
 // checkpoint committed with it says where to go on, so a restarted bridge
 // resumes from the last committed chunk. A database that changes identity
-// while a resync runs starts a new epoch.
-func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, cp Checkpoint) error {
+// while a resync runs starts a new epoch (restartResync). It reports
+// whether more work is waiting: false while a restarted resync waits for
+// the database's version.
+func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, cp Checkpoint) (bool, error) {
 	rs := *cp.Resync
 	next := cp
 	next.Resync = &rs
@@ -530,12 +532,15 @@ func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, 
 	if !rs.Sweep {
 		page, err := b.src.Page(ctx, t, rs.After, b.cfg.ResyncChunkRows)
 		if err != nil {
-			return sourceErr(fmt.Errorf("reading a resync chunk of %s: %w", t.Name, err))
+			return false, sourceErr(fmt.Errorf("reading a resync chunk of %s: %w", t.Name, err))
 		}
 		if page.Database != cp.Database {
 			return b.restartResync(ctx, cl, t, cp, page.Database, page.CurrentVersion)
 		}
 		rows = page.Rows
+		for _, r := range rows {
+			rs.Seen = max(rs.Seen, r.Version)
+		}
 		if len(rows) > 0 {
 			rs.After = rows[len(rows)-1].Key
 		}
@@ -546,13 +551,14 @@ func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, 
 		kind = "sweep"
 		gone, done, err := b.sweepBatch(ctx, t, cp.Epoch, &rs)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if gone.Database != "" && gone.Database != cp.Database {
 			return b.restartResync(ctx, cl, t, cp, gone.Database, gone.CurrentVersion)
 		}
 		for _, k := range gone.Keys {
 			rows = append(rows, Change{Version: gone.CurrentVersion, Op: topics.OpDelete, Key: k})
+			rs.Seen = max(rs.Seen, gone.CurrentVersion)
 		}
 		if done {
 			b.log.Info("resync done", "table", t.Name, "epoch", cp.Epoch, "continuing_after_version", rs.Base)
@@ -563,13 +569,13 @@ func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, 
 	for _, c := range rows {
 		r, err := record(t, c, ts)
 		if err != nil {
-			return &stepError{where: "source", fatal: true, err: err}
+			return false, &stepError{where: "source", fatal: true, err: err}
 		}
 		recs = append(recs, r, keySetRecord(t, c, cp.Epoch))
 	}
 	recs = append(recs, checkpointRecord(next))
 	if err := b.commit(ctx, cl, t.Name, kind, recs, len(rows)); err != nil {
-		return err
+		return false, err
 	}
 	b.setCheckpoints(next)
 	counts := map[string]int{}
@@ -580,19 +586,30 @@ func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, 
 		b.m.rows.WithLabelValues(t.Name, op).Add(float64(n))
 	}
 	b.m.lastSuccess.WithLabelValues(t.Name).SetToCurrentTime()
-	return nil
+	return true, nil
 }
 
 // restartResync opens a new epoch because the database changed identity
-// during a resync: what was copied belongs to the other database.
-func (b *Bridge) restartResync(ctx context.Context, cl *kgo.Client, t TableConfig, cp Checkpoint, db string, current int64) error {
+// during a resync: what was copied belongs to the other database. Like a
+// restore found between resyncs (waitForVersion), the new epoch starts only
+// once the database's version passes every version consumers have seen
+// (the checkpoint's, the epoch's base and what its chunks were stamped
+// with), or the rows it must correct would be ignored as already seen.
+func (b *Bridge) restartResync(ctx context.Context, cl *kgo.Client, t TableConfig, cp Checkpoint, db string, current int64) (bool, error) {
 	reason := fmt.Sprintf("the database's recovery fork changed from %s to %s during the resync", cp.Database, db)
+	if seen := max(cp.Version, cp.Resync.Base, cp.Resync.Seen); current <= seen {
+		b.waitForVersion(t, Checkpoint{Version: seen}, Snapshot{CurrentVersion: current}, reason)
+		return false, nil
+	}
 	next := b.startResync(t, cp, db, current, reason, true)
 	if err := b.commit(ctx, cl, t.Name, "resync-start", []*kgo.Record{checkpointRecord(next)}, 0); err != nil {
-		return err
+		return false, err
 	}
 	b.setCheckpoints(next)
-	return nil
+	b.mu.Lock()
+	delete(b.waiting, t.Name)
+	b.mu.Unlock()
+	return true, nil
 }
 
 // sweepBatch reads cdc.keys from the sweep's position and collects up to

@@ -50,6 +50,12 @@ type Resync struct {
 	Base int64 `json:"base"`
 	// After is the primary key of the last row committed (nil: none yet).
 	After map[string]any `json:"after,omitempty"`
+	// Seen is the highest version a committed chunk of this epoch was
+	// stamped with (chunks are stamped with the version they were read
+	// at, which passes Base while the database takes writes). Consumers
+	// have seen versions up to it: if the database is restored during the
+	// resync, the new epoch waits until the database's version passes it.
+	Seen int64 `json:"seen,omitempty"`
 	// Sweep is set once every row has been copied: the bridge is sending
 	// deletes for the keys of cdc.keys this epoch did not see.
 	Sweep bool `json:"sweep,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -291,6 +292,72 @@ func TestBridgeResyncResumesAfterCrash(t *testing.T) {
 		want[seenChange{"items", fmt.Sprintf("I%02d", i), "i", 20}] = 1
 	}
 	assertExactly(t, decodeAll(t, committed(t, e.addr)), want)
+}
+
+// TestBridgeRestoreDuringResync: the database is restored while a resync
+// is half done (the first chunks, stamped at version 20, are downstream).
+// The restored database is at version 18: a new epoch stamped 18 would be
+// ignored by consumers for the rows they saw at 20, so the bridge waits
+// (rtm_cdc_lag_versions says how far) and starts the new epoch once the
+// version passes 20. Downstream ends with exactly the restored rows.
+func TestBridgeRestoreDuringResync(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config() // MaxRows 3: chunks of 3
+	writeN(t, e.src, 12, func(i int) error { return e.src.Insert("items", item(fmt.Sprintf("I%02d", i), i)) })
+	backup := e.src.Backup() // version 12
+	writeN(t, e.src, 8, func(i int) error { return e.src.Insert("items", item(fmt.Sprintf("I%02d", 12+i), 12+i)) })
+
+	var chunks atomic.Int32
+	errBoom := errors.New("simulated crash")
+	a, err := New(cfg, e.src, testkit.Logger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.committed = func(tx txInfo) {
+		if tx.Label == "items" && tx.Kind == "resync-chunk" {
+			chunks.Add(1)
+		}
+	}
+	a.afterProduce = func(label string) error {
+		if label == "items" && chunks.Load() == 3 {
+			return errBoom
+		}
+		return nil
+	}
+	doneA, _ := run(t, a)
+	if err := <-doneA; !errors.Is(err, errBoom) {
+		t.Fatalf("crashed bridge returned %v, want the simulated crash", err)
+	}
+	if r := a.checkpoint("items").Resync; r == nil || r.Seen != 20 {
+		t.Fatalf("checkpoint at the crash: %+v, want a resync whose chunks were stamped 20", r)
+	}
+
+	e.src.Restore(backup) // version 12, new recovery fork
+	writeN(t, e.src, 5, func(i int) error { return e.src.Update("items", item(fmt.Sprintf("I%02d", i), 100+i)) })
+	if err := e.src.Delete("items", map[string]any{"item_id": "I05"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.src.CurrentVersion(); v != 18 {
+		t.Fatalf("version after the restore and writes = %d, want 18", v)
+	}
+
+	reg := prometheus.NewRegistry()
+	b, _, _, log := e.startLogged(t, cfg, nil, reg)
+	testkit.Eventually(t, 30*time.Second, "the resync to wait for version 21", func() bool {
+		return value(t, b.m.lag.WithLabelValues("items")) == 3 // 20 - 18 + 1
+	})
+	if n := len(log.of("items", "resync-start")); n != 0 {
+		t.Fatalf("%d resyncs started below the versions consumers saw", n)
+	}
+	writeN(t, e.src, 3, func(i int) error { return e.src.Insert("items", item(fmt.Sprintf("NEW%02d", i), 1)) }) // v19..v21
+	step(t, b, e.src)
+	if n := len(log.of("items", "resync-start")); n != 1 {
+		t.Errorf("%d resyncs started, want 1", n)
+	}
+	if n := value(t, b.m.resyncs.WithLabelValues("items")); n != 1 {
+		t.Errorf("resyncs{items} = %v, want 1", n)
+	}
+	assertSame(t, replay(t, e.addr), want(t, e.src))
 }
 
 // TestBridgeGroupOneTransaction: one SQL transaction spanning the tables
