@@ -239,6 +239,35 @@ func TestBridgeResyncInChunks(t *testing.T) {
 	assertSame(t, replay(t, e.addr), want(t, e.src))
 }
 
+// crashMidResync runs a bridge that crashes in the initial copy of items
+// once it has committed chunks chunks (the next one is produced, never
+// committed), and returns it stopped.
+func crashMidResync(t *testing.T, e *env, cfg Config, chunks int32) *Bridge {
+	t.Helper()
+	var committed atomic.Int32
+	errBoom := errors.New("simulated crash")
+	a, err := New(cfg, e.src, testkit.Logger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.committed = func(tx txInfo) {
+		if tx.Label == "items" && tx.Kind == "resync-chunk" {
+			committed.Add(1)
+		}
+	}
+	a.afterProduce = func(label string) error {
+		if label == "items" && committed.Load() == chunks {
+			return errBoom
+		}
+		return nil
+	}
+	done, _ := run(t, a)
+	if err := <-done; !errors.Is(err, errBoom) {
+		t.Fatalf("crashed bridge returned %v, want the simulated crash", err)
+	}
+	return a
+}
+
 // TestBridgeResyncResumesAfterCrash crashes the bridge in the middle of a
 // resync; the next bridge continues the same epoch from the last
 // committed chunk instead of starting over.
@@ -247,29 +276,7 @@ func TestBridgeResyncResumesAfterCrash(t *testing.T) {
 	cfg := e.config() // MaxRows 3: chunks of 3
 	writeN(t, e.src, 20, func(i int) error { return e.src.Insert("items", item(fmt.Sprintf("I%02d", i), i)) })
 
-	var chunks atomic.Int32
-	errBoom := errors.New("simulated crash")
-	log := &txLog{}
-	a, err := New(cfg, e.src, testkit.Logger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.committed = func(tx txInfo) {
-		log.add(tx)
-		if tx.Label == "items" && tx.Kind == "resync-chunk" {
-			chunks.Add(1)
-		}
-	}
-	a.afterProduce = func(label string) error {
-		if label == "items" && chunks.Load() == 3 {
-			return errBoom // the 4th chunk is produced, never committed
-		}
-		return nil
-	}
-	doneA, _ := run(t, a)
-	if err := <-doneA; !errors.Is(err, errBoom) {
-		t.Fatalf("crashed bridge returned %v, want the simulated crash", err)
-	}
+	a := crashMidResync(t, e, cfg, 3)
 	epoch := a.checkpoint("items").Epoch
 	if r := a.checkpoint("items").Resync; r == nil || r.After["item_id"] != "I08" {
 		t.Fatalf("checkpoint at the crash: %+v, want a resync after I08", r)
@@ -307,27 +314,7 @@ func TestBridgeRestoreDuringResync(t *testing.T) {
 	backup := e.src.Backup() // version 12
 	writeN(t, e.src, 8, func(i int) error { return e.src.Insert("items", item(fmt.Sprintf("I%02d", 12+i), 12+i)) })
 
-	var chunks atomic.Int32
-	errBoom := errors.New("simulated crash")
-	a, err := New(cfg, e.src, testkit.Logger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.committed = func(tx txInfo) {
-		if tx.Label == "items" && tx.Kind == "resync-chunk" {
-			chunks.Add(1)
-		}
-	}
-	a.afterProduce = func(label string) error {
-		if label == "items" && chunks.Load() == 3 {
-			return errBoom
-		}
-		return nil
-	}
-	doneA, _ := run(t, a)
-	if err := <-doneA; !errors.Is(err, errBoom) {
-		t.Fatalf("crashed bridge returned %v, want the simulated crash", err)
-	}
+	a := crashMidResync(t, e, cfg, 3)
 	if r := a.checkpoint("items").Resync; r == nil || r.Seen != 20 {
 		t.Fatalf("checkpoint at the crash: %+v, want a resync whose chunks were stamped 20", r)
 	}
