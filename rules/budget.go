@@ -122,11 +122,7 @@ func (c *cappedWriter) Write(p []byte) (int, error) {
 // templates can recurse, and nothing a message needs calls for them) and
 // inserts a budget tick at the start of every range body.
 func parseTemplate(name, src string) (*template.Template, error) {
-	funcs := template.FuncMap{tickFunc: tick}
-	for k, v := range templateFuncs {
-		funcs[k] = v
-	}
-	p, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(src)
+	p, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs).Parse(src)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +132,7 @@ func parseTemplate(name, src string) (*template.Template, error) {
 	if p.Tree == nil || p.Tree.Root == nil {
 		return p, nil
 	}
-	if err := budgetNodes(name, p.Tree.Root); err != nil {
+	if err := budgetNodes(p.Tree.Root); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -144,7 +140,7 @@ func parseTemplate(name, src string) (*template.Template, error) {
 
 // budgetNodes walks a parse tree: it rejects template calls and makes
 // every range body start with {{_rtm_tick $._rtm_budget}}.
-func budgetNodes(name string, l *parse.ListNode) error {
+func budgetNodes(l *parse.ListNode) error {
 	if l == nil {
 		return nil
 	}
@@ -153,15 +149,15 @@ func budgetNodes(name string, l *parse.ListNode) error {
 		case *parse.TemplateNode:
 			return fmt.Errorf("{{template %q}} is not allowed in a template cell", n.Name)
 		case *parse.IfNode:
-			if err := branch(name, &n.BranchNode); err != nil {
+			if err := branch(&n.BranchNode); err != nil {
 				return err
 			}
 		case *parse.WithNode:
-			if err := branch(name, &n.BranchNode); err != nil {
+			if err := branch(&n.BranchNode); err != nil {
 				return err
 			}
 		case *parse.RangeNode:
-			if err := branch(name, &n.BranchNode); err != nil {
+			if err := branch(&n.BranchNode); err != nil {
 				return err
 			}
 			if n.List == nil {
@@ -173,11 +169,11 @@ func budgetNodes(name string, l *parse.ListNode) error {
 	return nil
 }
 
-func branch(name string, b *parse.BranchNode) error {
-	if err := budgetNodes(name, b.List); err != nil {
+func branch(b *parse.BranchNode) error {
+	if err := budgetNodes(b.List); err != nil {
 		return err
 	}
-	return budgetNodes(name, b.ElseList)
+	return budgetNodes(b.ElseList)
 }
 
 // tickAction is {{_rtm_tick $._rtm_budget}}, placed at pos (the range's,

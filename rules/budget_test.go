@@ -35,11 +35,7 @@ func TestBudgetDeadline(t *testing.T) {
 // two nested ranges, just under MaxTemplateIterations): what a template at
 // the iteration budget costs, to size TemplateTimeout against.
 func BenchmarkTemplateBudget(b *testing.B) {
-	spec := TableSpec{Name: "b", Kind: KindTemplate, Sheet: "B",
-		Columns: []Column{{Type: ColField, Template: "id", Ref: "B4"}, {Type: ColField, Template: "channel", Ref: "C4"},
-			{Type: ColField, Template: "body", Ref: "D4"}},
-		Rows: []Row{{Row: 5, Cells: []Value{{V: "t"}, {V: "MAIL"}, {V: "{{range .member.segments}}{{range $.member.segments}}{{end}}{{end}}"}}}}}
-	set, err := CompileSet([]TableSpec{spec})
+	set, err := CompileSet([]TableSpec{mailTemplate("t", "{{range .member.segments}}{{range $.member.segments}}{{end}}{{end}}")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,4 +47,12 @@ func BenchmarkTemplateBudget(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// mailTemplate is a template table of one MAIL template, id with body.
+func mailTemplate(id, body string) TableSpec {
+	return TableSpec{Name: "templates", Kind: KindTemplate, Sheet: "Templates",
+		Columns: []Column{{Type: ColField, Template: "id", Ref: "B4"}, {Type: ColField, Template: "channel", Ref: "C4"},
+			{Type: ColField, Template: "body", Ref: "D4"}},
+		Rows: []Row{{Row: 5, Cells: []Value{{V: id}, {V: "MAIL"}, {V: body}}}}}
 }

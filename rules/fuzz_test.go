@@ -91,11 +91,7 @@ func FuzzTemplate(f *testing.F) {
 		f.Add(s, uint16(1))
 	}
 	f.Fuzz(func(t *testing.T, body string, segments uint16) {
-		spec := TableSpec{Name: "fuzz", Kind: KindTemplate, Sheet: "Fuzz",
-			Columns: []Column{{Type: ColField, Template: "id", Ref: "B4"}, {Type: ColField, Template: "channel", Ref: "C4"},
-				{Type: ColField, Template: "body", Ref: "D4"}},
-			Rows: []Row{{Row: 5, Cells: []Value{{V: "t"}, {V: "MAIL"}, {V: body}}}}}
-		set, err := CompileSet([]TableSpec{spec})
+		set, err := CompileSet([]TableSpec{mailTemplate("t", body)})
 		if err != nil {
 			var es *Errors
 			if !errors.As(err, &es) || len(es.List) == 0 {

@@ -61,8 +61,10 @@ type Rendered struct {
 // templateFields are the columns of a template table.
 var templateFields = []string{"id", "channel", "subject", "body", "alt_text", "url"}
 
-// templateFuncs are available in every template.
+// templateFuncs are available in every template (tickFunc is the budget's,
+// inserted by parseTemplate).
 var templateFuncs = template.FuncMap{
+	tickFunc: tick,
 	// yen formats a price: 1980 → ¥1,980.
 	"yen": func(v any) string {
 		f, ok := toFloat(v)
@@ -306,7 +308,7 @@ func compileTemplates(spec *TableSpec, sheet string, errs *errorList) []*Templat
 func templateMsg(err error) string {
 	msg := err.Error()
 	if ob := (*overBudget)(nil); errors.As(err, &ob) {
-		if loc, _, ok := strings.Cut(strings.TrimPrefix(msg, "template: "), ": executing "); ok && loc != msg {
+		if loc, _, ok := strings.Cut(strings.TrimPrefix(msg, "template: "), ": executing "); ok {
 			return loc + ": " + ob.Error()
 		}
 		return ob.Error()

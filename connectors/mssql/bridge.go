@@ -365,16 +365,12 @@ func (b *Bridge) step(ctx context.Context, cl *kgo.Client, unit []TableConfig) (
 			continue
 		}
 		if otherHistory(cps[i], snap) && snap.CurrentVersion <= cps[i].Version {
-			b.waitForVersion(t, cps[i], snap, reason)
+			b.waitForVersion(t, cps[i].Version, snap.CurrentVersion, reason)
 			return false, nil
 		}
 		starts = append(starts, b.startResync(t, cps[i], snap.Database, snap.CurrentVersion, reason, counted))
 	}
-	b.mu.Lock()
-	for _, t := range unit {
-		delete(b.waiting, t.Name)
-	}
-	b.mu.Unlock()
+	b.doneWaiting(unit...)
 	if len(starts) > 0 {
 		var recs []*kgo.Record
 		for _, c := range starts {
@@ -480,22 +476,33 @@ func otherHistory(cp Checkpoint, snap Snapshot) bool {
 }
 
 // waitForVersion holds back the resync of a restored database until its
-// current version passes the checkpoint. The stages keep, per row, the
+// current version passes seen, the highest version consumers have seen
+// (the checkpoint's; during a resync, also its chunks'). The stages keep, per row, the
 // last version they applied and ignore anything not newer (the contract
 // for redelivered records), and they have seen versions up to the
 // checkpoint from the database's earlier history. A resync stamped at a
 // version not above the checkpoint would be ignored for exactly the rows
 // it must correct; one stamped above it is taken, deletes included. The
 // wait is logged once; rtm_cdc_lag_versions shows how far there is to go.
-func (b *Bridge) waitForVersion(t TableConfig, cp Checkpoint, snap Snapshot, reason string) {
-	b.m.lag.WithLabelValues(t.Name).Set(float64(cp.Version - snap.CurrentVersion + 1))
+func (b *Bridge) waitForVersion(t TableConfig, seen, current int64, reason string) {
+	b.m.lag.WithLabelValues(t.Name).Set(float64(seen - current + 1))
 	b.mu.Lock()
 	logged := b.waiting[t.Name]
 	b.waiting[t.Name] = true
 	b.mu.Unlock()
 	if !logged {
-		b.log.Warn("database restored to an older version: the resync waits until the database's version passes the checkpoint, so that consumers, which ignore versions they have seen, take it; no changes are bridged until then",
-			"table", t.Name, "reason", reason, "checkpoint", cp.Version, "current_version", snap.CurrentVersion)
+		b.log.Warn("database restored to an older version: the resync waits until the database's version passes the versions already bridged, so that consumers, which ignore versions they have seen, take it; no changes are bridged until then",
+			"table", t.Name, "reason", reason, "seen_version", seen, "current_version", current)
+	}
+}
+
+// doneWaiting ends the waits of tables (waitForVersion logs again when a
+// later one starts).
+func (b *Bridge) doneWaiting(tables ...TableConfig) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range tables {
+		delete(b.waiting, t.Name)
 	}
 }
 
@@ -598,7 +605,7 @@ func (b *Bridge) resyncStep(ctx context.Context, cl *kgo.Client, t TableConfig, 
 func (b *Bridge) restartResync(ctx context.Context, cl *kgo.Client, t TableConfig, cp Checkpoint, db string, current int64) (bool, error) {
 	reason := fmt.Sprintf("the database's recovery fork changed from %s to %s during the resync", cp.Database, db)
 	if seen := max(cp.Version, cp.Resync.Base, cp.Resync.Seen); current <= seen {
-		b.waitForVersion(t, Checkpoint{Version: seen}, Snapshot{CurrentVersion: current}, reason)
+		b.waitForVersion(t, seen, current, reason)
 		return false, nil
 	}
 	next := b.startResync(t, cp, db, current, reason, true)
@@ -606,9 +613,7 @@ func (b *Bridge) restartResync(ctx context.Context, cl *kgo.Client, t TableConfi
 		return false, err
 	}
 	b.setCheckpoints(next)
-	b.mu.Lock()
-	delete(b.waiting, t.Name)
-	b.mu.Unlock()
+	b.doneWaiting(t)
 	return true, nil
 }
 
