@@ -1,6 +1,10 @@
 package rules
 
-import "time"
+import (
+	"time"
+
+	"github.com/rtm-project/rtm/topics"
+)
 
 // The fact structs below are the marketer-facing contract: rule templates
 // read them as event.drop_pct, member.prefecture, campaign.id. Stages map
@@ -27,36 +31,10 @@ type Event struct {
 	Attrs   map[string]string `json:"attrs" expr:"attrs"`
 }
 
-// Member is the member profile and engagement summary kept by member-state.
-type Member struct {
-	MemberID string `json:"member_id" expr:"member_id"`
-	Email    string `json:"email" expr:"email"`
-	// Status is active, suspended or withdrawn.
-	Status  string `json:"status" expr:"status"`
-	IsDebug bool   `json:"is_debug" expr:"is_debug"`
-	// Gender is female, male, other or unknown.
-	Gender string `json:"gender" expr:"gender"`
-	// Birthday is YYYY-MM-DD, or empty when unknown.
-	Birthday   string `json:"birthday" expr:"birthday"`
-	Age        int    `json:"age" expr:"age"`
-	Prefecture string `json:"prefecture" expr:"prefecture"`
-	// Timezone is an IANA name such as Asia/Tokyo.
-	Timezone  string `json:"timezone" expr:"timezone"`
-	MailOptIn bool   `json:"mail_opt_in" expr:"mail_opt_in"`
-	LineOptIn bool   `json:"line_opt_in" expr:"line_opt_in"`
-	PushOptIn bool   `json:"push_opt_in" expr:"push_opt_in"`
-	// Reachable lists the channels the member can be reached on right now
-	// (MAIL, LINE, PUSH, INAPP): opted in and with a valid address/token.
-	Reachable      []string `json:"reachable" expr:"reachable"`
-	Segments       []string `json:"segments" expr:"segments"`
-	FavoritesCount int      `json:"favorites_count" expr:"favorites_count"`
-	OrdersCount    int      `json:"orders_count" expr:"orders_count"`
-	// SentToday and SentThisWeek count notifications already sent.
-	SentToday    int `json:"sent_today" expr:"sent_today"`
-	SentThisWeek int `json:"sent_this_week" expr:"sent_this_week"`
-	// DaysSinceLastOrder is -1 when the member never ordered.
-	DaysSinceLastOrder int `json:"days_since_last_order" expr:"days_since_last_order"`
-}
+// Member is the member profile and engagement summary kept by
+// member-state. It is declared in package topics (topics.MemberFacts)
+// because offers carry it in their member snapshot; this is the same type.
+type Member = topics.MemberFacts
 
 // Campaign is the campaign an offer belongs to, as decided by a campaign
 // table.

@@ -91,4 +91,5 @@ type (
 	DeliveryCodec        = JSON[Delivery, *Delivery]
 	DeliveryResultCodec  = JSON[DeliveryResult, *DeliveryResult]
 	DeadLetterCodec      = JSON[DeadLetter, *DeadLetter]
+	ConsentCodec         = JSON[Consent, *Consent]
 )

@@ -184,8 +184,12 @@ type Offer struct {
 	ExpiresAt    time.Time    `json:"expires_at,omitzero"`
 	Channel      string       `json:"channel,omitempty"`
 	SendAt       time.Time    `json:"send_at,omitzero"`
-	Decisions    []Decision   `json:"decisions,omitempty"`
-	Stamps       []StageTime  `json:"stamps,omitempty"`
+	// Member is the member snapshot the filter stage attaches to every
+	// offer that passes it; channel, timing and render read it instead of
+	// the member table. Nil before filtering.
+	Member    *MemberSnapshot `json:"member,omitempty"`
+	Decisions []Decision      `json:"decisions,omitempty"`
+	Stamps    []StageTime     `json:"stamps,omitempty"`
 }
 
 // Delivery is a rendered message for one channel on `deliveries`, keyed by

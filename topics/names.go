@@ -30,6 +30,11 @@ const (
 	OffersReady     = "offers.ready"
 	Deliveries      = "deliveries"
 	DeliveryResults = "delivery.results"
+	// MemberConsent is compacted and keyed by member: what each member may
+	// be sent now (Consent), written by member-state when it changes and
+	// joined by the send stage, so a consent withdrawn after an offer was
+	// filtered still stops its delivery.
+	MemberConsent = "member-consent"
 	// InAppMessages carries in-app messages to the inbox stage.
 	InAppMessages = "inapp.messages"
 

@@ -3,8 +3,10 @@
 // row (Profile) and codec, its partition-local indexes (favourite item →
 // member, segment → member), and how the shop's change rows, behaviour
 // events and delivery results update a profile. The member-state stage
-// (processors/memberstate) writes the table; audience, filter, channel,
-// timing and render join it.
+// (processors/memberstate) writes the table; audience and filter join it.
+// The stages after filter read the member snapshot filter attaches to each
+// offer (Snapshot), and send reads the small member-consent table
+// (Consent), so the table is kept in three places instead of six.
 //
 // Every update is idempotent, because Goka processing is at-least-once:
 // change rows apply only when their Change Tracking version is newer than the

@@ -41,6 +41,7 @@ func Graph(keys stage.Keys) *goka.GroupGraph {
 		goka.Input(goka.Stream(topics.BehaviorEvents), stage.Raw, func(ctx goka.Context, msg any) { applyBehavior(ctx, keys, msg) }),
 		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, func(ctx goka.Context, msg any) { applyResult(ctx, keys, msg) }),
 		goka.Persist(member.Codec{}),
+		goka.Output(goka.Stream(topics.MemberConsent), topics.ConsentCodec{}),
 		stage.DLQOutput(),
 	)
 }
@@ -63,6 +64,7 @@ func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord
 		return
 	}
 	p := current(ctx)
+	before := p.Consent(r.TS)
 	changed, err := p.ApplyCDC(r)
 	if err != nil {
 		stage.DeadLetter(ctx, Group, msg, err)
@@ -70,7 +72,20 @@ func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord
 	}
 	if changed {
 		ctx.SetValue(p)
+		emitConsent(ctx, before, p.Consent(r.TS))
 	}
+}
+
+// emitConsent writes the member's consent row when the channels it may be
+// sent on changed. It is written after the profile, at least once: a
+// replay that changes nothing writes nothing, and a repeated row is
+// harmless (send reads only the latest).
+func emitConsent(ctx goka.Context, before, after *topics.Consent) {
+	if member.SameConsent(before, after) {
+		return
+	}
+	ctx.Emit(goka.Stream(topics.MemberConsent), ctx.Key(), after)
+	stage.CountEmit(ctx, Group, topics.MemberConsent, 1)
 }
 
 func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
@@ -82,9 +97,11 @@ func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
 	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}
+	before := p.Consent(e.At)
 	p.ApplyBehavior(e)
 	p.Applied(string(ctx.Topic()), ctx.Partition(), ctx.Offset())
 	ctx.SetValue(p)
+	emitConsent(ctx, before, p.Consent(e.At)) // an unsubscribe
 }
 
 func applyResult(ctx goka.Context, keys stage.Keys, msg any) {
