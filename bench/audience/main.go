@@ -104,8 +104,9 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 		}
 	}
 
-	env := func(group string, idx map[string]state.Indexer) stage.Env {
-		e, err := stage.NewEnv(stage.EnvConfig{Kafka: kafka.Config{Brokers: brokers}, Catalogue: cat, DataDir: dir, Group: group, Indexes: idx, Log: log})
+	env := func(group string, idx map[string]state.Indexer, table string) stage.Env {
+		e, err := stage.NewEnv(stage.EnvConfig{Kafka: kafka.Config{Brokers: brokers}, Catalogue: cat, DataDir: dir, Group: group,
+			Indexes: idx, IndexedTable: table, Log: log})
 		if err != nil {
 			panic(err)
 		}
@@ -121,7 +122,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	}
 
 	t1 := time.Now()
-	ms, err := memberstate.New(env(memberstate.Group, member.Indexes()))
+	ms, err := memberstate.New(env(memberstate.Group, member.Indexes(), string(member.Table)))
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	fmt.Printf("member-state built %d profiles in %v\n", nMembers, time.Since(t1).Round(time.Millisecond))
 
 	t2 := time.Now()
-	det, err := detect.New(env(detect.Group, detect.Indexes()), detect.Config{})
+	det, err := detect.New(env(detect.Group, detect.Indexes(), topics.TableOf(detect.Group)), detect.Config{})
 	if err != nil {
 		return err
 	}
@@ -142,17 +143,17 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 			os.Exit(1)
 		}
 	}()
-	camp, err := campaign.New(env(campaign.Group, nil), rs)
+	camp, err := campaign.New(env(campaign.Group, nil, ""), rs)
 	if err != nil {
 		return err
 	}
 	start("campaign", camp)
-	aud, err := audience.New(env(audience.Group, audience.Indexes()))
+	aud, err := audience.New(env(audience.Group, audience.Indexes(), string(member.Table)))
 	if err != nil {
 		return err
 	}
 	start("audience", aud)
-	filt, err := filter.New(env(filter.Group, member.Indexes()), rs)
+	filt, err := filter.New(env(filter.Group, nil, ""), rs)
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	if _, err := adm.CreateTopic(ctx, parts, 1, nil, naiveTopic); err != nil {
 		return err
 	}
-	naive, err := newNaive(env("naive-audience", nil), nFavs)
+	naive, err := newNaive(env("naive-audience", nil, ""), nFavs)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/filter"
 	"github.com/rtm-project/rtm/processors/inbox"
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/render"
 	"github.com/rtm-project/rtm/processors/send"
@@ -76,29 +77,30 @@ type Runner interface {
 }
 
 // def is how to build a stage. indexes are the partition-local indexes of
-// the tables the stage keeps or joins; a stage that only reads rows by key
-// declares none, so its recovery does no index work.
+// table, the one table the stage scans by index; a stage that only reads
+// rows by key declares none, so its recovery does no index work.
 type def struct {
 	indexes func() map[string]state.Indexer
+	table   string
 	build   func(stage.Env, Config) (Runner, error)
 }
 
 var stages = map[string]def{
-	memberstate.Group: {memberstate.Indexes, func(e stage.Env, _ Config) (Runner, error) { return memberstate.New(e) }},
-	detect.Group:      {detect.Indexes, func(e stage.Env, c Config) (Runner, error) { return detect.New(e, c.Detect) }},
-	campaign.Group:    {nil, func(e stage.Env, c Config) (Runner, error) { return campaign.New(e, c.Rules) }},
-	audience.Group:    {audience.Indexes, func(e stage.Env, _ Config) (Runner, error) { return audience.New(e) }},
-	filter.Group:      {nil, func(e stage.Env, c Config) (Runner, error) { return filter.New(e, c.Rules) }},
-	channel.Group:     {nil, func(e stage.Env, c Config) (Runner, error) { return channel.New(e, c.Rules) }},
-	timing.Group:      {timing.Indexes, func(e stage.Env, c Config) (Runner, error) { return timing.New(e, c.Rules, c.Timing) }},
-	render.Group:      {nil, func(e stage.Env, c Config) (Runner, error) { return render.New(e, c.Rules, c.Render) }},
-	send.Group: {send.Indexes, func(e stage.Env, c Config) (Runner, error) {
+	memberstate.Group: {memberstate.Indexes, string(member.Table), func(e stage.Env, _ Config) (Runner, error) { return memberstate.New(e) }},
+	detect.Group:      {detect.Indexes, topics.TableOf(detect.Group), func(e stage.Env, c Config) (Runner, error) { return detect.New(e, c.Detect) }},
+	campaign.Group:    {nil, "", func(e stage.Env, c Config) (Runner, error) { return campaign.New(e, c.Rules) }},
+	audience.Group:    {audience.Indexes, string(member.Table), func(e stage.Env, _ Config) (Runner, error) { return audience.New(e) }},
+	filter.Group:      {nil, "", func(e stage.Env, c Config) (Runner, error) { return filter.New(e, c.Rules) }},
+	channel.Group:     {nil, "", func(e stage.Env, c Config) (Runner, error) { return channel.New(e, c.Rules) }},
+	timing.Group:      {timing.Indexes, topics.TableOf(timing.Group), func(e stage.Env, c Config) (Runner, error) { return timing.New(e, c.Rules, c.Timing) }},
+	render.Group:      {nil, "", func(e stage.Env, c Config) (Runner, error) { return render.New(e, c.Rules, c.Render) }},
+	send.Group: {send.Indexes, topics.TableOf(send.Group), func(e stage.Env, c Config) (Runner, error) {
 		if c.Deliverer == nil {
 			return nil, errors.New("no channel adapters configured")
 		}
 		return send.New(e, c.Deliverer, c.Send)
 	}},
-	inbox.Group: {nil, func(e stage.Env, _ Config) (Runner, error) { return inbox.New(e) }},
+	inbox.Group: {nil, "", func(e stage.Env, _ Config) (Runner, error) { return inbox.New(e) }},
 }
 
 // Stages lists the stages that exist, in pipeline order.
@@ -139,7 +141,7 @@ func build(name string, cfg Config, onStoreFailure func(error)) (*Stage, error) 
 	k := cfg.Kafka
 	k.Brokers = cfg.Brokers
 	env, err := stage.NewEnv(stage.EnvConfig{Kafka: k, Catalogue: cfg.Catalogue, DataDir: cfg.DataDir, Group: name,
-		Indexes: idx, InstanceID: cfg.InstanceID, OnStoreFailure: onStoreFailure, FS: cfg.StoreFS[name], Log: cfg.Log})
+		Indexes: idx, IndexedTable: d.table, InstanceID: cfg.InstanceID, OnStoreFailure: onStoreFailure, FS: cfg.StoreFS[name], Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", name, err)
 	}

@@ -59,7 +59,7 @@ func TestChannelOutageLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	env, err := stage.NewEnv(stage.EnvConfig{Kafka: kafka.Config{Brokers: []string{addr}}, Catalogue: cat,
-		DataDir: t.TempDir(), Group: send.Group, Indexes: send.Indexes(), Log: testkit.Logger(t)})
+		DataDir: t.TempDir(), Group: send.Group, Indexes: send.Indexes(), IndexedTable: topics.TableOf(send.Group), Log: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -24,9 +25,12 @@ type EnvConfig struct {
 	// stores under DataDir/state/<group>.
 	DataDir string
 	Group   string
-	// Indexes are the partition-local indexes of the tables the stage
-	// keeps or joins.
-	Indexes map[string]state.Indexer
+	// Indexes are the partition-local indexes of IndexedTable, the one
+	// table (topic) of the stage that is scanned by index. The stage's
+	// other tables (the joins it only reads by key) keep none: their
+	// writes read no old row and their recovery derives no index key.
+	Indexes      map[string]state.Indexer
+	IndexedTable string
 	// InstanceID, when set, is the Kafka static group membership ID
 	// (group.instance.id): a restart within the session timeout gets its
 	// partitions back without rebalancing the other members.
@@ -45,22 +49,36 @@ type EnvConfig struct {
 // in one process (rtm dev, tests) never share a Pebble store, and its
 // Registry finds the stores of its own partitions.
 func NewEnv(c EnvConfig) (Env, error) {
+	if len(c.Indexes) > 0 && c.IndexedTable == "" {
+		return Env{}, fmt.Errorf("stage %s: indexes declared without the table they index", c.Group)
+	}
 	reg := state.NewRegistry()
-	opts := state.Options{Indexes: c.Indexes, Logger: c.Log, Cache: blockCache(), FS: c.FS,
+	opts := state.Options{Logger: c.Log, Cache: blockCache(), FS: c.FS,
 		OnRecovered: func(topic string, n int) { recovered.WithLabelValues(topic).Add(float64(n)) }}
 	if c.OnStoreFailure != nil {
 		opts.OnFailure = func(topic string, partition int32, err error) { c.OnStoreFailure(err) }
 	}
-	b, err := state.Builder(filepath.Join(c.DataDir, "state", c.Group), opts, reg)
+	root := filepath.Join(c.DataDir, "state", c.Group)
+	plain, err := state.Builder(root, opts, reg)
 	if err != nil {
 		return Env{}, err
+	}
+	indexed := plain
+	if len(c.Indexes) > 0 {
+		opts.Indexes = c.Indexes
+		if indexed, err = state.Builder(root, opts, reg); err != nil {
+			return Env{}, err
+		}
 	}
 	withSeries := func(topic string, partition int32) (storage.Storage, error) {
 		// Serve rtm_recovery_records_total from the table's first store on,
 		// at 0 until it restores anything: a dashboard and an alert's
 		// rate() need the series before the first restore.
 		recovered.WithLabelValues(topic)
-		return b(topic, partition)
+		if topic == c.IndexedTable {
+			return indexed(topic, partition)
+		}
+		return plain(topic, partition)
 	}
 	return Env{Brokers: c.Kafka.Brokers, Kafka: c.Kafka, Catalogue: c.Catalogue, InstanceID: c.InstanceID, Group: c.Group,
 		Storage: withSeries, Registry: reg, Log: c.Log.With("stage", c.Group)}, nil
