@@ -1,5 +1,5 @@
 // Package channel is the channel-optimisation stage: for each filtered offer
-// it joins the member's profile and picks the channel — MAIL, LINE, PUSH or
+// it reads the member snapshot the filter stage attached and picks the channel — MAIL, LINE, PUSH or
 // INAPP — by the published channel rule tables: `fixed` takes the first
 // reachable channel in the table's order, `best` learns from the member's
 // engagement with Thompson sampling. Only channels the offer's template
@@ -13,9 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"time"
 
-	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -50,11 +48,10 @@ const openWeight = 0.3
 // the offer ID: a replayed offer meets the same draws, so with unchanged
 // engagement and rules it is routed the same way (what protects against a
 // second send is timing's ledger of decided offer IDs, not this).
-func Choose(p *member.Profile, listed []string, strategy, offerID string, priors map[string]Prior, now time.Time) string {
-	reachable := p.Reachable()
+func Choose(m *topics.MemberSnapshot, listed []string, strategy, offerID string, priors map[string]Prior) string {
 	var candidates []string
 	for _, c := range listed {
-		if slices.Contains(reachable, c) && !slices.Contains(candidates, c) {
+		if m.Reachable(c) && !slices.Contains(candidates, c) {
 			candidates = append(candidates, c)
 		}
 	}
@@ -71,7 +68,7 @@ func Choose(p *member.Profile, listed []string, strategy, offerID string, priors
 		if !ok {
 			pr = Prior{Alpha: 1, Beta: 9}
 		}
-		g := p.EngagementAt(c, now)
+		g := m.Engagement[c] // decayed as of the snapshot
 		success := math.Min(g.Clicked+openWeight*g.Opened, g.Sent)
 		draw := betaSample(rng, pr.Alpha+success, pr.Beta+math.Max(g.Sent-success, 0))
 		if draw > bestDraw {

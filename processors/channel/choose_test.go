@@ -11,6 +11,15 @@ import (
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
+// snapshot is what the filter stage would attach for p, nil for no
+// profile.
+func snapshot(p *member.Profile) *topics.MemberSnapshot {
+	if p == nil {
+		return nil
+	}
+	return p.Snapshot(now)
+}
+
 func profile(mail, line, push bool) *member.Profile {
 	p := &member.Profile{MemberID: "M1", Exists: true, Status: "active",
 		Email: "a@example.jp", LineUserID: "U1", PushToken: "tok", MailOptIn: mail, LineOptIn: line, PushOptIn: push}
@@ -42,7 +51,7 @@ func TestChooseFixed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Choose(tc.p, tc.listed, StrategyFixed, "of-1", DefaultPriors, now); got != tc.want {
+			if got := Choose(tc.p.Snapshot(now), tc.listed, StrategyFixed, "of-1", DefaultPriors); got != tc.want {
 				t.Fatalf("Choose = %q, want %q", got, tc.want)
 			}
 		})
@@ -58,7 +67,7 @@ func TestChooseBestFollowsEngagement(t *testing.T) {
 	engaged(p, "LINE", 20, 12)
 	counts := map[string]int{}
 	for i := range 1000 {
-		counts[Choose(p, []string{"MAIL", "PUSH", "LINE"}, StrategyBest, fmt.Sprintf("of-%d", i), DefaultPriors, now)]++
+		counts[Choose(p.Snapshot(now), []string{"MAIL", "PUSH", "LINE"}, StrategyBest, fmt.Sprintf("of-%d", i), DefaultPriors)]++
 	}
 	if counts["LINE"] < 950 {
 		t.Fatalf("LINE chosen %d of 1000 times (%v), want at least 950", counts["LINE"], counts)
@@ -69,8 +78,8 @@ func TestChooseBestIsDeterministicPerOffer(t *testing.T) {
 	p := profile(true, true, true)
 	for i := range 50 {
 		id := fmt.Sprintf("of-%d", i)
-		a := Choose(p, []string{"MAIL", "LINE", "PUSH"}, StrategyBest, id, DefaultPriors, now)
-		if b := Choose(p, []string{"MAIL", "LINE", "PUSH"}, StrategyBest, id, DefaultPriors, now); a != b {
+		a := Choose(p.Snapshot(now), []string{"MAIL", "LINE", "PUSH"}, StrategyBest, id, DefaultPriors)
+		if b := Choose(p.Snapshot(now), []string{"MAIL", "LINE", "PUSH"}, StrategyBest, id, DefaultPriors); a != b {
 			t.Fatalf("offer %s routed %s then %s", id, a, b)
 		}
 	}
@@ -81,7 +90,7 @@ func TestChooseBestNewMemberFollowsPrior(t *testing.T) {
 	p := profile(true, true, true)
 	counts := map[string]int{}
 	for i := range 2000 {
-		counts[Choose(p, []string{"MAIL", "LINE", "PUSH", "INAPP"}, StrategyBest, fmt.Sprintf("of-%d", i), DefaultPriors, now)]++
+		counts[Choose(p.Snapshot(now), []string{"MAIL", "LINE", "PUSH", "INAPP"}, StrategyBest, fmt.Sprintf("of-%d", i), DefaultPriors)]++
 	}
 	if !(counts["LINE"] > counts["PUSH"] && counts["PUSH"] > counts["MAIL"] && counts["MAIL"] > counts["INAPP"]) {
 		t.Fatalf("new-member routing %v does not follow the priors", counts)

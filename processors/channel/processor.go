@@ -3,12 +3,10 @@ package channel
 import (
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -27,6 +25,10 @@ const (
 	ReasonNoTemplate = "no_template"
 	// ReasonRuleError: a channel table could not be evaluated.
 	ReasonRuleError = "rule_error"
+	// ReasonNoSnapshot: the offer carries no member snapshot (it was
+	// filtered by a version that attached none); it is not sent on a
+	// guess.
+	ReasonNoSnapshot = "no_member_snapshot"
 )
 
 // defaultChannels apply when no channel table matches.
@@ -43,7 +45,6 @@ var routed = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 type router struct {
 	rules  stage.Rules
 	priors map[string]Prior
-	now    func() time.Time
 	keys   stage.Keys
 }
 
@@ -51,7 +52,6 @@ type router struct {
 func (r *router) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersFiltered), stage.Raw, r.offer),
-		goka.Join(member.Table, member.Codec{}),
 		goka.Output(goka.Stream(topics.OffersRouted), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
 		stage.DLQOutput(),
@@ -60,7 +60,7 @@ func (r *router) Graph() *goka.GroupGraph {
 
 // New returns the channel processor.
 func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
-	r := &router{rules: rs, priors: DefaultPriors, now: time.Now, keys: stage.KeysOf(Group, env)}
+	r := &router{rules: rs, priors: DefaultPriors, keys: stage.KeysOf(Group, env)}
 	return goka.NewProcessor(env.Brokers, r.Graph(), env.ProcessorOptions()...)
 }
 
@@ -74,10 +74,11 @@ func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
 // the member is reachable on is excluded with ReasonNoTemplate. An offer
 // that names no template (validated campaign tables always name one) is
 // routed on the listed channels; render dead-letters it.
-func Route(set *rules.Set, o *topics.Offer, p *member.Profile, priors map[string]Prior, now time.Time) (topics.Decision, string) {
+func Route(set *rules.Set, o *topics.Offer, priors map[string]Prior) (topics.Decision, string) {
+	p := o.Member
 	out, table, rule := defaultChannels, "", "default"
 	if p != nil {
-		facts := stage.OfferFacts(o, p.Facts(now))
+		facts := stage.OfferFacts(o, p.Facts)
 		for _, t := range set.Kind(rules.KindChannel) {
 			d, ok, err := t.Evaluate(facts)
 			if err != nil {
@@ -101,11 +102,11 @@ func Route(set *rules.Set, o *topics.Offer, p *member.Profile, priors map[string
 		usable = withVariant(out.Channels, variants)
 	}
 	if p == nil {
-		return exclude(ReasonNoChannel)
+		return exclude(ReasonNoSnapshot)
 	}
-	ch := Choose(p, usable, out.Strategy, o.OfferID, priors, now)
+	ch := Choose(p, usable, out.Strategy, o.OfferID, priors)
 	if ch == "" {
-		if len(usable) < len(out.Channels) && Choose(p, out.Channels, StrategyFixed, o.OfferID, priors, now) != "" {
+		if len(usable) < len(out.Channels) && Choose(p, out.Channels, StrategyFixed, o.OfferID, priors) != "" {
 			// Reachable, but not with this content.
 			return exclude(ReasonNoTemplate)
 		}
@@ -131,8 +132,7 @@ func (r *router) offer(ctx goka.Context, msg any) {
 	if !ok {
 		return
 	}
-	p, _ := ctx.Join(member.Table).(*member.Profile)
-	d, ch := Route(r.rules.Current(), o, p, r.priors, r.now())
+	d, ch := Route(r.rules.Current(), o, r.priors)
 	o.Decisions = append(o.Decisions, d)
 	stage.Stamp(o, Group)
 	count(d, ch)
@@ -150,7 +150,7 @@ func (r *router) offer(ctx goka.Context, msg any) {
 func count(d topics.Decision, ch string) {
 	if ch == "" {
 		label, _, _ := strings.Cut(d.Reason, ":") // rule_error: <message>
-		routed.WithLabelValues(stage.BoundedLabel(label, ReasonNoChannel, ReasonNoTemplate, ReasonRuleError), "").Inc()
+		routed.WithLabelValues(stage.BoundedLabel(label, ReasonNoChannel, ReasonNoTemplate, ReasonRuleError, ReasonNoSnapshot), "").Inc()
 		return
 	}
 	routed.WithLabelValues(stage.BoundedLabel(ch, topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp),

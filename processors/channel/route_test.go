@@ -61,15 +61,15 @@ func TestRouteOnlyToChannelsWithContent(t *testing.T) {
 		{"no template tables at all", "MAIL,LINE", "fixed", nil, profile(true, true, false), "t", "", ReasonNoTemplate},
 		{"similar ids do not count", "MAIL,LINE", "fixed", [][2]string{{"t-mail", "MAIL"}, {"t-line", "LINE"}}, profile(true, true, false), "t", "", ReasonNoTemplate},
 		{"not reachable at all", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}, {"t", "LINE"}}, profile(false, false, true), "t", "", ReasonNoChannel},
-		{"no profile", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}}, nil, "t", "", ReasonNoChannel},
+		{"no snapshot", "LINE,MAIL", "fixed", [][2]string{{"t", "MAIL"}}, nil, "t", "", ReasonNoSnapshot},
 		{"best among those with content", "MAIL,PUSH,LINE", "best", [][2]string{{"t", "PUSH"}}, profile(true, true, true), "t", "PUSH", "best"},
 		{"an offer naming no template is not restricted", "MAIL,LINE", "fixed", [][2]string{{"t", "LINE"}}, profile(true, true, false), "", "MAIL", "fixed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			set := routeSet(t, tc.channels, tc.strategy, tc.variants...)
-			o := &topics.Offer{OfferID: "of-1", CampaignID: "c", MemberID: "M1", Template: tc.template}
-			d, ch := Route(set, o, tc.profile, DefaultPriors, now)
+			o := &topics.Offer{OfferID: "of-1", CampaignID: "c", MemberID: "M1", Template: tc.template, Member: snapshot(tc.profile)}
+			d, ch := Route(set, o, DefaultPriors)
 			if ch != tc.want || d.Reason != tc.reason {
 				t.Fatalf("Route = %q (%+v), want %q reason %s", ch, d, tc.want, tc.reason)
 			}
@@ -88,8 +88,8 @@ func TestBestNeverPicksAChannelWithoutContent(t *testing.T) {
 	engaged(p, "LINE", 20, 0)
 	set := routeSet(t, "MAIL,LINE,PUSH", "best", [2]string{"t", "LINE"}, [2]string{"t", "PUSH"})
 	for i := range 200 {
-		o := &topics.Offer{OfferID: fmt.Sprintf("of-%d", i), CampaignID: "c", MemberID: "M1", Template: "t"}
-		if _, ch := Route(set, o, p, DefaultPriors, now); ch != "LINE" && ch != "PUSH" {
+		o := &topics.Offer{OfferID: fmt.Sprintf("of-%d", i), CampaignID: "c", MemberID: "M1", Template: "t", Member: p.Snapshot(now)}
+		if _, ch := Route(set, o, DefaultPriors); ch != "LINE" && ch != "PUSH" {
 			t.Fatalf("offer %d routed to %q", i, ch)
 		}
 	}
@@ -100,7 +100,7 @@ func TestBestNeverPicksAChannelWithoutContent(t *testing.T) {
 func TestExclusionsAreCountedByReason(t *testing.T) {
 	before := routedCount(t, ReasonNoTemplate)
 	set := routeSet(t, "MAIL", "fixed")
-	d, ch := Route(set, &topics.Offer{OfferID: "of-1", CampaignID: "c", MemberID: "M1", Template: "t"}, profile(true, false, false), DefaultPriors, now)
+	d, ch := Route(set, &topics.Offer{OfferID: "of-1", CampaignID: "c", MemberID: "M1", Template: "t", Member: snapshot(profile(true, false, false))}, DefaultPriors)
 	count(d, ch)
 	if got := routedCount(t, ReasonNoTemplate); got != before+1 {
 		t.Errorf("no_template count %v, want %v", got, before+1)

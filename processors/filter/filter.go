@@ -1,8 +1,10 @@
 // Package filter is the member-filtering stage: it joins each offer
 // candidate with the member's profile (co-partitioned, read locally) and
 // evaluates the published filter rule tables. Survivors go to
-// offers.filtered; every exclusion goes to offers.excluded with the deciding
-// rule and reason, and is counted by reason.
+// offers.filtered carrying a snapshot of the member (topics.MemberSnapshot),
+// which is all the later stages read of it; every exclusion goes to
+// offers.excluded with the deciding rule and reason, and is counted by
+// reason.
 package filter
 
 import (
@@ -92,7 +94,8 @@ func (f *filter) offer(ctx goka.Context, msg any) {
 		return
 	}
 	p, _ := ctx.Join(member.Table).(*member.Profile)
-	d, exclude := Decide(f.rules.Current(), o, p, f.now())
+	now := f.now()
+	d, exclude := Decide(f.rules.Current(), o, p, now)
 	o.Decisions = append(o.Decisions, d)
 	stage.Stamp(o, Group)
 	if exclude {
@@ -101,6 +104,9 @@ func (f *filter) offer(ctx goka.Context, msg any) {
 		stage.CountEmit(ctx, Group, topics.OffersExcluded, 1)
 		return
 	}
+	// Enrich once: the stages after this one read the member from the
+	// offer, not from copies of the member table of their own.
+	o.Member = p.Snapshot(now)
 	ctx.Emit(goka.Stream(topics.OffersFiltered), ctx.Key(), o)
 	stage.CountEmit(ctx, Group, topics.OffersFiltered, 1)
 }

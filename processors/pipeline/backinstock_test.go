@@ -10,6 +10,7 @@ import (
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/channel"
+	"github.com/rtm-project/rtm/processors/filter"
 	"github.com/rtm-project/rtm/processors/render"
 	"github.com/rtm-project/rtm/processors/timing"
 	"github.com/rtm-project/rtm/topics"
@@ -30,9 +31,7 @@ func TestBackInStockRendersTheRealStock(t *testing.T) {
 	h.member(topics.MemberRow{MemberID: "B1", Email: "b1@example.jp", MailOptIn: true, Status: "active", Timezone: simulator.NoonZone()})
 	h.favorite("B1", "I-BIS")
 	h.waitIndexed("I-BIS", 1)
-	for _, g := range []string{"filter", channel.Group, timing.Group, render.Group} {
-		h.waitProfilesBy(g, 1)
-	}
+	h.waitProfilesBy(filter.Group, 1)
 	row := topics.ItemRow{ItemID: "I-BIS", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000}
 	h.item(topics.OpInsert, row)
 	row.Stock = 7

@@ -27,8 +27,6 @@ func TestFailedDeliveryFreesItsCapSlot(t *testing.T) {
 	}
 	ready, excluded := h.collect(topics.OffersReady), h.collect(topics.OffersExcluded)
 	h.member(topics.MemberRow{MemberID: "M1", Email: "m1@example.jp", MailOptIn: true, Status: "active", Timezone: "UTC"})
-	h.waitProfilesBy(channel.Group, 1)
-	h.waitProfilesBy(timing.Group, 1)
 
 	offer := func(id string) {
 		h.offer(topics.OffersFiltered, &topics.Offer{OfferID: id, CampaignID: "c-" + id, MemberID: "M1", Timing: "now"})

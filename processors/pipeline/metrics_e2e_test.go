@@ -16,6 +16,7 @@ import (
 	"github.com/rtm-project/rtm/internal/lag"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/channel"
+	"github.com/rtm-project/rtm/processors/filter"
 	"github.com/rtm-project/rtm/processors/render"
 	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -86,9 +87,7 @@ func TestMetricsAfterAPipelineRun(t *testing.T) {
 		h.favorite(row.MemberID, "I1")
 	}
 	h.waitIndexed("I1", members)
-	for _, s := range []string{"filter", channel.Group, timing.Group, render.Group} {
-		h.waitProfilesBy(s, members)
-	}
+	h.waitProfilesBy(filter.Group, members)
 	item := topics.ItemRow{ItemID: "I1", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000, Stock: 3}
 	h.item(topics.OpInsert, item)
 	item.Price = 3000

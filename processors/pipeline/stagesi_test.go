@@ -63,6 +63,10 @@ type harness struct {
 	version atomic.Int64
 	stops   map[string]func()
 	built   map[string]*Stage
+	// profiles mirrors what member-state makes of the members the test
+	// wrote, so offers injected after the filter stage carry the snapshot
+	// filter would have attached (see offer).
+	profiles map[string]*member.Profile
 }
 
 func newHarness(t *testing.T, rs *swappable) *harness {
@@ -73,7 +77,7 @@ func newHarness(t *testing.T, rs *swappable) *harness {
 		t.Fatal(err)
 	}
 	clock := testkit.NewClock(time.Now().UTC())
-	h := &harness{t: t, addr: b.Addr(), client: cl, clock: clock, stops: map[string]func(){}, built: map[string]*Stage{},
+	h := &harness{t: t, addr: b.Addr(), client: cl, clock: clock, stops: map[string]func(){}, built: map[string]*Stage{}, profiles: map[string]*member.Profile{},
 		cfg: Config{Brokers: []string{b.Addr()}, Catalogue: cat, DataDir: t.TempDir(), Rules: rs, Log: testkit.Logger(t),
 			Detect: detect.Config{Clock: clock}, Timing: timing.Config{Clock: clock}, Send: send.Config{Clock: clock}}}
 	t.Cleanup(h.explainFailure) // before the broker closes
@@ -169,7 +173,7 @@ func (h *harness) stopAll() {
 	h.stop(slices.Collect(maps.Keys(h.stops))...)
 }
 
-func (h *harness) cdc(table, key string, keyCols map[string]any, op string, row any) {
+func (h *harness) cdc(table, key string, keyCols map[string]any, op string, row any) *topics.CDCRecord {
 	h.t.Helper()
 	rec := &topics.CDCRecord{Table: table, Op: op, Version: h.version.Add(1), Key: keyCols, TS: time.Now().UTC()}
 	if row != nil {
@@ -181,6 +185,7 @@ func (h *harness) cdc(table, key string, keyCols map[string]any, op string, row 
 		h.t.Fatal(err)
 	}
 	h.produce("cdc."+table, key, v)
+	return rec
 }
 
 func (h *harness) produce(topic, key string, value []byte) {
@@ -191,7 +196,15 @@ func (h *harness) produce(topic, key string, value []byte) {
 }
 
 func (h *harness) member(row topics.MemberRow) {
-	h.cdc("members", row.MemberID, map[string]any{"member_id": row.MemberID}, topics.OpUpdate, row)
+	rec := h.cdc("members", row.MemberID, map[string]any{"member_id": row.MemberID}, topics.OpUpdate, row)
+	p := h.profiles[row.MemberID]
+	if p == nil {
+		p = &member.Profile{MemberID: row.MemberID}
+		h.profiles[row.MemberID] = p
+	}
+	if _, err := p.ApplyCDC(rec); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 func (h *harness) favorite(member, item string) {

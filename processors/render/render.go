@@ -20,7 +20,6 @@ import (
 
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/connectors/tracking"
-	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -117,13 +116,25 @@ func FindTemplate(set *rules.Set, id, channel string) (*rules.Template, error) {
 	return nil, fmt.Errorf("no template %q for any channel", id)
 }
 
+// ErrNoSnapshot: the offer carries no member snapshot, so there is no
+// address to render for (the channel stage excludes such offers).
+var ErrNoSnapshot = errors.New("offer carries no member snapshot")
+
 // Render renders an offer for its channel to a delivery.
-func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) (*topics.Delivery, error) {
+//
+// It reads the member from the snapshot the filter stage attached to the
+// offer (facts and addresses as of filtering); whether the member may
+// still be sent anything is the send stage's check (member-consent).
+func (r *Renderer) Render(set *rules.Set, o *topics.Offer, now time.Time) (*topics.Delivery, error) {
+	p := o.Member
+	if p == nil {
+		return nil, ErrNoSnapshot
+	}
 	tp, err := FindTemplate(set, o.Template, o.Channel)
 	if err != nil {
 		return nil, &TemplateError{TemplateID: o.Template, Channel: o.Channel, Err: err}
 	}
-	facts := stage.OfferFacts(o, p.Facts(now))
+	facts := stage.OfferFacts(o, p.Facts)
 	out, err := tp.Render(facts)
 	if err != nil {
 		return nil, &TemplateError{TemplateID: tp.ID, Channel: o.Channel, Err: err}
@@ -170,7 +181,7 @@ func (r *Renderer) Render(set *rules.Set, o *topics.Offer, p *member.Profile, no
 // mail renders a mail with its open pixel and, next to the shop's mailto,
 // the member's own one-click unsubscribe link, which the List-Unsubscribe
 // and List-Unsubscribe-Post headers (RFC 8058) point at.
-func (r *Renderer) mail(p *member.Profile, out rules.Rendered, track func(kind, target string) (string, error), link string) (channels.Payload, error) {
+func (r *Renderer) mail(p *topics.MemberSnapshot, out rules.Rendered, track func(kind, target string) (string, error), link string) (channels.Payload, error) {
 	pixel, err := track(tracking.KindOpen, "")
 	if err != nil {
 		return nil, err
@@ -189,13 +200,13 @@ func (r *Renderer) mail(p *member.Profile, out rules.Rendered, track func(kind, 
 		fmt.Fprintf(&b, `<p><a href="%s">%s</a></p>`, html.EscapeString(link), html.EscapeString(orDefault(out.AltText, "詳しく見る")))
 	}
 	fmt.Fprintf(&b, `<img src="%s" width="1" height="1" alt=""></body></html>`, html.EscapeString(pixel))
-	return channels.NewMail(p.Email, r.cfg.MailFrom, out.Subject, text, b.String()).
+	return channels.NewMail(p.Facts.Email, r.cfg.MailFrom, out.Subject, text, b.String()).
 		WithUnsubscribe(r.cfg.UnsubscribeMailto, unsubscribe), nil
 }
 
 // line renders a flex bubble with a button when the template has alt text
 // (LINE requires altText for flex messages), otherwise a text message.
-func line(p *member.Profile, out rules.Rendered, link string) channels.Payload {
+func line(p *topics.MemberSnapshot, out rules.Rendered, link string) channels.Payload {
 	text := out.Body
 	if out.AltText == "" || link == "" {
 		if link != "" {
@@ -234,7 +245,6 @@ type processor struct {
 func (pr *processor) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersReady), stage.Raw, pr.offer),
-		goka.Join(member.Table, member.Codec{}),
 		goka.Output(goka.Stream(topics.Deliveries), topics.DeliveryCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
 		stage.DLQOutput(),
@@ -256,14 +266,7 @@ func (pr *processor) offer(ctx goka.Context, msg any) {
 	if !ok {
 		return
 	}
-	p, _ := ctx.Join(member.Table).(*member.Profile)
-	if !p.Targetable() {
-		// Withdrawn or deleted since it was filtered: send nothing.
-		o.Decisions = append(o.Decisions, topics.Decision{Stage: Group, Outcome: "exclude", Reason: "withdrawn"})
-		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
-		return
-	}
-	d, err := pr.r.Render(pr.rules.Current(), o, p, pr.now())
+	d, err := pr.r.Render(pr.rules.Current(), o, pr.now())
 	if err != nil {
 		stage.DeadLetter(ctx, Group, msg, err)
 		return

@@ -41,6 +41,12 @@ func renderer(t *testing.T) *Renderer {
 	return r
 }
 
+// withMember attaches p's snapshot to o, as the filter stage does.
+func withMember(o *topics.Offer, p *member.Profile, now time.Time) *topics.Offer {
+	o.Member = p.Snapshot(now)
+	return o
+}
+
 func profile() *member.Profile {
 	return &member.Profile{MemberID: "M1", Exists: true, Status: "active", Email: "m1@example.jp", MailOptIn: true,
 		LineUserID: "U0123456789abcdef0123456789abcdef", LineOptIn: true, PushToken: "tok", PushOptIn: true}
@@ -62,7 +68,7 @@ func TestRenderEveryChannel(t *testing.T) {
 				o.Event.Type = "back_in_stock"
 			}
 			now := time.Now()
-			d, err := r.Render(set, o, profile(), now)
+			d, err := r.Render(set, withMember(o, profile(), now), now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,14 +126,14 @@ func TestTemplateErrors(t *testing.T) {
 	set := exampleSet(t)
 	o := priceDrop(topics.ChannelMail)
 	o.Template = "no-such-template"
-	_, err := renderer(t).Render(set, o, profile(), time.Now())
+	_, err := renderer(t).Render(set, withMember(o, profile(), time.Now()), time.Now())
 	var te *TemplateError
 	if !errors.As(err, &te) || te.TemplateID != "no-such-template" || te.Channel != "MAIL" {
 		t.Fatalf("want a TemplateError naming the template, got %v", err)
 	}
 	p := profile()
 	p.Email = "not an address"
-	_, err = renderer(t).Render(set, priceDrop(topics.ChannelMail), p, time.Now())
+	_, err = renderer(t).Render(set, withMember(priceDrop(topics.ChannelMail), p, time.Now()), time.Now())
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "to") {
 		t.Fatalf("want an invalid-payload TemplateError, got %v", err)
 	}
@@ -148,7 +154,7 @@ func TestTemplateErrors(t *testing.T) {
 	for i := range 200 {
 		p.Segments = append(p.Segments, fmt.Sprintf("s%d", i))
 	}
-	_, err = renderer(t).Render(loops, o, p, time.Now())
+	_, err = renderer(t).Render(loops, withMember(o, p, time.Now()), time.Now())
 	if !errors.As(err, &te) || !errors.Is(err, rules.ErrOverBudget) {
 		t.Fatalf("want a TemplateError with ErrOverBudget, got %v", err)
 	}
@@ -185,7 +191,7 @@ func TestFindTemplateIsExact(t *testing.T) {
 		t.Fatalf("unknown id: %v", err)
 	}
 	o := priceDrop(topics.ChannelMail)
-	_, err = renderer(t).Render(small, o, profile(), time.Now())
+	_, err = renderer(t).Render(small, withMember(o, profile(), time.Now()), time.Now())
 	var te *TemplateError
 	if !errors.As(err, &te) || te.TemplateID != "price-drop" || te.Channel != topics.ChannelMail {
 		t.Fatalf("rendering a missing variant: %v, want a TemplateError", err)
@@ -199,7 +205,7 @@ func TestRenderBackInStockWithRealStock(t *testing.T) {
 	e := topics.Event{EventID: "e-bis", Type: "back_in_stock", Source: "cdc.items", ItemID: "I9", Brand: "ナチュラルライフ", Stock: 7, At: time.Now()}
 	for ch, want := range map[string]string{topics.ChannelPush: "在庫わずか（7点）", topics.ChannelMail: "在庫わずか（7点）です"} {
 		o := &topics.Offer{OfferID: "of-bis", CampaignID: "back-in-stock", MemberID: "M1", Template: "back-in-stock", Channel: ch, Event: e.Summary()}
-		d, err := renderer(t).Render(exampleSet(t), o, profile(), time.Now())
+		d, err := renderer(t).Render(exampleSet(t), withMember(o, profile(), time.Now()), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

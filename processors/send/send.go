@@ -1,4 +1,6 @@
-// Package send is the delivery stage: it hands each delivery to its
+// Package send is the delivery stage: it checks each delivery against the
+// member-consent table (a channel the member opted out of since the offer
+// was filtered records `suppressed` and sends nothing), hands it to its
 // channel's adapter (rate-limited, retried briefly with backoff on 429, 5xx
 // and network errors, permanent failures recorded and not retried) and
 // writes the outcome to delivery.results, which feeds member-state.
@@ -59,6 +61,10 @@ var (
 		Name: "rtm_send_rescheduled_total",
 		Help: "Deliveries put back to be retried later after a retryable failure, by channel.",
 	}, []string{"channel"})
+	suppressed = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_send_suppressed_total",
+		Help: "Deliveries not sent because the member-consent table no longer allows their channel (an opt-out, unsubscribe or withdrawal after the offer was filtered), by channel.",
+	}, []string{"channel"})
 	retried = stage.Metrics.NewCounter(prometheus.CounterOpts{
 		Name: "rtm_send_retries_total",
 		Help: "Rescheduled deliveries tried again when their due time came.",
@@ -91,6 +97,11 @@ func observeEndToEnd(d *topics.Delivery, now time.Time) {
 var Table = goka.GroupTable(goka.Group(Group))
 
 const DueIndex = "due"
+
+// ConsentTable is member-state's member-consent table, which the stage
+// joins: a small row per member (the channels it may be sent on now), not
+// the member table.
+var ConsentTable = goka.Table(topics.MemberConsent)
 
 // Loop is the stage's timer loop.
 var Loop = goka.Stream(topics.LoopOf(Group))
@@ -200,6 +211,7 @@ type sender struct {
 func (s *sender) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.Deliveries), stage.Raw, s.delivery),
+		goka.Join(ConsentTable, topics.ConsentCodec{}),
 		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, Table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.DeliveryResults), topics.DeliveryResultCodec{}),
@@ -294,6 +306,15 @@ func (s *sender) release(ctx goka.Context, at time.Time) {
 // and l must not be stored.
 func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool {
 	d := &r.Delivery
+	if c, _ := ctx.Join(ConsentTable).(*topics.Consent); c != nil && !c.Allows(d.Channel) {
+		// Consent wins over the snapshot the offer was filtered with: the
+		// member opted out, unsubscribed or left since. Checked on every
+		// attempt, so it holds for retries after an outage too.
+		suppressed.WithLabelValues(d.Channel).Inc()
+		s.record(ctx, l, d, channels.Outcome{Status: topics.StatusSuppressed, Attempts: r.Attempts,
+			Err: fmt.Errorf("member-consent no longer allows %s (as of %s)", d.Channel, c.At.Format(time.RFC3339))}, now)
+		return true
+	}
 	out := s.d.Deliver(ctx.Context(), d)
 	if out.Err != nil && ctx.Context().Err() != nil && errors.Is(out.Err, ctx.Context().Err()) {
 		// Shutting down mid-delivery: record nothing, so the delivery is
@@ -321,12 +342,20 @@ func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool 
 		out.Err = fmt.Errorf("offer expired at %s after %d attempts: %w", expiry.Format(time.RFC3339), r.Attempts, out.Err)
 	}
 	out.Attempts = r.Attempts
+	s.record(ctx, l, d, out, now)
+	return true
+}
+
+// record finishes a delivery: remembered in l (so a replay is not sent
+// again) and its result emitted.
+func (s *sender) record(ctx goka.Context, l *Log, d *topics.Delivery, out channels.Outcome, now time.Time) {
 	l.add(Sent{DeliveryID: d.DeliveryID, Status: out.Status, At: now})
 	res := out.Result(d, now)
 	ctx.Emit(goka.Stream(topics.DeliveryResults), ctx.Key(), &res)
-	observeEndToEnd(d, time.Now())
+	if out.Status != topics.StatusSuppressed {
+		observeEndToEnd(d, time.Now())
+	}
 	stage.CountEmit(ctx, Group, topics.DeliveryResults, 1)
-	return true
 }
 
 // backoff is the wait after n attempts: RetryBase·2^(n-1), capped.

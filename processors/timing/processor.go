@@ -8,7 +8,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/processors/timer"
@@ -52,7 +51,6 @@ func (s *scheduler) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersRouted), stage.Raw, s.offer),
 		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, s.result),
-		goka.Join(member.Table, member.Codec{}),
 		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, table, DueIndex, s.release)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.OffersReady), topics.OfferCodec{}),
@@ -96,12 +94,13 @@ func ledger(ctx goka.Context) *Ledger {
 	return &Ledger{}
 }
 
-// result frees the cap slot of a delivery that failed for good: a member
-// who was never reached has not been messaged, and the caps are there to
-// keep members from being flooded, not to count attempts.
+// result frees the cap slot of a delivery that failed for good or was
+// suppressed (consent withdrawn before send): a member who was never
+// reached has not been messaged, and the caps are there to keep members
+// from being flooded, not to count attempts.
 func (s *scheduler) result(ctx goka.Context, msg any) {
 	r, ok := stage.DecodeKeyed(ctx, s.keys, topics.DeliveryResultCodec{}, msg, stage.ResultIdentity)
-	if !ok || r.Status != topics.StatusFailed {
+	if !ok || (r.Status != topics.StatusFailed && r.Status != topics.StatusSuppressed) {
 		return
 	}
 	l, ok := ctx.Value().(*Ledger)
@@ -118,9 +117,8 @@ func (s *scheduler) offer(ctx goka.Context, msg any) {
 		return
 	}
 	l := ledger(ctx)
-	p, _ := ctx.Join(member.Table).(*member.Profile)
 	now := s.now()
-	v := Schedule(l, s.rules.Current(), o, p, now)
+	v := Schedule(l, s.rules.Current(), o, now)
 	if v.Duplicate {
 		decisions.WithLabelValues("duplicate").Inc()
 		return

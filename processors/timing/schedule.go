@@ -30,7 +30,8 @@ func (v Verdict) Dropped() bool { return !v.Duplicate && v.SendAt.IsZero() }
 // Schedule decides when an offer goes out, or drops it (expired, over a
 // cap), and records the decision in the ledger: a slot for an offer let
 // through, a held entry when it goes out later.
-func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) Verdict {
+func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, now time.Time) Verdict {
+	p := o.Member
 	if l.decided(o.OfferID) {
 		return Verdict{Duplicate: true}
 	}
@@ -38,14 +39,15 @@ func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *member.Profile, now
 	drop := func(table, rule, reason string) Verdict {
 		return Verdict{Decision: topics.Decision{Stage: Group, Table: table, Rule: rule, Outcome: "exclude", Reason: reason}}
 	}
-	// The rules are evaluated even without a profile (this stage's copy of
-	// the member table may lag): caps then still apply, from the rows that
-	// need no member facts.
-	var member rules.Member
+	// The rules are evaluated even without a member snapshot (an offer
+	// filtered by a version that attached none): caps then still apply,
+	// from the rows that need no member facts.
+	var facts *rules.Facts
 	if p != nil {
-		member = p.Facts(now)
+		facts = stage.OfferFacts(o, p.Facts)
+	} else {
+		facts = stage.OfferFacts(o, rules.Member{})
 	}
-	facts := stage.OfferFacts(o, member)
 	var out rules.TimingOutput
 	table, rule := "", "default"
 	for _, t := range set.Kind(rules.KindTiming) {
@@ -64,15 +66,10 @@ func Schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *member.Profile, now
 	if !o.ExpiresAt.IsZero() && !now.Before(o.ExpiresAt) {
 		return drop(table, rule, ReasonExpired)
 	}
-	loc := time.UTC
-	if p != nil {
-		loc = p.Location()
-	}
+	loc := member.Location(p)
 	at := now
-	if o.Timing == TimingBestHour && p != nil {
-		if h, ok := p.BestHour(); ok {
-			at = nextHour(now.In(loc), h)
-		}
+	if o.Timing == TimingBestHour && p != nil && p.BestHour >= 0 {
+		at = nextHour(now.In(loc), p.BestHour)
 	}
 	at = outsideQuiet(at.In(loc), out.QuietHours).UTC()
 	if !o.ExpiresAt.IsZero() && !at.Before(o.ExpiresAt) {

@@ -34,6 +34,13 @@ func tokyoMember() *member.Profile {
 	return &member.Profile{MemberID: "M1", Exists: true, Status: "active", Timezone: "Asia/Tokyo"}
 }
 
+// schedule schedules o for p as the stage does: with the snapshot the
+// filter stage attached at now.
+func schedule(l *Ledger, set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) Verdict {
+	o.Member = p.Snapshot(now)
+	return Schedule(l, set, o, now)
+}
+
 func offer(id, campaign, timing string) *topics.Offer {
 	return &topics.Offer{OfferID: id, CampaignID: campaign, MemberID: "M1", Timing: timing}
 }
@@ -46,7 +53,7 @@ func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
 	l := &Ledger{}
 	passed := 0
 	for i := range 10 {
-		v := Schedule(l, set, offer(fmt.Sprintf("o%d", i), fmt.Sprintf("c%d", i), TimingNow), tokyoMember(), noon)
+		v := schedule(l, set, offer(fmt.Sprintf("o%d", i), fmt.Sprintf("c%d", i), TimingNow), tokyoMember(), noon)
 		if !v.Dropped() {
 			passed++
 		} else if v.Decision.Reason != ReasonCapDay {
@@ -58,7 +65,7 @@ func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
 	}
 	// Replays of a passed and a dropped offer decide nothing and take no slot.
 	for _, id := range []string{"o0", "o9"} {
-		if v := Schedule(l, set, offer(id, "c", TimingNow), tokyoMember(), noon); !v.Duplicate {
+		if v := schedule(l, set, offer(id, "c", TimingNow), tokyoMember(), noon); !v.Duplicate {
 			t.Fatalf("replayed %s was decided again: %+v", id, v)
 		}
 	}
@@ -66,7 +73,7 @@ func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
 		t.Fatalf("%d slots, want 3", len(l.Slots))
 	}
 	// A day later the day cap has room again; the week cap still counts.
-	if v := Schedule(l, set, offer("o10", "c", TimingNow), tokyoMember(), noon.Add(25*time.Hour)); v.Dropped() {
+	if v := schedule(l, set, offer("o10", "c", TimingNow), tokyoMember(), noon.Add(25*time.Hour)); v.Dropped() {
 		t.Fatalf("next day dropped: %+v", v.Decision)
 	}
 }
@@ -74,9 +81,9 @@ func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
 func TestCampaignDayCap(t *testing.T) {
 	set := timingSet(t, "", 0, 0, 1)
 	l := &Ledger{}
-	a := Schedule(l, set, offer("o1", "sale", TimingNow), tokyoMember(), noon)
-	b := Schedule(l, set, offer("o2", "sale", TimingNow), tokyoMember(), noon)
-	c := Schedule(l, set, offer("o3", "other", TimingNow), tokyoMember(), noon)
+	a := schedule(l, set, offer("o1", "sale", TimingNow), tokyoMember(), noon)
+	b := schedule(l, set, offer("o2", "sale", TimingNow), tokyoMember(), noon)
+	c := schedule(l, set, offer("o3", "other", TimingNow), tokyoMember(), noon)
 	if a.Dropped() || !b.Dropped() || b.Decision.Reason != ReasonCapCampaignDay || c.Dropped() {
 		t.Fatalf("verdicts %+v %+v %+v", a, b, c)
 	}
@@ -108,7 +115,7 @@ func TestWhen(t *testing.T) {
 			if tc.best >= 0 {
 				p.Activity[tc.best] = 5
 			}
-			v := Schedule(&Ledger{}, timingSet(t, tc.quiet, 0, 0, 0), offer("o", "c", tc.timing), p, tc.now.UTC())
+			v := schedule(&Ledger{}, timingSet(t, tc.quiet, 0, 0, 0), offer("o", "c", tc.timing), p, tc.now.UTC())
 			if !v.SendAt.Equal(tc.want) {
 				t.Fatalf("send at %v, want %v", v.SendAt.In(tokyo), tc.want)
 			}
@@ -120,14 +127,14 @@ func TestExpiry(t *testing.T) {
 	set := timingSet(t, "22:00-08:00", 0, 0, 0)
 	o := offer("o", "c", TimingNow)
 	o.ExpiresAt = noon.Add(-time.Minute)
-	if v := Schedule(&Ledger{}, set, o, tokyoMember(), noon); v.Decision.Reason != ReasonExpired {
+	if v := schedule(&Ledger{}, set, o, tokyoMember(), noon); v.Decision.Reason != ReasonExpired {
 		t.Fatalf("verdict %+v", v)
 	}
 	// Held past its expiry by quiet hours: dropped now rather than later.
 	late := noon.Add(11 * time.Hour) // 23:00 in Tokyo
 	o = offer("o2", "c", TimingNow)
 	o.ExpiresAt = late.Add(time.Hour)
-	if v := Schedule(&Ledger{}, set, o, tokyoMember(), late); v.Decision.Reason != ReasonExpired {
+	if v := schedule(&Ledger{}, set, o, tokyoMember(), late); v.Decision.Reason != ReasonExpired {
 		t.Fatalf("verdict %+v", v)
 	}
 }
