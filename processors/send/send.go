@@ -230,6 +230,11 @@ type Stage struct {
 func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
 	cfg = cfg.withDefaults()
 	s := &sender{env: env, d: d, cfg: cfg, keys: stage.KeysOf(Group, env)}
+	// Serve every channel's series from the start, at 0: an alert or a
+	// panel's rate() needs it before the first suppression.
+	for _, ch := range []string{topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp} {
+		suppressed.WithLabelValues(ch)
+	}
 	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
 	if err != nil {
 		return nil, err
