@@ -22,6 +22,9 @@ import (
 // other stages do not).
 func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []string) (pipeline.Config, func(), error) {
 	log := p.log
+	if err := stage.SetBlockCacheSize(cfg.StateCacheBytes); err != nil {
+		return pipeline.Config{}, func() {}, fmt.Errorf("state_cache_bytes: %w", err)
+	}
 	pc := pipeline.Config{
 		Brokers:     cfg.Brokers,
 		Kafka:       cfg.KafkaConfig(),

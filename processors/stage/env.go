@@ -84,10 +84,46 @@ func NewEnv(c EnvConfig) (Env, error) {
 		Storage: withSeries, Registry: reg, Log: c.Log.With("stage", c.Group)}, nil
 }
 
+// DefaultBlockCacheSize is the size of the process's block cache unless
+// SetBlockCacheSize says otherwise.
+const DefaultBlockCacheSize = 256 << 20
+
+var cache struct {
+	mu   sync.Mutex
+	size int64
+	c    *pebble.Cache
+}
+
+// SetBlockCacheSize sizes the process's block cache (state_cache_bytes).
+// It must be called before the first stage environment is made: the cache
+// is made once, and a later different size is an error, not ignored.
+func SetBlockCacheSize(n int64) error {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	if n <= 0 {
+		return fmt.Errorf("block cache size %d must be positive", n)
+	}
+	if cache.c != nil && n != cache.size {
+		return fmt.Errorf("block cache already in use at %d bytes; cannot resize it to %d", cache.size, n)
+	}
+	cache.size = n
+	return nil
+}
+
 // blockCache is the process's one Pebble block cache, shared by every
 // stage: the busiest tables get the room, and a stage rebuilt by its
-// supervisor reuses it instead of stranding another.
-var blockCache = sync.OnceValue(func() *pebble.Cache { return pebble.NewCache(BlockCacheSize) })
-
-// BlockCacheSize is the size of the process's block cache.
-const BlockCacheSize = 256 << 20
+// supervisor reuses it instead of stranding another. Pebble keeps a
+// table's index and bloom-filter blocks in it like data blocks, at high
+// priority, so with room for them a point read of a missing key reads no
+// file.
+func blockCache() *pebble.Cache {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	if cache.c == nil {
+		if cache.size == 0 {
+			cache.size = DefaultBlockCacheSize
+		}
+		cache.c = pebble.NewCache(cache.size)
+	}
+	return cache.c
+}
