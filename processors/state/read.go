@@ -22,6 +22,9 @@ func (s *Store) Get(key string) ([]byte, error) {
 	}
 	v, closer, err := s.db.Get(appendDataKey(make([]byte, 0, 1+len(key)), key))
 	if errors.Is(err, pebble.ErrNotFound) {
+		if s.rememberRows() {
+			s.last.Store(&lastRow{key: key})
+		}
 		return nil, nil
 	}
 	if err != nil {
@@ -29,6 +32,10 @@ func (s *Store) Get(key string) ([]byte, error) {
 	}
 	out := make([]byte, len(v)) // non-nil even when empty: nil means "absent"
 	copy(out, v)
+	if s.rememberRows() {
+		// Shared with the caller: neither writes into it.
+		s.last.Store(&lastRow{key: key, value: out})
+	}
 	return out, closer.Close()
 }
 

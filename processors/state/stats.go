@@ -15,10 +15,13 @@ type Stats struct {
 	Discards                uint64 // stores discarded because they were not closed cleanly
 	Rebuilds                uint64 // full index rebuilds
 	WriteStalls             uint64 // writes Pebble held until a flush or compaction caught up
+	// OldRowReads are the point reads index maintenance made for a row's
+	// old value because it was not the row Get had just read.
+	OldRowReads uint64
 }
 
 type counters struct {
-	sets, deletes, indexPuts, indexDeletes, commits, scans, discards, rebuilds, writeStalls atomic.Uint64
+	sets, deletes, indexPuts, indexDeletes, commits, scans, discards, rebuilds, writeStalls, oldRowReads atomic.Uint64
 }
 
 // Stats returns the store's counters.
@@ -29,7 +32,7 @@ func (s *Store) Stats() Stats {
 		IndexPuts: c.indexPuts.Load(), IndexDeletes: c.indexDeletes.Load(),
 		Commits: c.commits.Load(), Scans: c.scans.Load(),
 		Discards: c.discards.Load(), Rebuilds: c.rebuilds.Load(),
-		WriteStalls: c.writeStalls.Load(),
+		WriteStalls: c.writeStalls.Load(), OldRowReads: c.oldRowReads.Load(),
 	}
 }
 

@@ -83,6 +83,9 @@ type Store struct {
 	wb *pebble.Batch
 	// offsetDirty: offset changed since it was last put in a batch.
 	offsetDirty bool
+	// last is the row Get read or a write wrote last (indexed stores
+	// only; see lastRow).
+	last atomic.Pointer[lastRow]
 	// keyBuf is the writer's scratch buffer for Pebble keys.
 	keyBuf []byte
 
@@ -127,6 +130,7 @@ func (s *Store) Open() error {
 	if s.db != nil {
 		return nil
 	}
+	s.last.Store(nil) // of the DB before, which a crash may have discarded
 	f := newFailure(s.dir, s.reportFailure)
 	s.fail.Store(f)
 	s.fs = guardFS{FS: s.opts.FS, g: failGuard{f}}
@@ -271,6 +275,7 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	s.last.Store(nil)
 	s.reg.unregister(s)
 	err := s.Failed()
 	if err == nil {

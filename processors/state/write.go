@@ -19,6 +19,54 @@ type getter interface {
 	Get(key []byte) ([]byte, io.Closer, error)
 }
 
+// lastRow is the row of an indexed store that Get read last: Goka reads a
+// row, the callback changes it, Goka writes it back, and the write's
+// index maintenance needs the old value it just read. Keeping it spares
+// that second point read (a Pebble Get of every member-state, timing and
+// send write). value nil: the row was absent.
+//
+// It is set by Get under the read lock and replaced by every write under
+// the write lock, so it never holds a value older than the store's: a Get
+// cannot read before a write and publish after it.
+type lastRow struct {
+	key   string
+	value []byte
+}
+
+// Get answers for the one key the row is of (the caller asks for no
+// other; see takeLastLocked).
+func (l *lastRow) Get([]byte) ([]byte, io.Closer, error) {
+	if l.value == nil {
+		return nil, nil, pebble.ErrNotFound
+	}
+	return l.value, io.NopCloser(nil), nil
+}
+
+// rememberRows reports whether Get and the writes keep lastRow: only for a
+// store that maintains indexes per write.
+func (s *Store) rememberRows() bool { return s.maintainIndexes() && !s.recovering }
+
+// oldRowLocked is where a write of key reads the old row: the remembered
+// one if it is key's, else the DB. The memo is dropped either way until
+// the write succeeds (rememberLocked).
+func (s *Store) oldRowLocked(key string) getter {
+	l := s.last.Swap(nil)
+	if l != nil && l.key == key {
+		return l
+	}
+	if s.maintainIndexes() {
+		s.stats.oldRowReads.Add(1)
+	}
+	return s.db
+}
+
+// rememberLocked keeps the row just written as the last row.
+func (s *Store) rememberLocked(key string, value []byte) {
+	if s.rememberRows() {
+		s.last.Store(&lastRow{key: key, value: value})
+	}
+}
+
 // Set stores a row. Its index entries are updated in the same batch: the
 // old value is read, and entries it had but the new value lacks are
 // deleted, new ones added. During recovery the batch is the large pending
@@ -30,6 +78,7 @@ func (s *Store) Set(key string, value []byte) error {
 		return err
 	}
 	if s.recovering {
+		s.last.Store(nil)
 		if err := s.putRowLocked(s.pending, s.pending, key, value); err != nil {
 			return fmt.Errorf("setting %q: %w", key, err)
 		}
@@ -41,12 +90,20 @@ func (s *Store) Set(key string, value []byte) error {
 		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
 	}
 	b := s.writeBatchLocked()
-	if err := s.putRowLocked(b, s.db, key, value); err != nil {
+	if err := s.putRowLocked(b, s.oldRowLocked(key), key, value); err != nil {
 		b.Reset()
 		return fmt.Errorf("setting %q: %w", key, err)
 	}
 	s.stats.sets.Add(1)
-	return s.applyLocked(b)
+	if err := s.applyLocked(b); err != nil {
+		return err
+	}
+	if s.rememberRows() {
+		v := make([]byte, len(value)) // non-nil: nil means absent
+		copy(v, value)
+		s.rememberLocked(key, v)
+	}
+	return nil
 }
 
 // Delete removes a row and all its index entries in one batch.
@@ -57,6 +114,7 @@ func (s *Store) Delete(key string) error {
 		return err
 	}
 	if s.recovering {
+		s.last.Store(nil)
 		if err := s.deleteRowLocked(s.pending, s.pending, key); err != nil {
 			return fmt.Errorf("deleting %q: %w", key, err)
 		}
@@ -66,12 +124,16 @@ func (s *Store) Delete(key string) error {
 		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
 	}
 	b := s.writeBatchLocked()
-	if err := s.deleteRowLocked(b, s.db, key); err != nil {
+	if err := s.deleteRowLocked(b, s.oldRowLocked(key), key); err != nil {
 		b.Reset()
 		return fmt.Errorf("deleting %q: %w", key, err)
 	}
 	s.stats.deletes.Add(1)
-	return s.applyLocked(b)
+	if err := s.applyLocked(b); err != nil {
+		return err
+	}
+	s.rememberLocked(key, nil)
+	return nil
 }
 
 // SetOffset records the changelog offset the store's contents cover.
