@@ -2,7 +2,6 @@ package rules
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/bytedance/sonic"
 )
 
 // Template is one row of a template table: the variant of message ID for
@@ -133,13 +134,16 @@ func SampleFacts() *Facts {
 
 // templateData turns facts into the maps templates see, keyed by the
 // snake_case json names (missing keys are errors, so typos are caught).
+//
+// sonic in encoding/json's configuration: the same maps, at about a third
+// of the cost (this ran for every rendered message).
 func templateData(f *Facts) (map[string]any, error) {
-	b, err := json.Marshal(f)
+	b, err := sonic.ConfigStd.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("encoding facts: %w", err)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := sonic.ConfigStd.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("decoding facts: %w", err)
 	}
 	return m, nil

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bytedance/sonic"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -28,7 +29,8 @@ func Encode(p Payload) (json.RawMessage, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid %s payload: %w", p.Channel(), err)
 	}
-	b, err := json.Marshal(p)
+	// sonic in encoding/json's configuration: byte for byte its output.
+	b, err := sonic.ConfigStd.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s payload: %w", p.Channel(), err)
 	}
