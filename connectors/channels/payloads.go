@@ -83,7 +83,7 @@ func decodePayload(d *topics.Delivery, p Payload) error {
 	if d.DeliveryID == "" {
 		return permanent(0, "delivery has no delivery_id")
 	}
-	if err := json.Unmarshal(d.Payload, p); err != nil {
+	if err := sonic.ConfigStd.Unmarshal(d.Payload, p); err != nil {
 		return permanent(0, "decoding %s payload of delivery %s: %w", p.Channel(), d.DeliveryID, err)
 	}
 	if err := p.Validate(); err != nil {
