@@ -22,23 +22,21 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/rtm-project/rtm/connectors/tracking"
-
-	"github.com/rtm-project/rtm/internal/kafka"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/connectors/sinks"
+	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/internal/benchkit"
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/processors/render"
@@ -46,6 +44,7 @@ import (
 	"github.com/rtm-project/rtm/processors/timing"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func main() {
@@ -255,6 +254,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		fmt.Printf("ceiling (same hops, groups and partitions, pass-through processors, %d-byte messages): %v, %.0f deliveries/s\n",
 			size, c.Round(time.Millisecond), float64(nFavs)/c.Seconds())
 		fmt.Printf("RTM / ceiling: %.2f\n", c.Seconds()/d.Seconds())
+		printStateSizes(filepath.Join(dir, "state"), nMembers)
 	}
 	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", benchkit.PeakRSS())
 	return nil
@@ -326,4 +326,28 @@ func (c *counter) waitFor(ctx context.Context, n int) time.Time {
 		}
 	}
 	return time.Unix(0, c.last.Load())
+}
+
+// printStateSizes reports each stage's local state on disk (its Pebble
+// stores, after the run), per member of the table: the capacity model's
+// input.
+func printStateSizes(root string, members int) {
+	groups, err := os.ReadDir(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "state sizes:", err)
+		return
+	}
+	fmt.Printf("local state on disk, %d members:\n", members)
+	for _, g := range groups {
+		var n int64
+		_ = filepath.WalkDir(filepath.Join(root, g.Name()), func(_ string, e fs.DirEntry, err error) error {
+			if err == nil && e.Type().IsRegular() {
+				if fi, err := e.Info(); err == nil {
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+		fmt.Printf("  %-14s %8.1f MiB  %6.0f B/member\n", g.Name(), float64(n)/(1<<20), float64(n)/float64(members))
+	}
 }

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rtm-project/rtm/internal/explain"
+)
+
+func newExplainCmd() *cobra.Command {
+	var member string
+	var since time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "explain --member M [--since 24h] [--json]",
+		Short: "Why a member got (or did not get) each message: every offer's path through the stages",
+		Long: `Reads the member's partition of every member-keyed topic (offers.candidates to
+delivery.results) from --since ago and prints each offer for the member: its campaign and event,
+every stage's decision (with the rule table, version, row and reason of an exclusion), the channel,
+the time timing held it until, and the delivery result. It reads only; nothing is written.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			if since <= 0 {
+				return fmt.Errorf("--since: %v must be positive", since)
+			}
+			if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
+				return err
+			}
+			cl, err := cfg.KafkaConfig().NewClient()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			rep, err := explain.Member(cmd.Context(), cl, cfg.Partitions, member, time.Now().Add(-since))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			return rep.WriteText(cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&member, "member", "", "member ID")
+	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back to look")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.MarkFlagRequired("member")
+	return cmd
+}

@@ -1,0 +1,310 @@
+// Package explain answers a marketer's first question about a member —
+// "why did M get nothing?" — from the topics themselves: every offer for
+// M since a time, and how far it got through the stages, with the rule,
+// table version, row and reason of the decision that stopped it.
+//
+// Every topic after the campaign stage is keyed by member, so all of M's
+// records are on one partition of each (topics.Partition): explain reads
+// that partition only, from the first offset at or after since. It reads
+// what the stages wrote and changes nothing.
+package explain
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtm-project/rtm/topics"
+)
+
+// Topics are the member-keyed topics an offer crosses, in pipeline order.
+var Topics = []string{topics.OffersCandidates, topics.OffersFiltered, topics.OffersRouted, topics.OffersReady,
+	topics.OffersExcluded, topics.Deliveries, topics.DeliveryResults}
+
+// Outcomes of an offer, as far as the topics show.
+const (
+	OutcomeExcluded   = "excluded"   // a stage excluded it (Stopped says which and why)
+	OutcomeSent       = "sent"       // its delivery was sent
+	OutcomeSuppressed = "suppressed" // the member withdrew consent after filtering
+	OutcomeFailed     = "failed"     // the channel refused it for good, or it expired
+	OutcomeInFlight   = "in flight"  // on its way, or held by timing (quiet hours, best hour)
+)
+
+// Offer is the path of one offer through the stages.
+type Offer struct {
+	OfferID    string              `json:"offer_id"`
+	CampaignID string              `json:"campaign_id"`
+	Event      topics.EventSummary `json:"event"`
+	// First is when the campaign stage emitted it (the candidate's
+	// record time), or the earliest record of it that was read.
+	First time.Time `json:"first"`
+	// Reached lists the topics the offer was seen on, in pipeline order.
+	Reached []string `json:"reached"`
+	// Decisions are the stages' decisions, from the furthest record.
+	Decisions []topics.Decision `json:"decisions"`
+	Outcome   string            `json:"outcome"`
+	// Stopped is the decision that excluded it, if one did.
+	Stopped    *topics.Decision       `json:"stopped,omitempty"`
+	Channel    string                 `json:"channel,omitempty"`
+	SendAt     time.Time              `json:"send_at,omitzero"`
+	DeliveryID string                 `json:"delivery_id,omitempty"`
+	Result     *topics.DeliveryResult `json:"result,omitempty"`
+}
+
+// Report is what explain found for one member.
+type Report struct {
+	MemberID  string    `json:"member_id"`
+	Partition int32     `json:"partition"`
+	Since     time.Time `json:"since"`
+	Offers    []Offer   `json:"offers"`
+	// Records is how many records of the partition were read.
+	Records int `json:"records"`
+}
+
+// Member reads member's partition of every topic in Topics from since to
+// the end offsets as of the call, and returns its offers, oldest first.
+// partitions is the co-partitioned topics' partition count.
+func Member(ctx context.Context, cl *kgo.Client, partitions int32, member string, since time.Time) (*Report, error) {
+	if member == "" {
+		return nil, fmt.Errorf("no member ID")
+	}
+	p := topics.Partition([]byte(member), partitions)
+	rep := &Report{MemberID: member, Partition: p, Since: since}
+	adm := kadm.NewClient(cl)
+	starts, err := list(ctx, func() (kadm.ListedOffsets, error) {
+		return adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), Topics...)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing offsets after %s: %w", since.Format(time.RFC3339), err)
+	}
+	ends, err := list(ctx, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, Topics...) })
+	if err != nil {
+		return nil, fmt.Errorf("listing end offsets: %w", err)
+	}
+	assign := map[string]map[int32]kgo.Offset{}
+	want := map[string]int64{} // topic → end offset still to reach
+	for _, t := range Topics {
+		s, ok := starts.Lookup(t, p)
+		e, ok2 := ends.Lookup(t, p)
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("topic %s has no partition %d: is --partitions the cluster's?", t, p)
+		}
+		if err := cmp.Or(s.Err, e.Err); err != nil {
+			return nil, fmt.Errorf("offsets of %s/%d: %w", t, p, err)
+		}
+		if s.Offset < 0 || s.Offset >= e.Offset {
+			continue // nothing since
+		}
+		assign[t] = map[int32]kgo.Offset{p: kgo.NewOffset().At(s.Offset)}
+		want[t] = e.Offset
+	}
+	if len(assign) == 0 {
+		return rep, nil
+	}
+	cl.AddConsumePartitions(assign)
+	defer cl.RemoveConsumePartitions(topicsOf(assign))
+
+	offers := map[string]*Offer{}
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", strings.Join(slices.Sorted(maps.Keys(want)), ", "), err)
+		}
+		for _, fe := range fs.Errors() {
+			return nil, fmt.Errorf("reading %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			rep.Records++
+			if end, ok := want[r.Topic]; ok && r.Offset+1 >= end {
+				delete(want, r.Topic)
+			}
+			if string(r.Key) == member {
+				add(offers, r)
+			}
+		})
+	}
+	for _, o := range offers {
+		finish(o)
+		rep.Offers = append(rep.Offers, *o)
+	}
+	slices.SortFunc(rep.Offers, func(a, b Offer) int {
+		return cmp.Or(a.First.Compare(b.First), strings.Compare(a.OfferID, b.OfferID))
+	})
+	return rep, nil
+}
+
+// list retries an offset listing while it reports retriable errors (a
+// broker whose metadata is still catching up answers "unknown topic" for
+// a moment), up to five times.
+func list(ctx context.Context, fn func() (kadm.ListedOffsets, error)) (kadm.ListedOffsets, error) {
+	for attempt := 1; ; attempt++ {
+		l, err := fn()
+		if err == nil {
+			err = l.Error()
+		}
+		if err == nil || attempt == 5 || !kerr.IsRetriable(err) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
+}
+
+func topicsOf(m map[string]map[int32]kgo.Offset) map[string][]int32 {
+	out := map[string][]int32{}
+	for t, ps := range m {
+		for p := range ps {
+			out[t] = append(out[t], p)
+		}
+	}
+	return out
+}
+
+// stageOrder ranks the topics: a later topic's record of an offer carries
+// every decision an earlier one did.
+func stageOrder(topic string) int { return slices.Index(Topics, topic) }
+
+// add folds one record into the offer it is about. A record that does not
+// decode is skipped: the stage that wrote it dead-lettered nothing, so it
+// is not an offer explain can speak for.
+func add(offers map[string]*Offer, r *kgo.Record) {
+	get := func(id string) *Offer {
+		o := offers[id]
+		if o == nil {
+			o = &Offer{OfferID: id, First: r.Timestamp}
+			offers[id] = o
+		}
+		if r.Timestamp.Before(o.First) {
+			o.First = r.Timestamp
+		}
+		if !slices.Contains(o.Reached, r.Topic) {
+			o.Reached = append(o.Reached, r.Topic)
+			slices.SortFunc(o.Reached, func(a, b string) int { return stageOrder(a) - stageOrder(b) })
+		}
+		return o
+	}
+	switch r.Topic {
+	case topics.Deliveries:
+		var d topics.Delivery
+		if json.Unmarshal(r.Value, &d) != nil || d.OfferID == "" {
+			return
+		}
+		o := get(d.OfferID)
+		o.DeliveryID, o.Channel = d.DeliveryID, d.Channel
+		if o.CampaignID == "" {
+			o.CampaignID = d.CampaignID
+		}
+	case topics.DeliveryResults:
+		var res topics.DeliveryResult
+		if json.Unmarshal(r.Value, &res) != nil || res.OfferID == "" {
+			return
+		}
+		o := get(res.OfferID)
+		// The last result counts: a retried delivery's result follows
+		// its earlier ones.
+		o.Result = &res
+		o.DeliveryID, o.Channel = res.DeliveryID, res.Channel
+	default:
+		var of topics.Offer
+		if json.Unmarshal(r.Value, &of) != nil || of.OfferID == "" {
+			return
+		}
+		o := get(of.OfferID)
+		o.CampaignID, o.Event = of.CampaignID, of.Event
+		if len(of.Decisions) >= len(o.Decisions) {
+			o.Decisions = of.Decisions
+			if of.Channel != "" {
+				o.Channel = of.Channel
+			}
+			o.SendAt = of.SendAt
+		}
+	}
+}
+
+// finish decides an offer's outcome from what was read.
+func finish(o *Offer) {
+	for i := range o.Decisions {
+		if o.Decisions[i].Outcome == "exclude" {
+			o.Stopped = &o.Decisions[i]
+		}
+	}
+	switch {
+	case o.Result != nil && o.Result.Status == topics.StatusSent:
+		o.Outcome = OutcomeSent
+	case o.Result != nil && o.Result.Status == topics.StatusSuppressed:
+		o.Outcome = OutcomeSuppressed
+	case o.Result != nil:
+		o.Outcome = OutcomeFailed
+	case o.Stopped != nil:
+		o.Outcome = OutcomeExcluded
+	default:
+		o.Outcome = OutcomeInFlight
+	}
+}
+
+// WriteText prints the report for a person: one paragraph per offer.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "member %s (partition %d), offers since %s: %d (%d records read)\n",
+		r.MemberID, r.Partition, r.Since.UTC().Format(time.RFC3339), len(r.Offers), r.Records)
+	if len(r.Offers) == 0 {
+		b.WriteString("no offer for this member since then: no campaign chose the member, or the events were before --since\n")
+	}
+	for _, o := range r.Offers {
+		fmt.Fprintf(&b, "\n%s  campaign %s, offer %s\n", o.First.UTC().Format(time.RFC3339), o.CampaignID, o.OfferID)
+		if o.Event.Type != "" {
+			fmt.Fprintf(&b, "  event     %s %s", o.Event.Type, o.Event.EventID)
+			if o.Event.ItemID != "" {
+				fmt.Fprintf(&b, " (item %s)", o.Event.ItemID)
+			}
+			b.WriteString("\n")
+		}
+		for _, d := range o.Decisions {
+			fmt.Fprintf(&b, "  %-9s %s", d.Stage, d.Outcome)
+			if d.Table != "" {
+				fmt.Fprintf(&b, "  table %s", d.Table)
+			}
+			if d.Row > 0 {
+				fmt.Fprintf(&b, " row %d", d.Row)
+			}
+			if d.Rule != "" {
+				fmt.Fprintf(&b, " rule %q", d.Rule)
+			}
+			if d.Reason != "" {
+				fmt.Fprintf(&b, "  reason: %s", d.Reason)
+			}
+			b.WriteString("\n")
+		}
+		switch o.Outcome {
+		case OutcomeExcluded:
+			fmt.Fprintf(&b, "  outcome   excluded by %s: %s\n", o.Stopped.Stage, cmp.Or(o.Stopped.Reason, o.Stopped.Rule))
+		case OutcomeInFlight:
+			fmt.Fprintf(&b, "  outcome   in flight: last seen on %s (timing may be holding it", o.Reached[len(o.Reached)-1])
+			if !o.SendAt.IsZero() {
+				fmt.Fprintf(&b, "; send at %s", o.SendAt.UTC().Format(time.RFC3339))
+			}
+			b.WriteString(")\n")
+		default:
+			fmt.Fprintf(&b, "  outcome   %s on %s, delivery %s at %s", o.Outcome, o.Channel, o.DeliveryID, o.Result.At.UTC().Format(time.RFC3339))
+			if o.Result.Error != "" {
+				fmt.Fprintf(&b, ": %s", o.Result.Error)
+			}
+			b.WriteString("\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
