@@ -181,6 +181,29 @@ func TestDevFromOutside(t *testing.T) {
 		t.Fatalf("%d delivery results, want %d", len(results), len(sentinels)+2)
 	}
 
+	// rtm explain, from outside: the debug user's offer was excluded by
+	// the example filter table, named with its version and row; M1's was
+	// sent.
+	explainMember := func(m string) string {
+		t.Helper()
+		ex := exec.Command(rtmBin, "explain", "--member", m, "--since", "10m", "--brokers", addr, "--partitions", "4",
+			"--kafka-tls", "--kafka-tls-ca-file", cert, "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", user)
+		ex.Env = append(os.Environ(), "RTM_KAFKA_SASL_PASSWORD="+pass)
+		out, err := ex.CombinedOutput()
+		if err != nil {
+			t.Fatalf("rtm explain --member %s: %v: %s", m, err, out)
+		}
+		t.Logf("rtm explain --member %s:\n%s", m, out)
+		return string(out)
+	}
+	if out := explainMember("E2E-M3"); !strings.Contains(out, "excluded by filter") || !strings.Contains(out, "table member-filters@") ||
+		!strings.Contains(out, " row ") || !strings.Contains(out, "campaign price-drop-big") {
+		t.Errorf("explain of the debug user does not name the filter table, row and campaign")
+	}
+	if out := explainMember("E2E-M1"); !strings.Contains(out, "outcome   sent on ") {
+		t.Errorf("explain of E2E-M1 does not show the sent delivery")
+	}
+
 	// A wrong password fails fast and says where and how.
 	start := time.Now()
 	bad := exec.Command(rtmBin, "topics", "apply", "--brokers", addr, "--partitions", "4", "--kafka-tls", "--kafka-tls-ca-file", cert,
