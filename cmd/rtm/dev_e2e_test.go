@@ -203,6 +203,22 @@ func TestDevFromOutside(t *testing.T) {
 	if out := explainMember("E2E-M1"); !strings.Contains(out, "outcome   sent on ") {
 		t.Errorf("explain of E2E-M1 does not show the sent delivery")
 	}
+	// A test render of the same campaign for M1, from its current profile,
+	// as a mail this time: addressed to M1, with the price drop in it.
+	rr := exec.Command(rtmBin, "rules", "render", "--member", "E2E-M1", "--campaign", "price-drop-big", "--channel", "MAIL",
+		"--brokers", addr, "--partitions", "4",
+		"--kafka-tls", "--kafka-tls-ca-file", cert, "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", user)
+	rr.Env = append(os.Environ(), "RTM_KAFKA_SASL_PASSWORD="+pass)
+	rendered, err := rr.Output()
+	t.Logf("rtm rules render --member E2E-M1 --campaign price-drop-big --channel MAIL:\n%s", rendered)
+	if err != nil {
+		t.Fatalf("rtm rules render: %v", err)
+	}
+	for _, want := range []string{"MAIL to E2E-M1", `"to": "E2E-M1@example.jp"`, "¥5,000 → ¥2,900"} {
+		if !strings.Contains(string(rendered), want) {
+			t.Errorf("the test render lacks %q", want)
+		}
+	}
 
 	// A wrong password fails fast and says where and how.
 	start := time.Now()

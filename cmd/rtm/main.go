@@ -62,6 +62,7 @@ var settings = map[string][]config.Group{
 	"rtm rules list":     {config.GroupKafka},
 	"rtm rules diff":     {config.GroupKafka},
 	"rtm rules rollback": {config.GroupKafka},
+	"rtm rules render":   {config.GroupKafka, config.GroupTopology, config.GroupStages, config.GroupChannels},
 }
 
 var allGroups = []config.Group{config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages,

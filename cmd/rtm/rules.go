@@ -21,7 +21,7 @@ import (
 func newRulesCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "rules", Short: "Decision tables: validate, test, publish, list, diff, roll back"}
 	cmd.AddCommand(newRulesValidateCmd(), newRulesTestCmd(), newRulesPublishCmd(), newRulesListCmd(),
-		newRulesDiffCmd(), newRulesRollbackCmd())
+		newRulesDiffCmd(), newRulesRollbackCmd(), newRulesRenderCmd())
 	return cmd
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -59,6 +60,9 @@ type Offer struct {
 	SendAt     time.Time              `json:"send_at,omitzero"`
 	DeliveryID string                 `json:"delivery_id,omitempty"`
 	Result     *topics.DeliveryResult `json:"result,omitempty"`
+	// Last is the furthest offer record read (its event, template and
+	// timing), for a test render of the same offer.
+	Last *topics.Offer `json:"-"`
 }
 
 // Report is what explain found for one member.
@@ -225,7 +229,7 @@ func add(offers map[string]*Offer, r *kgo.Record) {
 		o := get(of.OfferID)
 		o.CampaignID, o.Event = of.CampaignID, of.Event
 		if len(of.Decisions) >= len(o.Decisions) {
-			o.Decisions = of.Decisions
+			o.Decisions, o.Last = of.Decisions, &of
 			if of.Channel != "" {
 				o.Channel = of.Channel
 			}
@@ -307,4 +311,56 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// Profile returns member's current profile: the last value under its key
+// in its partition of the member table's changelog (compacted, so the
+// read is about the partition's members, not its history), or nil when
+// member-state has none.
+func Profile(ctx context.Context, cl *kgo.Client, partitions int32, id string) (*member.Profile, error) {
+	t := string(member.Table)
+	p := topics.Partition([]byte(id), partitions)
+	adm := kadm.NewClient(cl)
+	starts, err := list(ctx, func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, t) })
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", t, err)
+	}
+	ends, err := list(ctx, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, t) })
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", t, err)
+	}
+	s, ok := starts.Lookup(t, p)
+	e, ok2 := ends.Lookup(t, p)
+	if !ok || !ok2 {
+		return nil, fmt.Errorf("topic %s has no partition %d: is --partitions the cluster's?", t, p)
+	}
+	if s.Offset >= e.Offset {
+		return nil, nil
+	}
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{t: {p: kgo.NewOffset().At(s.Offset)}})
+	defer cl.RemoveConsumePartitions(map[string][]int32{t: {p}})
+	var last []byte
+	for done := false; !done; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s/%d: %w", t, p, err)
+		}
+		for _, fe := range fs.Errors() {
+			return nil, fmt.Errorf("reading %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Key) == id {
+				last = r.Value // nil: deleted
+			}
+			done = done || r.Offset+1 >= e.Offset
+		})
+	}
+	if last == nil {
+		return nil, nil
+	}
+	v, err := member.Codec{}.Decode(last)
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s's profile: %w", id, err)
+	}
+	return v.(*member.Profile), nil
 }
