@@ -22,9 +22,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -254,7 +252,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		fmt.Printf("ceiling (same hops, groups and partitions, pass-through processors, %d-byte messages): %v, %.0f deliveries/s\n",
 			size, c.Round(time.Millisecond), float64(nFavs)/c.Seconds())
 		fmt.Printf("RTM / ceiling: %.2f\n", c.Seconds()/d.Seconds())
-		printStateSizes(filepath.Join(dir, "state"), nMembers)
+		printStateSizes(ctx, brokers, built, nMembers)
 	}
 	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", benchkit.PeakRSS())
 	return nil
@@ -328,26 +326,28 @@ func (c *counter) waitFor(ctx context.Context, n int) time.Time {
 	return time.Unix(0, c.last.Load())
 }
 
-// printStateSizes reports each stage's local state on disk (its Pebble
-// stores, after the run), per member of the table: the capacity model's
-// input.
-func printStateSizes(root string, members int) {
-	groups, err := os.ReadDir(root)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "state sizes:", err)
-		return
-	}
-	fmt.Printf("local state on disk, %d members:\n", members)
-	for _, g := range groups {
-		var n int64
-		_ = filepath.WalkDir(filepath.Join(root, g.Name()), func(_ string, e fs.DirEntry, err error) error {
-			if err == nil && e.Type().IsRegular() {
-				if fi, err := e.Info(); err == nil {
-					n += fi.Size()
-				}
+// printStateSizes reports each stage's local tables as Pebble accounts
+// for them after the run — files on disk and memtables not yet flushed —
+// per member, and the mean encoded row of the member and consent tables:
+// the capacity model's inputs.
+func printStateSizes(ctx context.Context, brokers []string, built []*pipeline.Stage, members int) {
+	fmt.Printf("local state after the run, %d members (Pebble: sstables + memtables):\n", members)
+	for _, st := range built {
+		var disk, mem uint64
+		for _, s := range st.Env.Registry.Stores() {
+			if m := s.PebbleMetrics(); m != nil {
+				disk += m.DiskSpaceUsage()
+				mem += m.MemTable.Size
 			}
-			return nil
-		})
-		fmt.Printf("  %-14s %8.1f MiB  %6.0f B/member\n", g.Name(), float64(n)/(1<<20), float64(n)/float64(members))
+		}
+		if disk+mem > 0 {
+			fmt.Printf("  %-14s %8.1f MiB on disk + %7.1f MiB memtables  %5.0f B/member\n", st.Env.Group,
+				float64(disk)/(1<<20), float64(mem)/(1<<20), float64(disk+mem)/float64(members))
+		}
+	}
+	for _, t := range []string{topics.TableOf(topics.GroupMemberState), topics.MemberConsent} {
+		if n, err := meanSize(ctx, brokers, t, 1000); err == nil {
+			fmt.Printf("  mean encoded row of %s: %d B\n", t, n)
+		}
 	}
 }

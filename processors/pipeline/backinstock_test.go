@@ -30,12 +30,7 @@ func TestBackInStockRendersTheRealStock(t *testing.T) {
 	deliveries := h.collect(topics.Deliveries)
 	h.member(topics.MemberRow{MemberID: "B1", Email: "b1@example.jp", MailOptIn: true, Status: "active", Timezone: simulator.NoonZone()})
 	h.favorite("B1", "I-BIS")
-	h.waitIndexed("I-BIS", 1)
-	h.waitProfilesBy(filter.Group, 1)
-	row := topics.ItemRow{ItemID: "I-BIS", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000}
-	h.item(topics.OpInsert, row)
-	row.Stock = 7
-	h.item(topics.OpUpdate, row)
+	h.restock("I-BIS", 1)
 	testkit.Eventually(t, time.Minute, "the back-in-stock delivery", func() bool { return deliveries.len() >= 1 })
 	deliveries.mu.Lock()
 	first := deliveries.recs[0]
@@ -56,4 +51,17 @@ func testKeys(t *testing.T) *tracking.Keyring {
 		t.Fatal(err)
 	}
 	return kr
+}
+
+// restock waits until the n favouriters of item are indexed and in the
+// filter stage's table, then writes the item out of stock and back with 7
+// (a back_in_stock event for the example campaigns).
+func (h *harness) restock(item string, n int) {
+	h.t.Helper()
+	h.waitIndexed(item, n)
+	h.waitProfilesBy(filter.Group, n)
+	row := topics.ItemRow{ItemID: item, Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000}
+	h.item(topics.OpInsert, row)
+	row.Stock = 7
+	h.item(topics.OpUpdate, row)
 }

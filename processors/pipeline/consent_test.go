@@ -10,7 +10,6 @@ import (
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/channel"
-	"github.com/rtm-project/rtm/processors/filter"
 	"github.com/rtm-project/rtm/processors/render"
 	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/processors/timing"
@@ -51,12 +50,7 @@ func TestOptOutAfterFilterStopsTheDelivery(t *testing.T) {
 		h.member(topics.MemberRow{MemberID: id, Email: id + "@example.jp", MailOptIn: true, Status: "active", Timezone: simulator.NoonZone()})
 		h.favorite(id, "I-OPT")
 	}
-	h.waitIndexed("I-OPT", 2)
-	h.waitProfilesBy(filter.Group, 2)
-	row := topics.ItemRow{ItemID: "I-OPT", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000}
-	h.item(topics.OpInsert, row)
-	row.Stock = 7
-	h.item(topics.OpUpdate, row)
+	h.restock("I-OPT", 2)
 	testkit.Eventually(t, time.Minute, "both members' mails rendered", func() bool { return deliveries.len() == 2 })
 
 	h.member(topics.MemberRow{MemberID: "K1", Email: "K1@example.jp", MailOptIn: false, Status: "active", Timezone: simulator.NoonZone()})

@@ -51,12 +51,7 @@ func TestExplainNamesTheDecidingRule(t *testing.T) {
 			Prefecture: pref, Timezone: simulator.NoonZone()})
 		h.favorite(id, "I-EXP")
 	}
-	h.waitIndexed("I-EXP", 2)
-	h.waitProfilesBy(filter.Group, 2)
-	row := topics.ItemRow{ItemID: "I-EXP", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 5000}
-	h.item(topics.OpInsert, row)
-	row.Stock = 7
-	h.item(topics.OpUpdate, row)
+	h.restock("I-EXP", 2)
 	testkit.Eventually(t, time.Minute, "one exclusion and one result", func() bool { return excluded.len() == 1 && results.len() == 1 })
 
 	report := func(member string) *explain.Report {
