@@ -1,11 +1,12 @@
 // Package channel is the channel-optimisation stage: for each filtered offer
-// it reads the member snapshot the filter stage attached and picks the channel — MAIL, LINE, PUSH or
-// INAPP — by the published channel rule tables: `fixed` takes the first
-// reachable channel in the table's order, `best` learns from the member's
-// engagement with Thompson sampling. Only channels the offer's template
-// has a variant for are candidates. A member reachable on none of the
-// listed channels is dropped with reason no_channel; one reachable only on
-// channels without content, with reason no_template.
+// it reads the member snapshot the filter stage attached and picks the
+// channel — MAIL, LINE, PUSH or INAPP — by the published channel rule
+// tables: `fixed` takes the first reachable channel in the table's order,
+// `best` learns from the member's engagement with Thompson sampling. Only
+// channels the offer's template has a variant for are candidates. A member
+// reachable on none of the listed channels is dropped with reason
+// no_channel; one reachable only on channels without content, with reason
+// no_template.
 package channel
 
 import (
