@@ -241,6 +241,6 @@ func TestGokaUncleanShutdownRestoresFromChangelog(t *testing.T) {
 		return diff == ""
 	})
 	for part := range int32(numPartitions) {
-		checkIndexes(t, p.reg.Store(string(favTable), part))
+		waitIndexesConsistent(t, p.reg.Store(string(favTable), part))
 	}
 }

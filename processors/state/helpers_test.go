@@ -1,10 +1,12 @@
 package state
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testLogger logs through the test, so logs appear only for failed tests
@@ -75,6 +77,17 @@ func lookup(t testing.TB, st *Store, index, key string) []string {
 // from the current rows: nothing stale, nothing missing.
 func checkIndexes(t testing.TB, st *Store) {
 	t.Helper()
+	if d := indexMismatch(t, st); d != "" {
+		t.Fatal(d)
+	}
+}
+
+// indexMismatch describes how the index entries differ from those derived
+// from the rows, "" when they do not. Rows and index entries are read in
+// two snapshots: a write in between shows as a mismatch, so a store that
+// is still being written must be polled (see waitIndexesConsistent).
+func indexMismatch(t testing.TB, st *Store) string {
+	t.Helper()
 	it, err := st.Iterator()
 	must(t, err)
 	want := map[string][]string{}
@@ -101,9 +114,28 @@ func checkIndexes(t testing.TB, st *Store) {
 		exp := append([]string{}, want[name]...)
 		slices.Sort(exp) // the index order: by index key, then primary key
 		if !slices.Equal(got, exp) {
-			t.Fatalf("index %q: %d entries, want %d; stale: %q; missing: %q",
+			return fmt.Sprintf("index %q: %d entries, want %d; stale: %q; missing: %q",
 				name, len(got), len(exp), without(got, exp), without(exp, got))
 		}
+	}
+	return ""
+}
+
+// waitIndexesConsistent waits until st's index entries match its rows: a
+// Goka processor may still be re-applying redelivered input after its
+// rows caught up with the changelog, and each such write moves both.
+func waitIndexesConsistent(t testing.TB, st *Store) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		d := indexMismatch(t, st)
+		if d == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: %s", d)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
