@@ -44,8 +44,8 @@ type MemberFacts struct {
 // member, taken by the filter stage from the profile it has just read and
 // carried on the offer. Filter is the only stage after audience that must
 // read the whole profile; channel, timing and render read this instead of
-// joining a full copy of the member table each (five copies, each applying
-// every profile update, were most of the pipeline's storage and CPU).
+// joining a full copy of the member table each (they kept three of the
+// six copies, and each applied every profile update).
 //
 // The snapshot is as of AsOf: facts that move with the clock (age,
 // sent_today, days_since_last_order, decayed engagement) are not

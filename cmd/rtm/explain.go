@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/internal/explain"
 )
 
@@ -23,31 +26,21 @@ every stage's decision (with the rule table, version, row and reason of an exclu
 the time timing held it until, and the delivery result. It reads only; nothing is written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := load(cmd)
-			if err != nil {
-				return err
-			}
 			if since <= 0 {
 				return fmt.Errorf("--since: %v must be positive", since)
 			}
-			if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
-				return err
-			}
-			cl, err := cfg.KafkaConfig().NewClient()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			rep, err := explain.Member(cmd.Context(), cl, cfg.Partitions, member, time.Now().Add(-since))
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
-			}
-			return rep.WriteText(cmd.OutOrStdout())
+			return withKafka(cmd, 0, nil, func(ctx context.Context, cfg config.Config, cl *kgo.Client) error {
+				rep, err := explain.Member(ctx, cl, cfg.Partitions, member, time.Now().Add(-since))
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(rep)
+				}
+				return rep.WriteText(cmd.OutOrStdout())
+			})
 		},
 	}
 	cmd.Flags().StringVar(&member, "member", "", "member ID")

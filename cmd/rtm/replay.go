@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/processors/pipeline"
 )
 
@@ -22,33 +25,24 @@ starts. Stop the stage first. Replays are safe: event, offer and delivery IDs ar
 their inputs, and member-state, timing and send deduplicate on them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := load(cmd)
-			if err != nil {
-				return err
-			}
 			var at time.Time
 			if from != "" {
+				var err error
 				if at, err = time.Parse(time.RFC3339, from); err != nil {
 					return fmt.Errorf("--from: %w", err)
 				}
 			}
-			if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
-				return err
-			}
-			cl, err := cfg.KafkaConfig().NewClient()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			adm := kadm.NewClient(cl)
-			for _, n := range names {
-				parts, err := pipeline.Replay(cmd.Context(), adm, n, at)
-				if err != nil {
-					return err
+			return withKafka(cmd, 0, nil, func(ctx context.Context, _ config.Config, cl *kgo.Client) error {
+				adm := kadm.NewClient(cl)
+				for _, n := range names {
+					parts, err := pipeline.Replay(ctx, adm, n, at)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d partitions rewound\n", n, parts)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d partitions rewound\n", n, parts)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringSliceVar(&names, "stage", nil, "stage to rewind (repeatable)")

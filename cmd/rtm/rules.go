@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/rules"
 )
 
@@ -181,6 +182,17 @@ func readScenarios(path string) ([]scenario, error) {
 // one-minute deadline. Publishing needs a transactional producer, so both
 // rules topics change atomically.
 func withRulesClient(cmd *cobra.Command, transactional bool, f func(context.Context, *kgo.Client) error) error {
+	var opts []kgo.Opt
+	if transactional {
+		opts = append(opts, kgo.TransactionalID("rtm-rules-publish"), kgo.TransactionTimeout(30*time.Second))
+	}
+	return withKafka(cmd, time.Minute, opts, func(ctx context.Context, _ config.Config, cl *kgo.Client) error { return f(ctx, cl) })
+}
+
+// withKafka loads the command's configuration, checks that the cluster
+// answers (failing at once, with the brokers and security tried), and runs
+// f with a client of it, within timeout when it is positive.
+func withKafka(cmd *cobra.Command, timeout time.Duration, opts []kgo.Opt, f func(context.Context, config.Config, *kgo.Client) error) error {
 	cfg, err := load(cmd)
 	if err != nil {
 		return err
@@ -188,18 +200,18 @@ func withRulesClient(cmd *cobra.Command, transactional bool, f func(context.Cont
 	if err := checkKafka(cmd.Context(), cfg.KafkaConfig()); err != nil {
 		return err
 	}
-	var opts []kgo.Opt
-	if transactional {
-		opts = append(opts, kgo.TransactionalID("rtm-rules-publish"), kgo.TransactionTimeout(30*time.Second))
-	}
 	cl, err := cfg.KafkaConfig().NewClient(opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-	defer cancel()
-	return f(ctx, cl)
+	ctx := cmd.Context()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return f(ctx, cfg, cl)
 }
 
 func author(flag string) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/internal/explain"
 	"github.com/rtm-project/rtm/processors/render"
@@ -31,25 +33,21 @@ given workbooks, to try a template before publishing. --channel picks the varian
 channel the offer was routed to, else the first the template has). Links are sealed with the
 tracking secret when it is set, else with a throwaway key. Nothing is written or sent.`,
 		RunE: func(cmd *cobra.Command, files []string) error {
-			cfg, err := load(cmd)
-			if err != nil {
-				return err
-			}
-			keys, err := cfg.TrackingKeys()
-			if err != nil {
-				throwaway := make([]byte, 32)
-				rand.Read(throwaway)
-				if keys, err = tracking.NewKeyring(throwaway); err != nil {
+			return withKafka(cmd, time.Minute, nil, func(ctx context.Context, cfg config.Config, cl *kgo.Client) error {
+				keys, err := cfg.TrackingKeys()
+				if err != nil {
+					throwaway := make([]byte, 32)
+					rand.Read(throwaway)
+					if keys, err = tracking.NewKeyring(throwaway); err != nil {
+						return err
+					}
+					fmt.Fprintln(cmd.ErrOrStderr(), "no tracking secret set: links are sealed with a throwaway key")
+				}
+				r, err := render.NewRenderer(render.Config{TrackingBase: cfg.TrackingBase, Keys: keys, TrackingTTL: cfg.TrackingTTL,
+					MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto})
+				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.ErrOrStderr(), "no tracking secret set: links are sealed with a throwaway key")
-			}
-			r, err := render.NewRenderer(render.Config{TrackingBase: cfg.TrackingBase, Keys: keys, TrackingTTL: cfg.TrackingTTL,
-				MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto})
-			if err != nil {
-				return err
-			}
-			return withRulesClient(cmd, false, func(ctx context.Context, cl *kgo.Client) error {
 				set, err := renderRules(ctx, cl, files)
 				if err != nil {
 					return err
@@ -77,7 +75,7 @@ tracking secret when it is set, else with a throwaway key. Nothing is written or
 				o := *offer.Last
 				now := time.Now()
 				o.Member = p.Snapshot(now)
-				if o.Channel = orDefault(channel, o.Channel); o.Channel == "" {
+				if o.Channel = cmp.Or(channel, o.Channel); o.Channel == "" {
 					cs := set.TemplateChannels(o.Template)
 					if len(cs) == 0 {
 						return fmt.Errorf("no template %q in the rules", o.Template)
@@ -107,14 +105,6 @@ tracking secret when it is set, else with a throwaway key. Nothing is written or
 	cmd.MarkFlagRequired("member")
 	cmd.MarkFlagRequired("campaign")
 	return cmd
-}
-
-// orDefault returns a if set, else b.
-func orDefault(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // renderRules is the rule set a test render uses: the workbooks given, or

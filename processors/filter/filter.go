@@ -60,32 +60,35 @@ func New(env stage.Env, rs stage.Rules) (*goka.Processor, error) {
 	return goka.NewProcessor(env.Brokers, f.Graph(), env.ProcessorOptions()...)
 }
 
-// Decide returns the exclusion decision for an offer to a member, or false
-// when the offer passes. It is the stage's logic without Kafka.
-func Decide(set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) (topics.Decision, bool) {
+// Decide returns the filter decision for an offer to a member and, when
+// the offer passes, the member snapshot it carries on (nil: excluded). The
+// rules read the snapshot's facts, so the profile is mapped to facts once.
+// It is the stage's logic without Kafka.
+func Decide(set *rules.Set, o *topics.Offer, p *member.Profile, now time.Time) (topics.Decision, *topics.MemberSnapshot) {
 	switch {
 	case p == nil || !p.Exists:
-		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonUnknownMember}, true
+		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonUnknownMember}, nil
 	case !p.Targetable():
-		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonWithdrawn}, true
+		return topics.Decision{Stage: Group, Outcome: "exclude", Reason: ReasonWithdrawn}, nil
 	}
-	facts := stage.OfferFacts(o, p.Facts(now))
+	snap := p.Snapshot(now)
+	facts := stage.OfferFacts(o, snap.Facts)
 	for _, t := range set.Kind(rules.KindFilter) {
 		d, ok, err := t.Evaluate(facts)
 		if err != nil {
 			// A rule that cannot be evaluated excludes: sending on a broken
 			// rule is worse than not sending.
-			return topics.Decision{Stage: Group, Table: t.Name(), Outcome: "exclude", Reason: ReasonRuleError + ": " + err.Error()}, true
+			return topics.Decision{Stage: Group, Table: t.Name(), Outcome: "exclude", Reason: ReasonRuleError + ": " + err.Error()}, nil
 		}
 		if ok && d.Filter.Exclude {
 			reason := d.Filter.Reason
 			if reason == "" {
 				reason = d.Rule
 			}
-			return topics.Decision{Stage: Group, Table: d.Table + "@" + d.Version, Rule: d.Rule, Row: d.Row, Outcome: "exclude", Reason: reason}, true
+			return topics.Decision{Stage: Group, Table: d.Table + "@" + d.Version, Rule: d.Rule, Row: d.Row, Outcome: "exclude", Reason: reason}, nil
 		}
 	}
-	return topics.Decision{Stage: Group, Outcome: "pass"}, false
+	return topics.Decision{Stage: Group, Outcome: "pass"}, snap
 }
 
 func (f *filter) offer(ctx goka.Context, msg any) {
@@ -94,11 +97,10 @@ func (f *filter) offer(ctx goka.Context, msg any) {
 		return
 	}
 	p, _ := ctx.Join(member.Table).(*member.Profile)
-	now := f.now()
-	d, exclude := Decide(f.rules.Current(), o, p, now)
+	d, snap := Decide(f.rules.Current(), o, p, f.now())
 	o.Decisions = append(o.Decisions, d)
 	stage.Stamp(o, Group)
-	if exclude {
+	if snap == nil {
 		excluded.WithLabelValues(ExclusionLabels(d)...).Inc()
 		ctx.Emit(goka.Stream(topics.OffersExcluded), ctx.Key(), o)
 		stage.CountEmit(ctx, Group, topics.OffersExcluded, 1)
@@ -106,7 +108,7 @@ func (f *filter) offer(ctx goka.Context, msg any) {
 	}
 	// Enrich once: the stages after this one read the member from the
 	// offer, not from copies of the member table of their own.
-	o.Member = p.Snapshot(now)
+	o.Member = snap
 	ctx.Emit(goka.Stream(topics.OffersFiltered), ctx.Key(), o)
 	stage.CountEmit(ctx, Group, topics.OffersFiltered, 1)
 }

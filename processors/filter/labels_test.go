@@ -49,8 +49,8 @@ func TestExclusionLabelsAreBounded(t *testing.T) {
 		{"withdrawn", &member.Profile{MemberID: "M1", Exists: true, Status: "withdrawn"}, []string{ReasonWithdrawn, "", ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, excluded := Decide(set, o, tc.p, now)
-			if !excluded {
+			d, snap := Decide(set, o, tc.p, now)
+			if snap != nil {
 				t.Fatalf("not excluded: %+v", d)
 			}
 			if got := ExclusionLabels(d); !slices.Equal(got, tc.want) {

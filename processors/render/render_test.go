@@ -122,6 +122,15 @@ func TestRenderEveryChannel(t *testing.T) {
 	}
 }
 
+// TestNoSnapshotIsAnError: an offer filtered before filter attached
+// snapshots has no address to render for; it is an error (the stage
+// dead-letters it), not an empty message.
+func TestNoSnapshotIsAnError(t *testing.T) {
+	if _, err := renderer(t).Render(exampleSet(t), priceDrop(topics.ChannelMail), time.Now()); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("Render without a snapshot: %v, want ErrNoSnapshot", err)
+	}
+}
+
 func TestTemplateErrors(t *testing.T) {
 	set := exampleSet(t)
 	o := priceDrop(topics.ChannelMail)

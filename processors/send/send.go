@@ -41,6 +41,7 @@ import (
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/processors/timer"
+	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -232,7 +233,7 @@ func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
 	s := &sender{env: env, d: d, cfg: cfg, keys: stage.KeysOf(Group, env)}
 	// Serve every channel's series from the start, at 0: an alert or a
 	// panel's rate() needs it before the first suppression.
-	for _, ch := range []string{topics.ChannelMail, topics.ChannelLine, topics.ChannelPush, topics.ChannelInApp} {
+	for _, ch := range rules.Channels {
 		suppressed.WithLabelValues(ch)
 	}
 	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)

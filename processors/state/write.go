@@ -60,11 +60,17 @@ func (s *Store) oldRowLocked(key string) getter {
 	return s.db
 }
 
-// rememberLocked keeps the row just written as the last row.
-func (s *Store) rememberLocked(key string, value []byte) {
-	if s.rememberRows() {
-		s.last.Store(&lastRow{key: key, value: value})
+// rememberLocked keeps a copy of the row just written as the last row
+// (present false: it was deleted).
+func (s *Store) rememberLocked(key string, value []byte, present bool) {
+	if !s.rememberRows() {
+		return
 	}
+	l := &lastRow{key: key}
+	if present {
+		l.value = append(make([]byte, 0, len(value)), value...) // non-nil: nil means absent
+	}
+	s.last.Store(l)
 }
 
 // Set stores a row. Its index entries are updated in the same batch: the
@@ -98,11 +104,7 @@ func (s *Store) Set(key string, value []byte) error {
 	if err := s.applyLocked(b); err != nil {
 		return err
 	}
-	if s.rememberRows() {
-		v := make([]byte, len(value)) // non-nil: nil means absent
-		copy(v, value)
-		s.rememberLocked(key, v)
-	}
+	s.rememberLocked(key, value, true)
 	return nil
 }
 
@@ -132,7 +134,7 @@ func (s *Store) Delete(key string) error {
 	if err := s.applyLocked(b); err != nil {
 		return err
 	}
-	s.rememberLocked(key, nil)
+	s.rememberLocked(key, nil, false)
 	return nil
 }
 
