@@ -187,9 +187,18 @@ type Offer struct {
 	// Member is the member snapshot the filter stage attaches to every
 	// offer that passes it; channel, timing and render read it instead of
 	// the member table. Nil before filtering.
-	Member    *MemberSnapshot `json:"member,omitempty"`
-	Decisions []Decision      `json:"decisions,omitempty"`
-	Stamps    []StageTime     `json:"stamps,omitempty"`
+	Member *MemberSnapshot `json:"member,omitempty"`
+	// Holdout is the campaign's hold-out percentage (0–100), copied from
+	// its row by the campaign stage. HeldOut says whether this member is
+	// in the hold-out (control) group: set where the member is first
+	// known (campaign for member audiences, audience for item-wide ones)
+	// by AssignHoldout. A held-out offer goes through every stage like
+	// any other, and the send stage records it held_out instead of
+	// sending it.
+	Holdout   float64     `json:"holdout,omitempty"`
+	HeldOut   bool        `json:"held_out,omitempty"`
+	Decisions []Decision  `json:"decisions,omitempty"`
+	Stamps    []StageTime `json:"stamps,omitempty"`
 }
 
 // Delivery is a rendered message for one channel on `deliveries`, keyed by
@@ -215,6 +224,9 @@ type Delivery struct {
 	EventType string    `json:"event_type,omitempty"`
 	EventAt   time.Time `json:"event_at,omitzero"`
 	HeldUntil time.Time `json:"held_until,omitzero"`
+	// HeldOut is the offer's HeldOut: the send stage records the delivery
+	// held_out and does not hand it to the channel.
+	HeldOut bool `json:"held_out,omitempty"`
 }
 
 // Channels a delivery can go out on.
@@ -230,6 +242,10 @@ const (
 	StatusSent       = "sent"
 	StatusFailed     = "failed"
 	StatusSuppressed = "suppressed"
+	// StatusHeldOut: the member is in the campaign's hold-out group; the
+	// delivery went through every stage (and took its cap slot) but was
+	// not sent, so conversions of sent and held-out members compare.
+	StatusHeldOut = "held_out"
 )
 
 // DeliveryResult is the outcome of one delivery on delivery.results, keyed by
@@ -316,7 +332,7 @@ func (m *DeliveryResult) Validate() error {
 	return errors.Join(
 		required("delivery_id", m.DeliveryID, "member_id", m.MemberID),
 		oneOf("channel", m.Channel, ChannelMail, ChannelLine, ChannelPush, ChannelInApp),
-		oneOf("status", m.Status, StatusSent, StatusFailed, StatusSuppressed))
+		oneOf("status", m.Status, StatusSent, StatusFailed, StatusSuppressed, StatusHeldOut))
 }
 
 func (m *DeadLetter) Validate() error {

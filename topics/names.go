@@ -30,6 +30,9 @@ const (
 	OffersReady     = "offers.ready"
 	Deliveries      = "deliveries"
 	DeliveryResults = "delivery.results"
+	// Conversions holds orders attributed to a member's recent sent or
+	// held_out deliveries (Conversion), written by member-state.
+	Conversions = "campaign.conversions"
 	// MemberConsent is compacted and keyed by member: what each member may
 	// be sent now (Consent), written by member-state when it changes and
 	// joined by the send stage, so a consent withdrawn after an offer was
