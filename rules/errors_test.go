@@ -149,6 +149,24 @@ rules.xlsx: Timing!D7: cap_day: want a cap of 0 or more, cell holds number -1`,
 			is: ErrInvalidOutput,
 		},
 		{
+			name: "hold-out out of range or not a number",
+			sheets: []sheetDef{
+				table("Sale", "sale", "campaign", "", []string{"CONDITION", "ACTION", "ACTION"},
+					[]string{"event.type == $param", "campaign", "holdout"},
+					[]any{"price_drop", "c1", 150}),
+				table("Restock", "restock", "campaign", "", []string{"CONDITION", "ACTION", "ACTION"},
+					[]string{"event.type == $param", "campaign", "holdout"},
+					[]any{"back_in_stock", "c2", "ten"}),
+				table("Cart", "cart", "campaign", "", []string{"CONDITION", "ACTION", "ACTION"},
+					[]string{"event.type == $param", "campaign", "holdout"},
+					[]any{"cart_abandoned", "c3", -1}),
+			},
+			want: `rules.xlsx: Sale!D7: holdout: want a percentage from 0 to 100, cell holds number 150
+rules.xlsx: Restock!D7: holdout: want a percentage from 0 to 100, cell holds text "ten"
+rules.xlsx: Cart!D7: holdout: want a percentage from 0 to 100, cell holds number -1`,
+			is: ErrInvalidOutput,
+		},
+		{
 			name: "duplicate table name",
 			sheets: []sheetDef{
 				table("A", "same", "filter", "", []string{"CONDITION", "ACTION"}, []string{"member.is_debug == $param", "exclude"}, []any{true, true}),

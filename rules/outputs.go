@@ -54,6 +54,10 @@ type CampaignOutput struct {
 	// Segment is the members' segment an audience=segment campaign
 	// reaches.
 	Segment string `json:"segment,omitempty"`
+	// Holdout is the percentage (0–100) of the campaign's audience held
+	// out as a control group (topics.HeldOut); 0, the default, holds out
+	// nobody.
+	Holdout float64 `json:"holdout,omitempty"`
 }
 
 // FilterOutput is what a filter row decides.
@@ -209,6 +213,10 @@ var outputDefs = map[Kind]map[string]outputDef{
 			o.campaign.Segment, err = textOf(v)
 			return err
 		}},
+		"holdout": {set: func(o outputs, v Value) (err error) {
+			o.campaign.Holdout, err = percentOf(v)
+			return err
+		}},
 	},
 	KindFilter: {
 		"exclude": {set: func(o outputs, v Value) (err error) {
@@ -297,6 +305,27 @@ func capOf(v Value) (int, error) {
 		err = fmt.Errorf("want a cap of 0 or more, cell holds %s", v)
 	}
 	return n, err
+}
+
+// percentOf reads a percentage from 0 to 100: a number (10, 2.5), or text
+// holding one, with or without a % sign ("10%"). Excel stores a cell
+// formatted as a percentage as its fraction (10% is 0.1), which cannot be
+// told from a deliberate 0.1 percent, so such cells are written as plain
+// numbers.
+func percentOf(v Value) (float64, error) {
+	var f float64
+	ok := false
+	switch x := v.V.(type) {
+	case float64:
+		f, ok = x, true
+	case string:
+		n, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(x), "%")), 64)
+		f, ok = n, err == nil
+	}
+	if !ok || math.IsNaN(f) || f < 0 || f > 100 {
+		return 0, fmt.Errorf("want a percentage from 0 to 100, cell holds %s", v)
+	}
+	return f, nil
 }
 
 func boolOf(v Value) (bool, error) {

@@ -57,6 +57,7 @@ func NewDelivery(offer *topics.Offer, p Payload) (*topics.Delivery, error) {
 		EventType:  offer.Event.Type,
 		EventAt:    offer.Event.At,
 		HeldUntil:  heldUntil(offer),
+		HeldOut:    offer.HeldOut,
 	}, nil
 }
 

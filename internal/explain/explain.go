@@ -39,6 +39,9 @@ const (
 	OutcomeSuppressed = "suppressed" // the member withdrew consent after filtering
 	OutcomeFailed     = "failed"     // the channel refused it for good, or it expired
 	OutcomeInFlight   = "in flight"  // on its way, or held by timing (quiet hours, best hour)
+	// OutcomeHeldOut: the member is in the campaign's hold-out (control)
+	// group; the offer went through every stage and was not sent.
+	OutcomeHeldOut = "held out"
 )
 
 // Offer is the path of one offer through the stages.
@@ -250,6 +253,8 @@ func finish(o *Offer) {
 		o.Outcome = OutcomeSent
 	case o.Result != nil && o.Result.Status == topics.StatusSuppressed:
 		o.Outcome = OutcomeSuppressed
+	case o.Result != nil && o.Result.Status == topics.StatusHeldOut:
+		o.Outcome = OutcomeHeldOut
 	case o.Result != nil:
 		o.Outcome = OutcomeFailed
 	case o.Stopped != nil:
@@ -301,6 +306,8 @@ func (r *Report) WriteText(w io.Writer) error {
 				fmt.Fprintf(&b, "; send at %s", o.SendAt.UTC().Format(time.RFC3339))
 			}
 			b.WriteString(")\n")
+		case OutcomeHeldOut:
+			fmt.Fprintf(&b, "  outcome   held out (control group): not sent on %s, delivery %s at %s\n", o.Channel, o.DeliveryID, o.Result.At.UTC().Format(time.RFC3339))
 		default:
 			fmt.Fprintf(&b, "  outcome   %s on %s, delivery %s at %s", o.Outcome, o.Channel, o.DeliveryID, o.Result.At.UTC().Format(time.RFC3339))
 			if o.Result.Error != "" {

@@ -52,6 +52,12 @@ func TestOutcomes(t *testing.T) {
 		{"suppressed at send", func() []*kgo.Record {
 			return []*kgo.Record{record(t, topics.DeliveryResults, t0, result(topics.StatusSuppressed))}
 		}, OutcomeSuppressed, "", 1},
+		{"held out at send (control group)", func() []*kgo.Record {
+			return []*kgo.Record{
+				record(t, topics.OffersReady, t0, offer(pass)),
+				record(t, topics.DeliveryResults, t0.Add(time.Second), result(topics.StatusHeldOut)),
+			}
+		}, OutcomeHeldOut, "", 2},
 		{"failed, then sent on a retry", func() []*kgo.Record {
 			return []*kgo.Record{
 				record(t, topics.DeliveryResults, t0, result(topics.StatusFailed)),

@@ -89,6 +89,7 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		o := req.Offer
 		o.MemberID = member
 		o.OfferID = topics.OfferID(o.CampaignID, o.Event.EventID, member)
+		o.AssignHoldout()
 		o.Decisions = append(o.Decisions[:len(o.Decisions):len(o.Decisions)],
 			topics.Decision{Stage: Group, Outcome: "match", Reason: why})
 		o.Stamps = o.Stamps[:len(o.Stamps):len(o.Stamps)]

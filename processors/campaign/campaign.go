@@ -74,7 +74,7 @@ func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummar
 	c := dec.Campaign
 	offer := topics.Offer{
 		CampaignID: c.Campaign, RulesVersion: dec.Table + "@" + dec.Version, Event: sum,
-		Audience: c.Audience, Priority: c.Priority, Template: c.Template, Timing: c.Timing,
+		Audience: c.Audience, Priority: c.Priority, Template: c.Template, Timing: c.Timing, Holdout: c.Holdout,
 		Decisions: []topics.Decision{{Stage: Group, Table: dec.Table, Rule: dec.Rule, Row: dec.Row, Outcome: "fire"}},
 	}
 	if c.ExpiresAfter > 0 {
@@ -91,6 +91,7 @@ func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummar
 		}
 		offer.MemberID = e.MemberID
 		offer.OfferID = topics.OfferID(c.Campaign, e.EventID, e.MemberID)
+		offer.AssignHoldout()
 		ctx.Emit(goka.Stream(topics.OffersCandidates), e.MemberID, &offer)
 		stage.CountEmit(ctx, Group, topics.OffersCandidates, 1)
 	case topics.AudienceFavoritesOfItem:

@@ -3,7 +3,9 @@
 // was filtered records `suppressed` and sends nothing), hands it to its
 // channel's adapter (rate-limited, retried briefly with backoff on 429, 5xx
 // and network errors, permanent failures recorded and not retried) and
-// writes the outcome to delivery.results, which feeds member-state.
+// writes the outcome to delivery.results, which feeds member-state. A
+// delivery of a held-out member (the campaign's control group) is recorded
+// `held_out` and not handed to any channel.
 //
 // Channel outages lose nothing. A delivery whose quick retries run out on
 // a retryable error is not recorded as failed: it is kept in the member's
@@ -65,6 +67,10 @@ var (
 	suppressed = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 		Name: "rtm_send_suppressed_total",
 		Help: "Deliveries not sent because the member-consent table no longer allows their channel (an opt-out, unsubscribe or withdrawal after the offer was filtered), by channel.",
+	}, []string{"channel"})
+	heldOut = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
+		Name: "rtm_send_held_out_total",
+		Help: "Deliveries recorded held_out instead of sent: their member is in the campaign's hold-out (control) group, by channel.",
 	}, []string{"channel"})
 	retried = stage.Metrics.NewCounter(prometheus.CounterOpts{
 		Name: "rtm_send_retries_total",
@@ -235,6 +241,7 @@ func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
 	// panel's rate() needs it before the first suppression.
 	for _, ch := range rules.Channels {
 		suppressed.WithLabelValues(ch)
+		heldOut.WithLabelValues(ch)
 	}
 	p, err := goka.NewProcessor(env.Brokers, s.Graph(), env.ProcessorOptions()...)
 	if err != nil {
@@ -321,6 +328,14 @@ func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool 
 			Err: fmt.Errorf("member-consent no longer allows %s (as of %s)", d.Channel, c.At.Format(time.RFC3339))}, now)
 		return true
 	}
+	if d.HeldOut {
+		// The control group: everything up to here happened as for a
+		// sent delivery (filter, channel, timing's cap slot, render,
+		// consent), so the two groups differ only in the message itself.
+		heldOut.WithLabelValues(d.Channel).Inc()
+		s.record(ctx, l, d, channels.Outcome{Status: topics.StatusHeldOut}, now)
+		return true
+	}
 	out := s.d.Deliver(ctx.Context(), d)
 	if out.Err != nil && ctx.Context().Err() != nil && errors.Is(out.Err, ctx.Context().Err()) {
 		// Shutting down mid-delivery: record nothing, so the delivery is
@@ -358,7 +373,7 @@ func (s *sender) record(ctx goka.Context, l *Log, d *topics.Delivery, out channe
 	l.add(Sent{DeliveryID: d.DeliveryID, Status: out.Status, At: now})
 	res := out.Result(d, now)
 	ctx.Emit(goka.Stream(topics.DeliveryResults), ctx.Key(), &res)
-	if out.Status != topics.StatusSuppressed {
+	if out.Status != topics.StatusSuppressed && out.Status != topics.StatusHeldOut {
 		observeEndToEnd(d, time.Now())
 	}
 	stage.CountEmit(ctx, Group, topics.DeliveryResults, 1)
