@@ -73,6 +73,9 @@ type Config struct {
 	// CartWindow is how long a cart waits for an order before it counts as
 	// abandoned.
 	CartWindow time.Duration `yaml:"cart_window"`
+	// ConversionWindow is how long after a sent or held_out delivery an
+	// order counts as its conversion (member-state; rtm report).
+	ConversionWindow time.Duration `yaml:"conversion_window"`
 	// LagInterval is how often a stage process reads its groups' consumer
 	// lag (rtm_consumer_lag_records): a few requests to the cluster per
 	// round, whatever the number of partitions.
@@ -152,21 +155,22 @@ func Defaults() Config {
 		host = "rtm"
 	}
 	c := Config{
-		Brokers:         []string{"127.0.0.1:9092"},
-		DataDir:         "./var",
-		InstanceID:      host,
-		Partitions:      topics.DefaultPartitions,
-		Replication:     3,
-		LogLevel:        "info",
-		LogFormat:       "text",
-		HTTPAddr:        "127.0.0.1:8080",
-		ShutdownTimeout: 30 * time.Second,
-		MaxFailures:     5,
-		StateCacheBytes: 256 << 20, // stage.DefaultBlockCacheSize
-		CartWindow:      time.Hour,
-		LagInterval:     15 * time.Second,
-		TrackingBase:    "http://127.0.0.1:8081",
-		TrackingTTL:     90 * 24 * time.Hour,
+		Brokers:          []string{"127.0.0.1:9092"},
+		DataDir:          "./var",
+		InstanceID:       host,
+		Partitions:       topics.DefaultPartitions,
+		Replication:      3,
+		LogLevel:         "info",
+		LogFormat:        "text",
+		HTTPAddr:         "127.0.0.1:8080",
+		ShutdownTimeout:  30 * time.Second,
+		MaxFailures:      5,
+		StateCacheBytes:  256 << 20, // stage.DefaultBlockCacheSize
+		CartWindow:       time.Hour,
+		ConversionWindow: 7 * 24 * time.Hour, // member.DefaultConversionWindow
+		LagInterval:      15 * time.Second,
+		TrackingBase:     "http://127.0.0.1:8081",
+		TrackingTTL:      90 * 24 * time.Hour,
 		Collector: Collector{Addr: "127.0.0.1:8081", MaxBodyBytes: 1 << 20, MaxEvents: 1000, RatePerSecond: 500, Burst: 1000,
 			TrackingRate: 10, TrackingBurst: 50},
 		Channels: Channels{
@@ -238,6 +242,9 @@ func (c Config) Validate() error {
 	}
 	if c.CartWindow <= 0 {
 		errs = append(errs, fmt.Errorf("cart_window: %v must be positive", c.CartWindow))
+	}
+	if c.ConversionWindow <= 0 {
+		errs = append(errs, fmt.Errorf("conversion_window: %v must be positive", c.ConversionWindow))
 	}
 	if c.Broker.CleanerInterval <= 0 {
 		errs = append(errs, fmt.Errorf("broker.cleaner_interval: %v must be positive", c.Broker.CleanerInterval))

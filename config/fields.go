@@ -67,6 +67,7 @@ var Fields = []Field{
 	integer(GroupStages, "max_failures", "RTM_MAX_FAILURES", "max-failures", "consecutive failures of a stage that end the process (0: never)", func(c *Config) *int { return &c.MaxFailures }, parseInt[int](0)),
 	duration(GroupStages, "lag_interval", "RTM_LAG_INTERVAL", "lag-interval", "how often the consumer lag of the stages' groups is read for rtm_consumer_lag_records", func(c *Config) *time.Duration { return &c.LagInterval }),
 	duration(GroupStages, "cart_window", "RTM_CART_WINDOW", "cart-window", "how long a cart waits for an order before it counts as abandoned", func(c *Config) *time.Duration { return &c.CartWindow }),
+	duration(GroupStages, "conversion_window", "RTM_CONVERSION_WINDOW", "conversion-window", "how long after a sent or held_out delivery an order counts as its conversion (member-state)", func(c *Config) *time.Duration { return &c.ConversionWindow }),
 	str(GroupStages, "tracking_base", "RTM_TRACKING_BASE", "tracking-base", "public base URL of the collector, for tracked links", func(c *Config) *string { return &c.TrackingBase }),
 	alsoIn(secret(GroupStages, "tracking_secret", "RTM_TRACKING_SECRET", "key that seals tracking links, at least 32 bytes (render and collector share it)", func(c *Config) *string { return &c.TrackingSecret }), GroupCollector),
 	alsoIn(secretList(GroupStages, "tracking_old_secrets", "RTM_TRACKING_OLD_SECRETS", "previous tracking secrets, comma-separated: they still open links until removed (retired)", func(c *Config) *[]string { return &c.TrackingOldSecrets }), GroupCollector),

@@ -72,7 +72,6 @@ type Conversion struct {
 	Envelope
 	ConversionID string `json:"conversion_id"`
 	OfferID      string `json:"offer_id"`
-	DeliveryID   string `json:"delivery_id"`
 	MemberID     string `json:"member_id"`
 	CampaignID   string `json:"campaign_id"`
 	// Group is GroupTreatment or GroupHoldout.

@@ -11,6 +11,7 @@ import (
 	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/connectors/channels"
 	"github.com/rtm-project/rtm/processors/detect"
+	"github.com/rtm-project/rtm/processors/memberstate"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/processors/render"
 	"github.com/rtm-project/rtm/processors/send"
@@ -35,6 +36,7 @@ func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []strin
 		MaxFailures: cfg.MaxFailures,
 		Rules:       rs,
 		Detect:      detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
+		MemberState: memberstate.Config{ConversionWindow: cfg.ConversionWindow},
 		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingTTL: cfg.TrackingTTL,
 			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto},
 		Metrics: p.reg,

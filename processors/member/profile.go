@@ -97,6 +97,10 @@ type Profile struct {
 	// would skip the new one's records. Seen still catches a record
 	// produced twice.
 	Offsets map[string]int64 `json:"offsets,omitempty"`
+	// Exposures are the member's recent sent and held_out deliveries,
+	// which a new order is attributed to (Attribute): at most
+	// maxExposures, none older than the conversion window.
+	Exposures []Exposure `json:"exposures,omitempty"`
 }
 
 // CartLine is an item in the member's cart.

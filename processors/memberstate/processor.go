@@ -2,7 +2,9 @@
 // member (package member) in the group table member-state-table — a
 // compacted changelog plus a partition-local Pebble store with the table's
 // indexes — from the shop's change rows, behaviour events and delivery
-// results.
+// results. It attributes each new order to the member's sent and held_out
+// deliveries of the conversion window before it and writes the
+// conversions to campaign.conversions (rtm report compares the groups).
 //
 // Every update is idempotent, because Goka processing is at-least-once:
 // change rows apply only when their Change Tracking version is newer than the
@@ -11,7 +13,10 @@
 package memberstate
 
 import (
+	"time"
+
 	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
@@ -22,16 +27,32 @@ import (
 // Group is the consumer group and the prefix of the table topic.
 const Group = topics.GroupMemberState
 
+var conversions = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
+	Name: "rtm_campaign_conversions_total",
+	Help: "Orders attributed to a sent (group treatment) or held_out (group holdout) delivery of the campaign within the conversion window, by campaign and group.",
+}, []string{"campaign", "group"})
+
+// Config tunes the stage.
+type Config struct {
+	// ConversionWindow is how long after a sent or held_out delivery an
+	// order of the member counts as its conversion. Default
+	// member.DefaultConversionWindow (7 days).
+	ConversionWindow time.Duration
+}
+
 // Indexes are the member table's (member.Indexes).
 func Indexes() map[string]state.Indexer { return member.Indexes() }
 
 // Graph is the stage's topology; keys admits its inputs (see
 // stage.Keys: a record whose key is not the member it is about, or that is
 // not on its key's partition, goes to dlq and is not applied).
-func Graph(keys stage.Keys) *goka.GroupGraph {
+func Graph(keys stage.Keys, cfg Config) *goka.GroupGraph {
+	if cfg.ConversionWindow <= 0 {
+		cfg.ConversionWindow = member.DefaultConversionWindow
+	}
 	cdc := func(topic, table string) goka.Edge {
 		identity := stage.CDCIdentity(table, "member_id")
-		return goka.Input(goka.Stream(topic), stage.Raw, func(ctx goka.Context, msg any) { applyCDC(ctx, keys, identity, msg) })
+		return goka.Input(goka.Stream(topic), stage.Raw, func(ctx goka.Context, msg any) { applyCDC(ctx, keys, identity, cfg, msg) })
 	}
 	return goka.DefineGroup(goka.Group(Group),
 		cdc(topics.CDCMembers, "members"),
@@ -39,16 +60,17 @@ func Graph(keys stage.Keys) *goka.GroupGraph {
 		cdc(topics.CDCOrders, "orders"),
 		cdc(topics.CDCCartItems, "cart_items"),
 		goka.Input(goka.Stream(topics.BehaviorEvents), stage.Raw, func(ctx goka.Context, msg any) { applyBehavior(ctx, keys, msg) }),
-		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, func(ctx goka.Context, msg any) { applyResult(ctx, keys, msg) }),
+		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, func(ctx goka.Context, msg any) { applyResult(ctx, keys, cfg, msg) }),
 		goka.Persist(member.Codec{}),
 		goka.Output(goka.Stream(topics.MemberConsent), topics.ConsentCodec{}),
+		goka.Output(goka.Stream(topics.Conversions), topics.ConversionCodec{}),
 		stage.DLQOutput(),
 	)
 }
 
 // New returns the member-state processor.
-func New(env stage.Env) (*goka.Processor, error) {
-	return goka.NewProcessor(env.Brokers, Graph(stage.KeysOf(Group, env)), env.ProcessorOptions()...)
+func New(env stage.Env, cfg Config) (*goka.Processor, error) {
+	return goka.NewProcessor(env.Brokers, Graph(stage.KeysOf(Group, env), cfg), env.ProcessorOptions()...)
 }
 
 func current(ctx goka.Context) *member.Profile {
@@ -58,21 +80,44 @@ func current(ctx goka.Context) *member.Profile {
 	return &member.Profile{MemberID: ctx.Key()}
 }
 
-func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord) (string, error), msg any) {
+func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord) (string, error), cfg Config, msg any) {
 	r, ok := stage.DecodeKeyed(ctx, keys, topics.CDCCodec{}, msg, identity)
 	if !ok {
 		return
 	}
 	p := current(ctx)
 	before := p.Consent(r.TS)
+	orders := p.OrdersCount
 	changed, err := p.ApplyCDC(r)
 	if err != nil {
 		stage.DeadLetter(ctx, Group, msg, err)
 		return
 	}
-	if changed {
-		ctx.SetValue(p)
-		emitConsent(ctx, before, p.Consent(r.TS))
+	if !changed {
+		return
+	}
+	var convs []topics.Conversion
+	if p.OrdersCount > orders { // a new order (ApplyCDC counts each once): the last one
+		o := p.Orders[len(p.Orders)-1]
+		if o.At.IsZero() {
+			o.At = r.TS
+		}
+		convs = p.Attribute(o, cfg.ConversionWindow)
+	}
+	ctx.SetValue(p)
+	emitConsent(ctx, before, p.Consent(r.TS))
+	emitConversions(ctx, convs)
+}
+
+// emitConversions writes a new order's conversions after the profile, at
+// least once: readers count each conversion ID once.
+func emitConversions(ctx goka.Context, convs []topics.Conversion) {
+	for i := range convs {
+		ctx.Emit(goka.Stream(topics.Conversions), ctx.Key(), &convs[i])
+		conversions.WithLabelValues(convs[i].CampaignID, convs[i].Group).Inc()
+	}
+	if len(convs) > 0 {
+		stage.CountEmit(ctx, Group, topics.Conversions, len(convs))
 	}
 }
 
@@ -104,7 +149,7 @@ func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
 	emitConsent(ctx, before, p.Consent(e.At)) // an unsubscribe
 }
 
-func applyResult(ctx goka.Context, keys stage.Keys, msg any) {
+func applyResult(ctx goka.Context, keys stage.Keys, cfg Config, msg any) {
 	r, ok := stage.DecodeKeyed(ctx, keys, topics.DeliveryResultCodec{}, msg, stage.ResultIdentity)
 	if !ok {
 		return
@@ -113,7 +158,9 @@ func applyResult(ctx goka.Context, keys stage.Keys, msg any) {
 	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}
-	p.ApplyResult(r)
+	if p.ApplyResult(r) {
+		p.Expose(r, cfg.ConversionWindow)
+	}
 	p.Applied(string(ctx.Topic()), ctx.Partition(), ctx.Offset())
 	ctx.SetValue(p)
 }

@@ -58,9 +58,11 @@ type Config struct {
 	StoreFS map[string]vfs.FS
 	Rules   stage.Rules
 	Detect  detect.Config
-	Timing  timing.Config
-	Render  render.Config
-	Send    send.Config
+	// MemberState is member-state's: the conversion window.
+	MemberState memberstate.Config
+	Timing      timing.Config
+	Render      render.Config
+	Send        send.Config
 	// Deliverer sends deliveries (the send stage); channels.Router is one.
 	Deliverer send.Deliverer
 	// Metrics receives, while Run runs, the collectors that read the
@@ -86,7 +88,7 @@ type def struct {
 }
 
 var stages = map[string]def{
-	memberstate.Group: {memberstate.Indexes, string(member.Table), func(e stage.Env, _ Config) (Runner, error) { return memberstate.New(e) }},
+	memberstate.Group: {memberstate.Indexes, string(member.Table), func(e stage.Env, c Config) (Runner, error) { return memberstate.New(e, c.MemberState) }},
 	detect.Group:      {detect.Indexes, topics.TableOf(detect.Group), func(e stage.Env, c Config) (Runner, error) { return detect.New(e, c.Detect) }},
 	campaign.Group:    {nil, "", func(e stage.Env, c Config) (Runner, error) { return campaign.New(e, c.Rules) }},
 	audience.Group:    {audience.Indexes, string(member.Table), func(e stage.Env, _ Config) (Runner, error) { return audience.New(e) }},
