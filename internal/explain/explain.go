@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -150,25 +150,9 @@ func Member(ctx context.Context, cl *kgo.Client, partitions int32, member string
 	return rep, nil
 }
 
-// list retries an offset listing while it reports retriable errors (a
-// broker whose metadata is still catching up answers "unknown topic" for
-// a moment), up to five times.
-func list(ctx context.Context, fn func() (kadm.ListedOffsets, error)) (kadm.ListedOffsets, error) {
-	for attempt := 1; ; attempt++ {
-		l, err := fn()
-		if err == nil {
-			err = l.Error()
-		}
-		if err == nil || attempt == 5 || !kerr.IsRetriable(err) {
-			return l, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
-		}
-	}
-}
+// list is kafka.ListOffsets: an offset listing, retried while the broker
+// is catching up.
+var list = kafka.ListOffsets
 
 func topicsOf(m map[string]map[int32]kgo.Offset) map[string][]int32 {
 	out := map[string][]int32{}
