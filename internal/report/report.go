@@ -259,12 +259,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "campaign %s, results since %s (%d records read)\n\n", r.Campaign, r.Since.UTC().Format(time.RFC3339), r.Records)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "group\tmembers\tsends\topens\tclicks\tconversions\tconverted\tconversion rate\t")
+	// Right-aligned numbers; the group names are padded so they read
+	// left-aligned.
+	fmt.Fprintf(tw, "%-9s\tmembers\tsends\topens\tclicks\tconversions\tconverted\tconversion rate\t\n", "group")
 	for _, g := range []struct {
 		name string
 		g    Group
 	}{{topics.GroupTreatment, r.Treatment}, {topics.GroupHoldout, r.Holdout}} {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", g.name, g.g.Members, g.g.Sends, g.g.Opens, g.g.Clicks,
+		fmt.Fprintf(tw, "%-9s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", g.name, g.g.Members, g.g.Sends, g.g.Opens, g.g.Clicks,
 			g.g.Conversions, g.g.Converted, pct(g.g.Rate))
 	}
 	tw.Flush()
