@@ -155,22 +155,21 @@ func Defaults() Config {
 		host = "rtm"
 	}
 	c := Config{
-		Brokers:          []string{"127.0.0.1:9092"},
-		DataDir:          "./var",
-		InstanceID:       host,
-		Partitions:       topics.DefaultPartitions,
-		Replication:      3,
-		LogLevel:         "info",
-		LogFormat:        "text",
-		HTTPAddr:         "127.0.0.1:8080",
-		ShutdownTimeout:  30 * time.Second,
-		MaxFailures:      5,
-		StateCacheBytes:  256 << 20, // stage.DefaultBlockCacheSize
-		CartWindow:       time.Hour,
-		ConversionWindow: 7 * 24 * time.Hour, // member.DefaultConversionWindow
-		LagInterval:      15 * time.Second,
-		TrackingBase:     "http://127.0.0.1:8081",
-		TrackingTTL:      90 * 24 * time.Hour,
+		Brokers:         []string{"127.0.0.1:9092"},
+		DataDir:         "./var",
+		InstanceID:      host,
+		Partitions:      topics.DefaultPartitions,
+		Replication:     3,
+		LogLevel:        "info",
+		LogFormat:       "text",
+		HTTPAddr:        "127.0.0.1:8080",
+		ShutdownTimeout: 30 * time.Second,
+		MaxFailures:     5,
+		StateCacheBytes: 256 << 20, // stage.DefaultBlockCacheSize
+		CartWindow:      time.Hour,
+		LagInterval:     15 * time.Second,
+		TrackingBase:    "http://127.0.0.1:8081",
+		TrackingTTL:     90 * 24 * time.Hour,
 		Collector: Collector{Addr: "127.0.0.1:8081", MaxBodyBytes: 1 << 20, MaxEvents: 1000, RatePerSecond: 500, Burst: 1000,
 			TrackingRate: 10, TrackingBurst: 50},
 		Channels: Channels{
@@ -184,6 +183,7 @@ func Defaults() Config {
 		Sinks:  sinks.Defaults(),
 	}
 	c.Inbox.JWT.Audience = "rtm-inbox"
+	c.ConversionWindow = 7 * 24 * time.Hour // member.DefaultConversionWindow
 	return c
 }
 

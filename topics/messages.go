@@ -187,7 +187,10 @@ type Offer struct {
 	// Member is the member snapshot the filter stage attaches to every
 	// offer that passes it; channel, timing and render read it instead of
 	// the member table. Nil before filtering.
-	Member *MemberSnapshot `json:"member,omitempty"`
+	Member    *MemberSnapshot `json:"member,omitempty"`
+	Decisions []Decision      `json:"decisions,omitempty"`
+	Stamps    []StageTime     `json:"stamps,omitempty"`
+
 	// Holdout is the campaign's hold-out percentage (0–100), copied from
 	// its row by the campaign stage. HeldOut says whether this member is
 	// in the hold-out (control) group: set where the member is first
@@ -195,10 +198,8 @@ type Offer struct {
 	// by AssignHoldout. A held-out offer goes through every stage like
 	// any other, and the send stage records it held_out instead of
 	// sending it.
-	Holdout   float64     `json:"holdout,omitempty"`
-	HeldOut   bool        `json:"held_out,omitempty"`
-	Decisions []Decision  `json:"decisions,omitempty"`
-	Stamps    []StageTime `json:"stamps,omitempty"`
+	Holdout float64 `json:"holdout,omitempty"`
+	HeldOut bool    `json:"held_out,omitempty"`
 }
 
 // Delivery is a rendered message for one channel on `deliveries`, keyed by
