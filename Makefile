@@ -2,14 +2,10 @@
 # README promises; keep both working at every commit.
 GO        ?= go
 PKGS      := ./...
-# The race detector multiplies the cost of Pebble, sarama and kfake; run it on
-# the packages whose concurrency is our own code, and the rest without it, so
-# every test runs exactly once. (Recursive `=`: listed only when used.)
-# The end-to-end pipeline test runs without it in make test (39 s under
-# it, on the critical path of a 5-minute budget); `make test-race-e2e`
-# runs it under the race detector, and CI does.
-RACE_PKGS  = $(filter-out %/processors/pipeline,$(shell $(GO) list ./topics/... ./config/... ./processors/... ./rules/...))
-PLAIN_PKGS = $(filter-out $(RACE_PKGS),$(shell $(GO) list $(PKGS)))
+# The race detector multiplies the cost of Pebble, sarama and kfake; `make
+# test-race` runs it on the packages whose concurrency is our own code (CI
+# runs it after make test). Recursive `=`: listed only when used.
+RACE_PKGS  = $(shell $(GO) list ./topics/... ./config/... ./processors/... ./rules/...)
 
 # The fault-injection suite over separate processes (test/chaos): the reduced
 # schedule by default, FULL=1 for the full one.
@@ -22,7 +18,7 @@ chaos-repro:
 	$(GO) build -o bin/chaos ./test/chaos
 	for s in broker sigterm line; do ./bin/chaos -scenario $$s || exit 1; done
 
-.PHONY: test-race-e2e test-deploy fuzz chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
+.PHONY: test-race test-deploy fuzz chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
 
 build:
 	$(GO) build -o bin/rtm ./cmd/rtm
@@ -30,15 +26,17 @@ build:
 run: build
 	./bin/rtm dev --replication 1
 
-# Every test once. Vet is `make lint`; fuzzing is `make fuzz` (CI runs
-# both): with them, a fresh clone's first `make test` took 8 min, most of
-# it compiling the dependencies twice more (vet, fuzz instrumentation).
+# Every test once, without the race detector. Vet is `make lint`, fuzzing
+# `make fuzz` and the race detector `make test-race` (CI runs all three):
+# each compiles every dependency again (vet, fuzz or race instrumentation),
+# which is most of what a fresh clone's first `make test` used to spend.
 test:
-	$(GO) test -count=1 -timeout 5m -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 5m $(PLAIN_PKGS)
+	$(GO) test -count=1 -timeout 5m $(PKGS)
 
-test-race-e2e:
-	$(GO) test -count=1 -timeout 5m -race ./processors/pipeline
+# The packages whose concurrency is our own code, under the race detector,
+# the end-to-end pipeline test included.
+test-race:
+	$(GO) test -count=1 -timeout 8m -race $(RACE_PKGS)
 
 # The compose file and Kubernetes manifests checked against the code
 # (compose-go, k8s.io/api: build tag deploy, so that make test does not
