@@ -54,5 +54,10 @@ func TestPollerReportsLagAndDropsUnknownGroups(t *testing.T) {
 		if got.GetGauge().GetValue() != tc.want {
 			t.Errorf("committed %d of 5: lag %v = %v, want %v", tc.commit, got.GetLabel(), got.GetGauge().GetValue(), tc.want)
 		}
+		at, totals := p.Totals()
+		want := Total{Lag: int64(tc.want), End: 5, Committed: tc.commit, Partitions: 1}
+		if at.IsZero() || len(totals) != 1 || totals["g"] != want {
+			t.Errorf("committed %d of 5: Totals() = %v, %v; want g: %+v and a poll time", tc.commit, at, totals, want)
+		}
 	}
 }
