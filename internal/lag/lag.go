@@ -23,6 +23,7 @@ package lag
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -67,7 +68,9 @@ func New(cl *kgo.Client, groups []string, interval time.Duration, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Poller{adm: kadm.NewClient(cl), groups: groups, interval: interval, timeout: min(interval, 10*time.Second),
+	// A copy: kadm's Lag reuses the slice it is given, rewriting it in
+	// map order, and the caller's slice is often the stage list it runs.
+	return &Poller{adm: kadm.NewClient(cl), groups: slices.Clone(groups), interval: interval, timeout: min(interval, 10*time.Second),
 		log: log, last: map[string][]point{}}
 }
 
