@@ -152,7 +152,8 @@ func New(cfg Config) (*Console, error) {
 		c.pub.Close()
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	c.lags = lag.New(c.lagClient, cfg.Groups, cfg.PollInterval, c.log)
+	// A group not yet created is shown as "—": not worth a warning each poll.
+	c.lags = lag.New(c.lagClient, cfg.Groups, cfg.PollInterval, nil)
 	c.routes()
 	return c, nil
 }
