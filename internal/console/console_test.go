@@ -389,6 +389,15 @@ func TestPublishAndRollBack(t *testing.T) {
 	if got := f.live("timing"); got.Meta.Version != orig.Meta.Version || got.Meta.Author != "hanako" {
 		t.Fatalf("timing after rollback: %+v, want version %s by hanako", got.Meta, orig.Meta.Version)
 	}
+	// The history lists the original version twice now; only its newest
+	// entry is in force, and only the published one offers a rollback.
+	_, page = f.do(cl, "GET", Prefix+"/rules/table/timing", nil)
+	if n := strings.Count(page, `class="current"`); n != 1 || !strings.Contains(page, `<tr data-version="`+orig.Meta.Version+`" class="current">`) {
+		t.Errorf("table page marks %d versions in force, want only %s:\n%s", n, orig.Meta.Version, page)
+	}
+	if n := strings.Count(page, `class="rollback"`); n != 1 || !strings.Contains(page, "rollback?to="+pub.Meta.Version) {
+		t.Errorf("table page offers %d rollbacks, want one, to %s", n, pub.Meta.Version)
+	}
 	// The same confirmation again is stale: the table is no longer pub.
 	if resp, _ := f.do(cl, "POST", Prefix+"/rules/table/timing/rollback", form); resp.StatusCode != http.StatusConflict {
 		t.Errorf("a second rollback from a stale page: %s, want 409", resp.Status)

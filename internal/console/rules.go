@@ -303,6 +303,8 @@ type version struct {
 	Published               time.Time
 	Rules                   int
 	Current, Deleted        bool
+	// RollbackTo: rolling back to it would change the table in force.
+	RollbackTo bool
 }
 
 type tableData struct {
@@ -330,10 +332,17 @@ func (c *Console) tablePage(w http.ResponseWriter, r *http.Request, s *session) 
 	if ok {
 		d.Current = specViewOf(&cur)
 	}
+	// Newest first. A rollback publishes an old version again, so a
+	// version can be listed twice: its newest publication is the one in
+	// force, and no entry with its content offers a rollback to it.
+	marked := false
 	for i := len(hist) - 1; i >= 0; i-- {
 		h := hist[i]
+		live := ok && h.Meta.Version == cur.Meta.Version
 		d.Versions = append(d.Versions, version{Version: h.Meta.Version, Author: h.Meta.Author, Source: h.Meta.SourceFile,
-			Published: h.Meta.PublishedAt, Rules: len(h.Rows), Current: ok && h.Meta.Version == cur.Meta.Version, Deleted: h.Meta.Version == ""})
+			Published: h.Meta.PublishedAt, Rules: len(h.Rows), Current: live && !marked, Deleted: h.Meta.Version == "",
+			RollbackTo: !live && h.Meta.Version != ""})
+		marked = marked || live
 	}
 	if !ok && len(hist) == 0 && err == nil {
 		c.errorPage(w, s, http.StatusNotFound, "No such table", fmt.Sprintf("There is no table %q, in force or in the history.", name))
