@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/internal/lag"
 	"github.com/rtm-project/rtm/internal/ops"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/rules"
@@ -471,5 +472,113 @@ func TestSignInThrottled(t *testing.T) {
 	f.clock.Advance(time.Second)
 	if got := try(testToken); got != http.StatusSeeOther {
 		t.Fatalf("the right token once the wait is over: %d, want 303", got)
+	}
+}
+
+// TestErrorsPage: errors are laid out where they belong — on a cell, on
+// a whole row ("row N", an error without a column), or above the grid
+// (no sheet, or beyond what is drawn).
+func TestErrorsPage(t *testing.T) {
+	f := newFixture(t)
+	data := edited(t, map[string]any{"Timing!E10": "25:00-08:00"})
+	errs := &rules.Errors{List: []*rules.CellError{
+		{File: "wb.xlsx", Sheet: "Timing", Cell: "E10", Msg: "bad quiet hours"},
+		{File: "wb.xlsx", Sheet: "Timing", Cell: "row 11", Msg: "a row problem"},
+		{File: "wb.xlsx", Msg: "a workbook problem"},
+		{File: "wb.xlsx", Sheet: "Timing", Cell: "ZZ9999", Msg: "far away"},
+		{File: "wb.xlsx", Sheet: "Nope", Cell: "A1", Msg: "on a sheet that is not there"},
+	}}
+	rec := httptest.NewRecorder()
+	f.c.render(rec, http.StatusUnprocessableEntity, &session{User: "hanako", Nonce: "n"}, "errors", "Errors", "rules", workbookErrors("wb.xlsx", data, errs))
+	body := rec.Body.String()
+	if rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d:\n%s", rec.Code, body)
+	}
+	for _, want := range []string{
+		`<td class="err" data-cell="Timing!E10">25:00-08:00<div class="msg">bad quiet hours</div></td>`,
+		`<div class="msg" data-row="Timing!11">a row problem</div>`,
+		`<li>wb.xlsx: a workbook problem</li>`,
+		`<li>wb.xlsx: Timing!ZZ9999: far away</li>`,
+		`<li>Nope row 1 column 1: on a sheet that is not there</li>`,
+		`<h1>wb.xlsx: 5 errors</h1>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("errors page lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+}
+
+func TestUploadOfSomethingElse(t *testing.T) {
+	f := newFixture(t)
+	cl := f.browser()
+	csrf := f.signIn(cl, "hanako")
+	for _, tc := range []struct{ name, file, data, want string }{
+		{"a CSV", "rules.csv", "a,b\n", `<li>rules.csv: not an .xlsx workbook: want an .xlsx file, got &#34;.csv&#34;</li>`},
+		{"not a zip", "rules.xlsx", "hello", `<li>rules.xlsx: not an .xlsx workbook: `},
+		{"a path as the name", `..\..\etc\rules.csv`, "x", `<li>rules.csv: not an .xlsx workbook`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := f.uploadWorkbook(cl, csrf, tc.file, []byte(tc.data))
+			if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, tc.want) {
+				t.Errorf("%s: %s, want 422 with %s:\n%s", tc.file, resp.Status, tc.want, body)
+			}
+		})
+	}
+}
+
+// TestPipelineRates: the rates are the differences of the last two lag
+// readings over the time between them; a group without a reading shows
+// none.
+func TestPipelineRates(t *testing.T) {
+	f := newFixture(t)
+	cl := f.browser()
+	f.signIn(cl, "hanako")
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	f.c.samples.add(t0, map[string]lag.Total{"filter": {Lag: 5, End: 100, Committed: 95, Partitions: 4}})
+	f.c.samples.add(t0.Add(10*time.Second), map[string]lag.Total{"filter": {Lag: 10, End: 200, Committed: 190, Partitions: 4}})
+	_, body := f.do(cl, "GET", Prefix+"/", nil)
+	row := regexp.MustCompile(`(?s)<tr data-stage="filter">.*?</tr>`).FindString(body)
+	for _, want := range []string{`<span class="state ok">running</span>`, `<td class="num">10</td>`, `<td class="num">10.0</td>`, `<td class="num">9.5</td>`} {
+		if !strings.Contains(row, want) {
+			t.Errorf("filter's row lacks %s:\n%s", want, row)
+		}
+	}
+	// A stage that no process reports, with no lag reading: said so.
+	f.c.cfg.Groups = []string{"filter", "send"}
+	_, body = f.do(cl, "GET", Prefix+"/", nil)
+	row = regexp.MustCompile(`(?s)<tr data-stage="send">.*?</tr>`).FindString(body)
+	if !strings.Contains(row, "not reported") || strings.Count(row, "—") != 3 {
+		t.Errorf("send's row:\n%s", row)
+	}
+}
+
+func TestCampaignsPage(t *testing.T) {
+	f := newFixture(t)
+	cl := f.browser()
+	f.signIn(cl, "hanako")
+	_, body := f.do(cl, "GET", Prefix+"/campaigns?campaign=price-drop", nil)
+	for _, want := range []string{`<option selected>price-drop</option>`, `<option>cart-reminder</option>`, `<p class="alert" id="report-error">no reports here</p>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("campaigns page lacks %s:\n%s", want, body)
+		}
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for next, want := range map[string]string{
+		Prefix + "/rules?x=1":        Prefix + "/rules?x=1",
+		"//evil.example/console/":    Prefix + "/",
+		"https://evil.example/":      Prefix + "/",
+		Prefix + `/\evil`:            Prefix + "/",
+		"/consolex":                  Prefix + "/",
+		"":                           Prefix + "/",
+		Prefix + "/members?member=M": Prefix + "/members?member=M",
+	} {
+		if got := safeNext(next); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
 	}
 }
