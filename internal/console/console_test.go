@@ -374,6 +374,17 @@ func TestPublishAndRollBack(t *testing.T) {
 		t.Errorf("publishing the same upload again: %s, want 404", resp.Status)
 	}
 
+	// The row-level diff between two versions of the history.
+	if _, page := f.do(cl, "GET", Prefix+"/rules/table/timing", nil); !strings.Contains(page, `id="compare"`) {
+		t.Errorf("table page lacks the form comparing two versions:\n%s", page)
+	}
+	_, page = f.do(cl, "GET", Prefix+"/rules/table/timing/diff?from="+orig.Meta.Version+"&to="+pub.Meta.Version[:12], nil)
+	for _, want := range []string{`<tr class="old changed"><th>11</th><td>before</td>`, `<td class="changed">3</td>`, `<td class="changed">4</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("diff page lacks %s:\n%s", want, page)
+		}
+	}
+
 	// Roll back: the confirmation page, then the POST it carries.
 	_, page = f.do(cl, "GET", Prefix+"/rules/table/timing/rollback?to="+orig.Meta.Version[:12], nil)
 	if !strings.Contains(page, `id="confirm-rollback"`) || !strings.Contains(page, `<td class="changed">3</td>`) {
