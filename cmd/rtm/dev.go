@@ -47,10 +47,10 @@ func newDevCmd() *cobra.Command {
 		Long: `Starts the embedded broker on --broker-addr (data under <data-dir>, resumed on the next start),
 applies the topic catalogue, publishes rules/examples, starts local protocol servers for mail, LINE
 and FCM, the behaviour collector, the simulated shop (writing through the real CDC bridge), and every
-stage; serves /healthz, /readyz, /metrics, the in-app inbox and the web console (/console/) on --http-addr. Ctrl-C stops it
-cleanly. With --no-simulator the same system is fed only by what arrives on the topics (e.g. from
-kcat). When the embedded broker is given TLS or SASL (broker.tls.*, broker.sasl.*), every client
-in the process uses them too.`,
+stage; serves /healthz, /readyz, /metrics, the in-app inbox and the web console (/console/) on
+--http-addr. Ctrl-C stops it cleanly. With --no-simulator the same system is fed only by what
+arrives on the topics (e.g. from kcat). When the embedded broker is given TLS or SASL (broker.tls.*,
+broker.sasl.*), every client in the process uses them too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd)
@@ -176,10 +176,12 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 
 	// The marketers' console, on the ops server; without a configured
 	// token, one kept in the data directory, printed below.
+	consoleToken := "(configured)"
 	if cfg.Console.AdminToken == "" {
 		if cfg.Console.AdminToken, err = devSecret(cfg.DataDir, "console-admin.token"); err != nil {
 			return err
 		}
+		consoleToken = cfg.Console.AdminToken
 	}
 	ui, closeConsole, err := newConsole(cfg, p, console.LocalReadiness(p.health))
 	if err != nil {
@@ -220,7 +222,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
   LINE and FCM sink  http://%s/sinks/line   http://%s/sinks/push
   results            kcat -b %s -C -t delivery.results -o beginning
 Data is kept in %s across restarts; delete it to start afresh. Ctrl-C stops.
-`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, cfg.Console.AdminToken, sampleToken, cfg.HTTPAddr, cfg.Collector.Addr, apiKey,
+`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, consoleToken, sampleToken, cfg.HTTPAddr, cfg.Collector.Addr, apiKey,
 		sk.SMTP.Addr(), sk.HTTP.Addr(), sc.EMLDir, sk.HTTP.Addr(), sk.HTTP.Addr(), b.Addr(), cfg.DataDir)
 	select {
 	case <-ctx.Done():
