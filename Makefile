@@ -18,7 +18,7 @@ chaos-repro:
 	$(GO) build -o bin/chaos ./test/chaos
 	for s in broker sigterm line; do ./bin/chaos -scenario $$s || exit 1; done
 
-.PHONY: test-race test-deploy fuzz chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
+.PHONY: test-browser test-race test-deploy fuzz chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
 
 build:
 	$(GO) build -o bin/rtm ./cmd/rtm
@@ -43,6 +43,14 @@ test-race:
 # compile them; CI runs this).
 test-deploy:
 	$(GO) test -count=1 -tags deploy -run '^Test(ComposeFile|SchemaProblems|ImageFiles|DecodeStrictRefusesUnknownFields|KubernetesManifests)$$' ./cmd/rtm
+
+# The web console driven in headless Chromium against rtm dev (chromedp:
+# build tag browser, so that make test does not compile it; needs
+# Debian's chromium, which .ci/run installs). RTM_CONSOLE_SCREENSHOTS=DIR
+# also writes its screenshots there: docs/console.png is 03-upload-error.png
+# (with fonts-noto-cjk installed, so the example's Japanese shows).
+test-browser:
+	$(GO) test -count=1 -timeout 5m -tags browser -run '^TestConsoleInBrowser$$' ./cmd/rtm
 
 # Every fuzz target of the repository (func FuzzX in a _test.go file), one
 # after the other for FUZZTIME each: `make fuzz FUZZTIME=5m` for a long
@@ -72,6 +80,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags deploy ./cmd/rtm
+	$(GO) vet -tags browser ./cmd/rtm
 
 clean:
 	rm -rf bin
