@@ -2,14 +2,10 @@
 # README promises; keep both working at every commit.
 GO        ?= go
 PKGS      := ./...
-# The race detector multiplies the cost of Pebble, sarama and kfake; run it on
-# the packages whose concurrency is our own code, and the rest without it, so
-# every test runs exactly once. (Recursive `=`: listed only when used.)
-# The end-to-end pipeline test runs without it in make test (39 s under
-# it, on the critical path of a 5-minute budget); `make test-race-e2e`
-# runs it under the race detector, and CI does.
-RACE_PKGS  = $(filter-out %/processors/pipeline,$(shell $(GO) list ./topics/... ./config/... ./processors/... ./rules/...))
-PLAIN_PKGS = $(filter-out $(RACE_PKGS),$(shell $(GO) list $(PKGS)))
+# The race detector multiplies the cost of Pebble, sarama and kfake; `make
+# test-race` runs it on the packages whose concurrency is our own code (CI
+# runs it after make test). Recursive `=`: listed only when used.
+RACE_PKGS  = $(shell $(GO) list ./topics/... ./config/... ./processors/... ./rules/...)
 
 # The fault-injection suite over separate processes (test/chaos): the reduced
 # schedule by default, FULL=1 for the full one.
@@ -22,7 +18,7 @@ chaos-repro:
 	$(GO) build -o bin/chaos ./test/chaos
 	for s in broker sigterm line; do ./bin/chaos -scenario $$s || exit 1; done
 
-.PHONY: test-race-e2e test-deploy fuzz chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
+.PHONY: test-browser test-race test-deploy fuzz chaos chaos-repro bench-ops run test bench bench-json bench-recovery bench-audience bench-grule lint build clean
 
 build:
 	$(GO) build -o bin/rtm ./cmd/rtm
@@ -30,21 +26,31 @@ build:
 run: build
 	./bin/rtm dev --replication 1
 
-# Every test once. Vet is `make lint`; fuzzing is `make fuzz` (CI runs
-# both): with them, a fresh clone's first `make test` took 8 min, most of
-# it compiling the dependencies twice more (vet, fuzz instrumentation).
+# Every test once, without the race detector. Vet is `make lint`, fuzzing
+# `make fuzz` and the race detector `make test-race` (CI runs all three):
+# each compiles every dependency again (vet, fuzz or race instrumentation),
+# which is most of what a fresh clone's first `make test` used to spend.
 test:
-	$(GO) test -count=1 -timeout 5m -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 5m $(PLAIN_PKGS)
+	$(GO) test -count=1 -timeout 5m $(PKGS)
 
-test-race-e2e:
-	$(GO) test -count=1 -timeout 5m -race ./processors/pipeline
+# The packages whose concurrency is our own code, under the race detector,
+# the end-to-end pipeline test included.
+test-race:
+	$(GO) test -count=1 -timeout 8m -race $(RACE_PKGS)
 
 # The compose file and Kubernetes manifests checked against the code
 # (compose-go, k8s.io/api: build tag deploy, so that make test does not
 # compile them; CI runs this).
 test-deploy:
 	$(GO) test -count=1 -tags deploy -run '^Test(ComposeFile|SchemaProblems|ImageFiles|DecodeStrictRefusesUnknownFields|KubernetesManifests)$$' ./cmd/rtm
+
+# The web console driven in headless Chromium against rtm dev (chromedp:
+# build tag browser, so that make test does not compile it; needs
+# Debian's chromium, which .ci/run installs). RTM_CONSOLE_SCREENSHOTS=DIR
+# also writes its screenshots there: docs/console.png is 03-upload-error.png
+# (with fonts-noto-cjk installed, so the example's Japanese shows).
+test-browser:
+	$(GO) test -count=1 -timeout 5m -tags browser -run '^TestConsoleInBrowser$$' ./cmd/rtm
 
 # Every fuzz target of the repository (func FuzzX in a _test.go file), one
 # after the other for FUZZTIME each: `make fuzz FUZZTIME=5m` for a long
@@ -74,6 +80,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags deploy ./cmd/rtm
+	$(GO) vet -tags browser ./cmd/rtm
 
 clean:
 	rm -rf bin

@@ -103,6 +103,24 @@ type Config struct {
 	Channels Channels `yaml:"channels"`
 	// Sinks are the local protocol sinks (`rtm sinks`, `rtm dev`).
 	Sinks sinks.Config `yaml:"sinks"`
+	// Console is the marketers' web console (`rtm console`, `rtm dev`).
+	Console Console `yaml:"console"`
+}
+
+// Console is the marketers' web console's settings. It is served on
+// http_addr next to /healthz, /readyz and /metrics, under /console/.
+type Console struct {
+	// AdminToken is the administrator password or token every sign-in
+	// gives (with a user name, recorded as the author of each change).
+	AdminToken string `yaml:"admin_token"`
+	// StageURLs are the base URLs of the stage processes' ops servers
+	// (their http_addr); the pipeline page reads each one's /readyz.
+	StageURLs []string `yaml:"stage_urls"`
+	// SessionTTL is how long a sign-in lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// PollInterval is how often the console reads the stages' consumer
+	// lag and offsets; its rates are the difference of two readings.
+	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 // Collector is the behaviour collector's settings.
@@ -179,8 +197,9 @@ func Defaults() Config {
 			LINE:              channels.LineDefaults(),
 			FCM:               channels.FCMDefaults(),
 		},
-		Broker: broker.Defaults(),
-		Sinks:  sinks.Defaults(),
+		Broker:  broker.Defaults(),
+		Sinks:   sinks.Defaults(),
+		Console: Console{SessionTTL: 12 * time.Hour, PollInterval: 10 * time.Second},
 	}
 	c.Inbox.JWT.Audience = "rtm-inbox"
 	c.ConversionWindow = 7 * 24 * time.Hour // member.DefaultConversionWindow
@@ -271,6 +290,15 @@ func (c Config) Validate() error {
 	}
 	for i, k := range c.Collector.APIKeys {
 		short(fmt.Sprintf("collector.api_keys[%d]", i), k)
+	}
+	if c.Console.AdminToken != "" {
+		short("console.admin_token", c.Console.AdminToken)
+	}
+	if c.Console.SessionTTL <= 0 {
+		errs = append(errs, fmt.Errorf("console.session_ttl: %v must be positive", c.Console.SessionTTL))
+	}
+	if c.Console.PollInterval <= 0 {
+		errs = append(errs, fmt.Errorf("console.poll_interval: %v must be positive", c.Console.PollInterval))
 	}
 	for i, k := range c.Inbox.JWT.HS256Keys {
 		_, secret, _ := strings.Cut(k, ":")

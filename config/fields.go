@@ -24,6 +24,7 @@ const (
 	GroupMSSQL     Group = "mssql"     // cdc
 	GroupBroker    Group = "broker"    // broker, dev
 	GroupSinks     Group = "sinks"     // sinks, dev
+	GroupConsole   Group = "console"   // console, dev
 )
 
 // Field is one setting: its YAML path, environment variable and flag.
@@ -114,6 +115,11 @@ var Fields = []Field{
 	str(GroupBroker, "broker.sasl.mechanism", "RTM_BROKER_SASL_MECHANISM", "broker-sasl-mechanism", "embedded broker: require SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)", func(c *Config) *string { return &c.Broker.SASLMechanism }),
 	str(GroupBroker, "broker.sasl.username", "RTM_BROKER_SASL_USERNAME", "broker-sasl-username", "embedded broker: the SASL superuser", func(c *Config) *string { return &c.Broker.SASLUsername }),
 	secret(GroupBroker, "broker.sasl.password", "RTM_BROKER_SASL_PASSWORD", "embedded broker: the superuser's password", func(c *Config) *string { return &c.Broker.SASLPassword }),
+
+	secret(GroupConsole, "console.admin_token", "RTM_CONSOLE_ADMIN_TOKEN", "administrator password or token of the web console, at least 32 bytes (required by rtm console; rtm dev makes one and prints it)", func(c *Config) *string { return &c.Console.AdminToken }),
+	list(GroupConsole, "console.stage_urls", "RTM_CONSOLE_STAGE_URLS", "console-stage-urls", "base URLs of the stage processes' ops servers (http_addr), comma-separated: the console shows each one's /readyz", func(c *Config) *[]string { return &c.Console.StageURLs }),
+	duration(GroupConsole, "console.session_ttl", "RTM_CONSOLE_SESSION_TTL", "console-session-ttl", "how long a console sign-in lasts", func(c *Config) *time.Duration { return &c.Console.SessionTTL }),
+	duration(GroupConsole, "console.poll_interval", "RTM_CONSOLE_POLL_INTERVAL", "console-poll-interval", "how often the console reads the stages' consumer lag and offsets (rates are the difference of two readings)", func(c *Config) *time.Duration { return &c.Console.PollInterval }),
 
 	str(GroupSinks, "sinks.smtp_addr", "RTM_SINKS_SMTP_ADDR", "sink-smtp-addr", "local mail sink (loopback)", func(c *Config) *string { return &c.Sinks.SMTPAddr }),
 	str(GroupSinks, "sinks.http_addr", "RTM_SINKS_HTTP_ADDR", "sink-http-addr", "local LINE, FCM and view sink (loopback)", func(c *Config) *string { return &c.Sinks.HTTPAddr }),

@@ -11,7 +11,7 @@ func TestCatalogueDeclaresTheContractTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"cdc.members", "cdc.items", "cdc.favorites", "cdc.orders", "cdc.cart_items",
-		"behavior.events", "events", "audience.requests", "offers.candidates", "offers.filtered", "offers.routed",
+		"behavior.events", "events", "events.unmatched", "audience.requests", "offers.candidates", "offers.filtered", "offers.routed",
 		"offers.ready", "deliveries", "delivery.results", "rules", "dlq", "member-state-table"} {
 		if _, ok := cat.Lookup(name); !ok {
 			t.Errorf("catalogue lacks %s", name)

@@ -86,6 +86,7 @@ type (
 	CDCCodec             = JSON[CDCRecord, *CDCRecord]
 	BehaviorEventCodec   = JSON[BehaviorEvent, *BehaviorEvent]
 	EventCodec           = JSON[Event, *Event]
+	UnmatchedEventCodec  = JSON[UnmatchedEvent, *UnmatchedEvent]
 	AudienceRequestCodec = JSON[AudienceRequest, *AudienceRequest]
 	OfferCodec           = JSON[Offer, *Offer]
 	DeliveryCodec        = JSON[Delivery, *Delivery]

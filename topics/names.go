@@ -18,8 +18,12 @@ const (
 	// deletes for keys the resync did not see.
 	CDCKeys = "cdc.keys"
 
-	BehaviorEvents   = "behavior.events"
-	Events           = "events"
+	BehaviorEvents = "behavior.events"
+	Events         = "events"
+	// EventsUnmatched records, once per event, that no campaign matched
+	// it, keyed as the event is (member_id or item_id): what explain
+	// shows for an event that concerned a member but fired nothing.
+	EventsUnmatched  = "events.unmatched"
 	AudienceRequests = "audience.requests"
 	OffersCandidates = "offers.candidates"
 	OffersFiltered   = "offers.filtered"

@@ -26,6 +26,7 @@ import (
 	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/connectors/sinks"
+	"github.com/rtm-project/rtm/internal/console"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/rules/examples"
@@ -46,10 +47,10 @@ func newDevCmd() *cobra.Command {
 		Long: `Starts the embedded broker on --broker-addr (data under <data-dir>, resumed on the next start),
 applies the topic catalogue, publishes rules/examples, starts local protocol servers for mail, LINE
 and FCM, the behaviour collector, the simulated shop (writing through the real CDC bridge), and every
-stage; serves /healthz, /readyz, /metrics and the in-app inbox on --http-addr. Ctrl-C stops it
-cleanly. With --no-simulator the same system is fed only by what arrives on the topics (e.g. from
-kcat). When the embedded broker is given TLS or SASL (broker.tls.*, broker.sasl.*), every client
-in the process uses them too.`,
+stage; serves /healthz, /readyz, /metrics, the in-app inbox and the web console (/console/) on
+--http-addr. Ctrl-C stops it cleanly. With --no-simulator the same system is fed only by what
+arrives on the topics (e.g. from kcat). When the embedded broker is given TLS or SASL (broker.tls.*,
+broker.sasl.*), every client in the process uses them too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd)
@@ -72,8 +73,8 @@ in the process uses them too.`,
 // of starting: a stage must be able to commit and flush before the broker
 // goes away, and a delivery must never fail because its sink closed first.
 func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer) error {
-	inboxAPI := &lateHandler{}
-	p, err := startProcess(ctx, cfg, true, map[string]http.Handler{"GET /v1/inbox/{member}": inboxAPI},
+	inboxAPI, consoleUI := &lateHandler{}, &lateHandler{}
+	p, err := startProcess(ctx, cfg, true, map[string]http.Handler{"GET /v1/inbox/{member}": inboxAPI, console.Prefix + "/": consoleUI},
 		append([]string{"rules", inboxView}, pipeline.Stages()...)...)
 	if err != nil {
 		return err
@@ -173,6 +174,23 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	}
 	goRun("collector", func(ctx context.Context) error { return col.Serve(ctx, ln) })
 
+	// The marketers' console, on the ops server; without a configured
+	// token, one kept in the data directory, printed below.
+	consoleToken := "(configured)"
+	if cfg.Console.AdminToken == "" {
+		if cfg.Console.AdminToken, err = devSecret(cfg.DataDir, "console-admin.token"); err != nil {
+			return err
+		}
+		consoleToken = cfg.Console.AdminToken
+	}
+	ui, closeConsole, err := newConsole(cfg, p, console.LocalReadiness(p.health))
+	if err != nil {
+		return err
+	}
+	closers = append(closers, closeConsole)
+	consoleUI.set(ui)
+	goRun("console", func(ctx context.Context) error { ui.Run(ctx); return nil })
+
 	// The in-app inbox, read from its table through a view.
 	if err := runInboxView(ctx, p, inboxAPI); err != nil {
 		return err
@@ -196,6 +214,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
 	fmt.Fprintf(out, `RTM dev is running: every stage, %s.
   Kafka (embedded)   %s            kcat -b %s -L
   health, metrics    http://%s/readyz   http://%s/metrics
+  web console        http://%s/console/  (sign in with your name and token %s)
   in-app inbox       curl -H "Authorization: Bearer %s" http://%s/v1/inbox/M00001
                      (a member's own token only; this one is M00001's for 24 h, HS256 under var's inbox-jwt.secret, kid "dev")
   collector          http://%s/v1/events (POST with X-API-Key: %s), tracking links /t/o/ /t/c/ /t/u/
@@ -203,7 +222,7 @@ func runDev(ctx context.Context, cfg config.Config, o devOptions, out io.Writer)
   LINE and FCM sink  http://%s/sinks/line   http://%s/sinks/push
   results            kcat -b %s -C -t delivery.results -o beginning
 Data is kept in %s across restarts; delete it to start afresh. Ctrl-C stops.
-`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, sampleToken, cfg.HTTPAddr, cfg.Collector.Addr, apiKey,
+`, sim, b.Addr(), b.Addr(), cfg.HTTPAddr, cfg.HTTPAddr, cfg.HTTPAddr, consoleToken, sampleToken, cfg.HTTPAddr, cfg.Collector.Addr, apiKey,
 		sk.SMTP.Addr(), sk.HTTP.Addr(), sc.EMLDir, sk.HTTP.Addr(), sk.HTTP.Addr(), b.Addr(), cfg.DataDir)
 	select {
 	case <-ctx.Done():

@@ -200,8 +200,12 @@ func TestDevFromOutside(t *testing.T) {
 		!strings.Contains(out, " row ") || !strings.Contains(out, "campaign price-drop-big") {
 		t.Errorf("explain of the debug user does not name the filter table, row and campaign")
 	}
-	if out := explainMember("E2E-M1"); !strings.Contains(out, "outcome   sent on ") {
-		t.Errorf("explain of E2E-M1 does not show the sent delivery")
+	// The item's creation fired no campaign: explain shows it to its
+	// favouriters, with the campaign table that was evaluated.
+	if out := explainMember("E2E-M1"); !strings.Contains(out, "outcome   sent on ") ||
+		!strings.Contains(out, "no campaign matched") || !strings.Contains(out, "new_item items/E2E-I1/102/new_item (favourited E2E-I1)") ||
+		!strings.Contains(out, "no row matched in campaigns@") {
+		t.Errorf("explain of E2E-M1 does not show the sent delivery and the unmatched new_item event")
 	}
 	// A test render of the same campaign for M1, from its current profile,
 	// as a mail this time: addressed to M1, with the price drop in it.

@@ -39,7 +39,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBrokerCmd(), newTopicsCmd(), newConfigCmd(), newDevCmd(), newRulesCmd(), newRunCmd(),
-		newCollectCmd(), newCDCCmd(), newReplayCmd(), newExplainCmd(), newReportCmd(), newSinksCmd(), newProbeCmd())
+		newCollectCmd(), newCDCCmd(), newReplayCmd(), newExplainCmd(), newReportCmd(), newSinksCmd(), newProbeCmd(), newConsoleCmd())
 	bindSettings(root)
 	return root
 }
@@ -49,7 +49,7 @@ func newRoot() *cobra.Command {
 var settings = map[string][]config.Group{
 	"rtm broker":         {config.GroupBroker},
 	"rtm config":         allGroups,
-	"rtm dev":            {config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels, config.GroupCollector, config.GroupInbox, config.GroupBroker, config.GroupSinks},
+	"rtm dev":            {config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels, config.GroupCollector, config.GroupInbox, config.GroupBroker, config.GroupSinks, config.GroupConsole},
 	"rtm run":            {config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages, config.GroupChannels, config.GroupInbox},
 	"rtm cdc":            {config.GroupKafka, config.GroupProcess, config.GroupMSSQL},
 	"rtm collect":        {config.GroupKafka, config.GroupProcess, config.GroupCollector},
@@ -57,6 +57,7 @@ var settings = map[string][]config.Group{
 	"rtm replay":         {config.GroupKafka},
 	"rtm explain":        {config.GroupKafka, config.GroupTopology},
 	"rtm report":         {config.GroupKafka},
+	"rtm console":        {config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupConsole},
 	"rtm topics list":    {config.GroupTopology},
 	"rtm topics apply":   {config.GroupKafka, config.GroupTopology},
 	"rtm rules publish":  {config.GroupKafka},
@@ -67,7 +68,7 @@ var settings = map[string][]config.Group{
 }
 
 var allGroups = []config.Group{config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupStages,
-	config.GroupChannels, config.GroupCollector, config.GroupInbox, config.GroupMSSQL, config.GroupBroker, config.GroupSinks}
+	config.GroupChannels, config.GroupCollector, config.GroupInbox, config.GroupMSSQL, config.GroupBroker, config.GroupSinks, config.GroupConsole}
 
 // bindings holds each runnable command's settings, for load.
 var bindings = map[*cobra.Command]*config.Binding{}

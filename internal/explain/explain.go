@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -74,12 +73,25 @@ type Report struct {
 	Partition int32     `json:"partition"`
 	Since     time.Time `json:"since"`
 	Offers    []Offer   `json:"offers"`
-	// Records is how many records of the partition were read.
+	// Unmatched are the events since then that concerned the member (its
+	// own, or of an item it favourites now) and fired no campaign.
+	Unmatched []Unmatched `json:"unmatched,omitempty"`
+	// Records is how many records were read.
 	Records int `json:"records"`
 }
 
+// Unmatched is an event that concerned the member and matched no
+// campaign, with the campaign tables (name@version) that were evaluated.
+type Unmatched struct {
+	Event     topics.EventSummary `json:"event"`
+	Tables    []string            `json:"tables"`
+	Concerned string              `json:"concerned"` // how the event concerned the member
+	At        time.Time           `json:"at"`
+}
+
 // Member reads member's partition of every topic in Topics from since to
-// the end offsets as of the call, and returns its offers, oldest first.
+// the end offsets as of the call, and returns its offers, oldest first,
+// and the events since then that concerned it and matched no campaign.
 // partitions is the co-partitioned topics' partition count.
 func Member(ctx context.Context, cl *kgo.Client, partitions int32, member string, since time.Time) (*Report, error) {
 	if member == "" {
@@ -87,59 +99,20 @@ func Member(ctx context.Context, cl *kgo.Client, partitions int32, member string
 	}
 	p := topics.Partition([]byte(member), partitions)
 	rep := &Report{MemberID: member, Partition: p, Since: since}
-	adm := kadm.NewClient(cl)
-	starts, err := list(ctx, func() (kadm.ListedOffsets, error) {
-		return adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), Topics...)
+	parts := map[string][]int32{}
+	for _, t := range Topics {
+		parts[t] = []int32{p}
+	}
+	offers := map[string]*Offer{}
+	n, err := kafka.Scan(ctx, cl, parts, since, func(r *kgo.Record) {
+		if string(r.Key) == member {
+			add(offers, r)
+		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("listing offsets after %s: %w", since.Format(time.RFC3339), err)
+		return nil, err
 	}
-	ends, err := list(ctx, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, Topics...) })
-	if err != nil {
-		return nil, fmt.Errorf("listing end offsets: %w", err)
-	}
-	assign := map[string]map[int32]kgo.Offset{}
-	want := map[string]int64{} // topic → end offset still to reach
-	for _, t := range Topics {
-		s, ok := starts.Lookup(t, p)
-		e, ok2 := ends.Lookup(t, p)
-		if !ok || !ok2 {
-			return nil, fmt.Errorf("topic %s has no partition %d: is --partitions the cluster's?", t, p)
-		}
-		if err := cmp.Or(s.Err, e.Err); err != nil {
-			return nil, fmt.Errorf("offsets of %s/%d: %w", t, p, err)
-		}
-		if s.Offset < 0 || s.Offset >= e.Offset {
-			continue // nothing since
-		}
-		assign[t] = map[int32]kgo.Offset{p: kgo.NewOffset().At(s.Offset)}
-		want[t] = e.Offset
-	}
-	if len(assign) == 0 {
-		return rep, nil
-	}
-	cl.AddConsumePartitions(assign)
-	defer cl.RemoveConsumePartitions(topicsOf(assign))
-
-	offers := map[string]*Offer{}
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", strings.Join(slices.Sorted(maps.Keys(want)), ", "), err)
-		}
-		for _, fe := range fs.Errors() {
-			return nil, fmt.Errorf("reading %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			rep.Records++
-			if end, ok := want[r.Topic]; ok && r.Offset+1 >= end {
-				delete(want, r.Topic)
-			}
-			if string(r.Key) == member {
-				add(offers, r)
-			}
-		})
-	}
+	rep.Records += n
 	for _, o := range offers {
 		finish(o)
 		rep.Offers = append(rep.Offers, *o)
@@ -147,21 +120,50 @@ func Member(ctx context.Context, cl *kgo.Client, partitions int32, member string
 	slices.SortFunc(rep.Offers, func(a, b Offer) int {
 		return cmp.Or(a.First.Compare(b.First), strings.Compare(a.OfferID, b.OfferID))
 	})
+	if rep.Unmatched, n, err = unmatched(ctx, cl, partitions, member, since); err != nil {
+		return nil, err
+	}
+	rep.Records += n
 	return rep, nil
 }
 
-// list is kafka.ListOffsets: an offset listing, retried while the broker
-// is catching up.
-var list = kafka.ListOffsets
-
-func topicsOf(m map[string]map[int32]kgo.Offset) map[string][]int32 {
-	out := map[string][]int32{}
-	for t, ps := range m {
-		for p := range ps {
-			out[t] = append(out[t], p)
+// unmatched returns the events since since that concerned member and
+// fired no campaign: the member's own events (on its partition of
+// events.unmatched) and those of the items it favourites now (each on its
+// item's partition). The campaign stage writes one record per event, not
+// per member, so this is where the two meet.
+func unmatched(ctx context.Context, cl *kgo.Client, partitions int32, member string, since time.Time) ([]Unmatched, int, error) {
+	prof, err := Profile(ctx, cl, partitions, member)
+	if err != nil {
+		return nil, 0, err
+	}
+	why := map[string]string{member: "the member's own event"}
+	parts := []int32{topics.Partition([]byte(member), partitions)}
+	if prof != nil {
+		for item := range prof.Favorites {
+			why[item] = "favourited " + item
+			parts = append(parts, topics.Partition([]byte(item), partitions))
 		}
 	}
-	return out
+	slices.Sort(parts)
+	var out []Unmatched
+	n, err := kafka.Scan(ctx, cl, map[string][]int32{topics.EventsUnmatched: slices.Compact(parts)}, since, func(r *kgo.Record) {
+		w, ok := why[string(r.Key)]
+		if !ok {
+			return
+		}
+		var u topics.UnmatchedEvent
+		if json.Unmarshal(r.Value, &u) != nil || u.Event.EventID == "" {
+			return
+		}
+		out = append(out, Unmatched{Event: u.Event, Tables: u.Tables, Concerned: w, At: r.Timestamp})
+	})
+	slices.SortFunc(out, func(a, b Unmatched) int {
+		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.Event.EventID, b.Event.EventID))
+	})
+	// A replayed event is recorded again under the same ID: say it once.
+	out = slices.CompactFunc(out, func(a, b Unmatched) bool { return a.Event.EventID == b.Event.EventID })
+	return out, n, err
 }
 
 // stageOrder ranks the topics: a later topic's record of an offer carries
@@ -300,6 +302,15 @@ func (r *Report) WriteText(w io.Writer) error {
 			b.WriteString("\n")
 		}
 	}
+	for _, u := range r.Unmatched {
+		fmt.Fprintf(&b, "\n%s  no campaign matched\n", u.At.UTC().Format(time.RFC3339))
+		fmt.Fprintf(&b, "  event     %s %s (%s)\n", u.Event.Type, u.Event.EventID, u.Concerned)
+		tables := "none published"
+		if len(u.Tables) > 0 {
+			tables = strings.Join(u.Tables, ", ")
+		}
+		fmt.Fprintf(&b, "  campaign  no row matched in %s\n", tables)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -312,11 +323,11 @@ func Profile(ctx context.Context, cl *kgo.Client, partitions int32, id string) (
 	t := string(member.Table)
 	p := topics.Partition([]byte(id), partitions)
 	adm := kadm.NewClient(cl)
-	starts, err := list(ctx, func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, t) })
+	starts, err := kafka.ListOffsets(ctx, func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, t) })
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", t, err)
 	}
-	ends, err := list(ctx, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, t) })
+	ends, err := kafka.ListOffsets(ctx, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, t) })
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", t, err)
 	}

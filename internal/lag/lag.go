@@ -23,6 +23,7 @@ package lag
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,12 +47,16 @@ type Poller struct {
 
 	mu   sync.Mutex
 	last map[string][]point // by group: its last successful answer
+	at   time.Time          // when last was read
 }
 
 type point struct {
 	topic     string
 	partition int32
 	lag       int64
+	// end and committed are the offsets lag is the difference of: two
+	// polls' sums give the rates a group is written and read at.
+	end, committed int64
 }
 
 // New returns a Poller of groups over cl (which it does not close).
@@ -63,7 +68,9 @@ func New(cl *kgo.Client, groups []string, interval time.Duration, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Poller{adm: kadm.NewClient(cl), groups: groups, interval: interval, timeout: min(interval, 10*time.Second),
+	// A copy: kadm's Lag reuses the slice it is given, rewriting it in
+	// map order, and the caller's slice is often the stage list it runs.
+	return &Poller{adm: kadm.NewClient(cl), groups: slices.Clone(groups), interval: interval, timeout: min(interval, 10*time.Second),
 		log: log, last: map[string][]point{}}
 }
 
@@ -112,14 +119,44 @@ func (p *Poller) Poll(ctx context.Context) error {
 			if ml.Err != nil || ml.Lag < 0 {
 				continue
 			}
-			pts = append(pts, point{topic: ml.Topic, partition: ml.Partition, lag: ml.Lag})
+			pts = append(pts, point{topic: ml.Topic, partition: ml.Partition, lag: ml.Lag, end: ml.End.Offset, committed: ml.Commit.At})
 		}
 		next[g] = pts
 	}
 	p.mu.Lock()
-	p.last = next
+	p.last, p.at = next, time.Now()
 	p.mu.Unlock()
 	return nil
+}
+
+// Total is one group's lag and offsets summed over the partitions it
+// consumes, as of a poll.
+type Total struct {
+	Lag, End, Committed int64
+	Partitions          int
+}
+
+// Totals returns each group's totals as of the last poll, and when that
+// poll was answered (zero before the first). A group missing from the map
+// could not be read. The difference of two polls' End (or Committed)
+// sums over the time between them is the rate the group's input is
+// written (or read) at: `rtm console` shows both without a metrics
+// server.
+func (p *Poller) Totals() (time.Time, map[string]Total) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]Total, len(p.last))
+	for g, pts := range p.last {
+		var t Total
+		for _, pt := range pts {
+			t.Lag += pt.lag
+			t.End += pt.end
+			t.Committed += pt.committed
+			t.Partitions++
+		}
+		out[g] = t
+	}
+	return p.at, out
 }
 
 var lagDesc = prometheus.NewDesc("rtm_consumer_lag_records",

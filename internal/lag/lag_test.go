@@ -2,6 +2,7 @@ package lag
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,5 +55,25 @@ func TestPollerReportsLagAndDropsUnknownGroups(t *testing.T) {
 		if got.GetGauge().GetValue() != tc.want {
 			t.Errorf("committed %d of 5: lag %v = %v, want %v", tc.commit, got.GetLabel(), got.GetGauge().GetValue(), tc.want)
 		}
+		at, totals := p.Totals()
+		want := Total{Lag: int64(tc.want), End: 5, Committed: tc.commit, Partitions: 1}
+		if at.IsZero() || len(totals) != 1 || totals["g"] != want {
+			t.Errorf("committed %d of 5: Totals() = %v, %v; want g: %+v and a poll time", tc.commit, at, totals, want)
+		}
+	}
+}
+
+// TestPollerLeavesTheGroupsSliceAlone: the caller's list of groups (the
+// stages a process runs, in order) is not reordered by a poll.
+func TestPollerLeavesTheGroupsSliceAlone(t *testing.T) {
+	b := testkit.Broker(t, "")
+	groups := []string{"g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9"}
+	want := slices.Clone(groups)
+	p := New(testkit.Client(t, b.Addr()), groups, 0, testkit.Logger(t))
+	for range 3 {
+		p.Poll(context.Background()) // unknown groups: an answer without them
+	}
+	if !slices.Equal(groups, want) {
+		t.Errorf("groups after polling: %v, want %v", groups, want)
 	}
 }

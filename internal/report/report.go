@@ -12,12 +12,10 @@
 package report
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -293,84 +291,15 @@ func pct(f float64) string    { return fmt.Sprintf("%.2f%%", f*100) }
 func points(f float64) string { return fmt.Sprintf("%+.2f", f*100) }
 
 // read reads every partition of Topics from the first offset at or after
-// since to the end offsets listed at the start, calling fn for each record,
-// and returns how many it read.
+// since to the end offsets as of the call (kafka.Scan), calling fn for
+// each record, and returns how many it read.
 func read(ctx context.Context, cl *kgo.Client, since time.Time, fn func(*kgo.Record)) (int, error) {
 	adm := kadm.NewClient(cl)
-	starts, err := kafka.ListOffsets(ctx, func() (kadm.ListedOffsets, error) {
-		return adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), Topics...)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("listing offsets after %s: %w", since.Format(time.RFC3339), err)
-	}
 	ends, err := kafka.ListOffsets(ctx, func() (kadm.ListedOffsets, error) { return adm.ListEndOffsets(ctx, Topics...) })
 	if err != nil {
-		return 0, fmt.Errorf("listing end offsets: %w", err)
+		return 0, fmt.Errorf("listing the partitions of %s: %w", strings.Join(Topics, ", "), err)
 	}
-	assign := map[string]map[int32]kgo.Offset{}
-	type tp struct {
-		t string
-		p int32
-	}
-	want := map[tp]int64{}
-	var ferr error
-	starts.Each(func(s kadm.ListedOffset) {
-		e, ok := ends.Lookup(s.Topic, s.Partition)
-		if err := cmp.Or(s.Err, e.Err); err != nil || !ok {
-			ferr = cmp.Or(ferr, fmt.Errorf("offsets of %s/%d: %v", s.Topic, s.Partition, cmp.Or(err, fmt.Errorf("no end offset"))))
-			return
-		}
-		if s.Offset < 0 || s.Offset >= e.Offset {
-			return // nothing since
-		}
-		if assign[s.Topic] == nil {
-			assign[s.Topic] = map[int32]kgo.Offset{}
-		}
-		assign[s.Topic][s.Partition] = kgo.NewOffset().At(s.Offset)
-		want[tp{s.Topic, s.Partition}] = e.Offset
-	})
-	if ferr != nil {
-		return 0, ferr
-	}
-	if len(want) == 0 {
-		return 0, nil
-	}
-	cl.AddConsumePartitions(assign)
-	defer func() {
-		rm := map[string][]int32{}
-		for t, ps := range assign {
-			for p := range ps {
-				rm[t] = append(rm[t], p)
-			}
-		}
-		cl.RemoveConsumePartitions(rm)
-	}()
-	n := 0
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			left := make([]string, 0, len(want))
-			for k := range want {
-				left = append(left, fmt.Sprintf("%s/%d", k.t, k.p))
-			}
-			slices.Sort(left)
-			return n, fmt.Errorf("reading %s: %w", strings.Join(left, ", "), err)
-		}
-		for _, fe := range fs.Errors() {
-			return n, fmt.Errorf("reading %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			k := tp{r.Topic, r.Partition}
-			end, ok := want[k]
-			if !ok || r.Offset >= end {
-				return // past the end listed at the start
-			}
-			n++
-			fn(r)
-			if r.Offset+1 >= end {
-				delete(want, k)
-			}
-		})
-	}
-	return n, nil
+	parts := map[string][]int32{}
+	ends.Each(func(o kadm.ListedOffset) { parts[o.Topic] = append(parts[o.Topic], o.Partition) })
+	return kafka.Scan(ctx, cl, parts, since, fn)
 }

@@ -7,10 +7,13 @@ package campaign
 
 import (
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/rules"
 	"github.com/rtm-project/rtm/topics"
@@ -23,6 +26,19 @@ var fired = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 	Name: "rtm_campaign_fired_total",
 	Help: "Campaigns fired by events, by the campaign table and row that fired and the audience kind.",
 }, []string{"table", "row", "audience"})
+
+var unmatchedEvents = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
+	Name: "rtm_campaign_unmatched_total",
+	Help: "Events no campaign matched, by event type (recorded on events.unmatched).",
+}, []string{"type"})
+
+// Every event type's series exists from the start, so rate() and alerts
+// see a 0 before the first unmatched event.
+func init() {
+	for _, t := range append(slices.Clone(detect.Types), "other") {
+		unmatchedEvents.WithLabelValues(t)
+	}
+}
 
 type decider struct {
 	env   stage.Env
@@ -37,6 +53,7 @@ func (d *decider) Graph() *goka.GroupGraph {
 		goka.Input(goka.Stream(topics.Events), stage.Raw, d.event),
 		goka.Output(goka.Stream(topics.OffersCandidates), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.AudienceRequests), topics.AudienceRequestCodec{}),
+		goka.Output(goka.Stream(topics.EventsUnmatched), topics.UnmatchedEventCodec{}),
 		stage.DLQOutput(),
 	)
 }
@@ -65,9 +82,27 @@ func (d *decider) event(ctx goka.Context, msg any) {
 			return
 		}
 	}
+	if len(decisions) == 0 {
+		d.unmatched(ctx, sum, set)
+		return
+	}
 	for _, dec := range decisions {
 		d.fire(ctx, e, sum, dec, msg)
 	}
+}
+
+// unmatched records that no campaign fired for an event: one record per
+// event, under the event's own key, naming the campaign tables that were
+// evaluated, so explain can answer "nothing fired" for every member the
+// event concerned without a record per member.
+func (d *decider) unmatched(ctx goka.Context, sum topics.EventSummary, set *rules.Set) {
+	u := &topics.UnmatchedEvent{Event: sum, At: time.Now().UTC(), Tables: []string{}}
+	for _, t := range set.Kind(rules.KindCampaign) {
+		u.Tables = append(u.Tables, t.Name()+"@"+t.Version())
+	}
+	ctx.Emit(goka.Stream(topics.EventsUnmatched), u.Key(), u)
+	unmatchedEvents.WithLabelValues(stage.BoundedLabel(sum.Type, detect.Types...)).Inc()
+	stage.CountEmit(ctx, Group, topics.EventsUnmatched, 1)
 }
 
 func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummary, dec rules.Decision, msg any) {

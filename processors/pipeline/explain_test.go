@@ -22,7 +22,10 @@ import (
 // TestExplainNamesTheDecidingRule runs a restock through every stage for
 // two favouriters, one of whom a filter table excludes, and asks explain
 // about each: the excluded one's offer names the table, its version, the
-// row and the reason; the other's goes all the way to a sent result.
+// row and the reason; the other's goes all the way to a sent result. Then
+// events no campaign covers — the item's creation, a 5% price drop and
+// X1's shipped order — are explained to each member they concerned as
+// "no campaign matched", with the campaign table's version.
 func TestExplainNamesTheDecidingRule(t *testing.T) {
 	osaka, err := rules.Compile(rules.TableSpec{Name: "osaka-pause", Kind: rules.KindFilter, Sheet: "Filters",
 		Columns: []rules.Column{
@@ -92,5 +95,52 @@ func TestExplainNamesTheDecidingRule(t *testing.T) {
 	if want := []string{topics.OffersCandidates, topics.OffersFiltered, topics.OffersRouted, topics.OffersReady,
 		topics.Deliveries, topics.DeliveryResults}; !slices.Equal(x2.Reached, want) {
 		t.Errorf("X2's offer reached %v, want %v", x2.Reached, want)
+	}
+
+	if got := report("X1").Unmatched; len(got) != 1 || got[0].Event.Type != "new_item" {
+		t.Errorf("X1 before the unmatched events: %+v, want only the item's creation", got)
+	}
+
+	// Events the example campaign table has no row for: a 5% price drop
+	// (every price-drop row wants 10% or more) and a shipped order.
+	unmatched := h.collect(topics.EventsUnmatched)
+	h.item(topics.OpUpdate, topics.ItemRow{ItemID: "I-EXP", Name: "土鍋", Brand: "ナチュラルライフ", Category: "キッチン", Price: 4750, Stock: 7})
+	h.cdc("orders", "X1", map[string]any{"member_id": "X1", "order_id": "O-X1"}, topics.OpInsert,
+		topics.OrderRow{OrderID: "O-X1", MemberID: "X1", ItemID: "I-OTHER", Status: "shipped", OrderedAt: time.Now().UTC()})
+	testkit.Eventually(t, time.Minute, "three unmatched events", func() bool { return unmatched.len() == 3 })
+	if n := excluded.len() + results.len(); n != 2 {
+		t.Errorf("%d exclusions and results after the unmatched events, want still 2", n)
+	}
+	ct, ok := exampleRules(t).Table("campaigns")
+	if !ok {
+		t.Fatal("the example rules have no campaigns table")
+	}
+	campaigns := "campaigns@" + ct.Version()
+	for member, want := range map[string][]string{
+		"X1": {"new_item", "price_drop", "order_shipped"},
+		"X2": {"new_item", "price_drop"},
+	} {
+		rep := report(member)
+		var types []string
+		for _, u := range rep.Unmatched {
+			types = append(types, u.Event.Type)
+			if !slices.Equal(u.Tables, []string{campaigns}) {
+				t.Errorf("%s: unmatched %s names tables %v, want [%s]", member, u.Event.Type, u.Tables, campaigns)
+			}
+		}
+		slices.Sort(types)
+		slices.Sort(want)
+		if !slices.Equal(types, want) {
+			t.Errorf("%s: unmatched events %v, want %v", member, types, want)
+		}
+		var text bytes.Buffer
+		if err := rep.WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range []string{"no campaign matched", "price_drop items/I-EXP", "(favourited I-EXP)", "no row matched in " + campaigns} {
+			if !strings.Contains(text.String(), line) {
+				t.Errorf("%s: explain's text lacks %q:\n%s", member, line, text.String())
+			}
+		}
 	}
 }
