@@ -15,6 +15,7 @@ import (
 
 	"github.com/rtm-project/rtm/connectors/simulator"
 	"github.com/rtm-project/rtm/internal/kafka"
+	"github.com/rtm-project/rtm/internal/report"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/topics"
@@ -222,6 +223,22 @@ func TestDevFromOutside(t *testing.T) {
 		if !strings.Contains(string(rendered), want) {
 			t.Errorf("the test render lacks %q", want)
 		}
+	}
+
+	// rtm report, from outside: every price-drop-big delivery was sent
+	// (the example campaign holds nobody out), so there is no uplift.
+	rp := exec.Command(rtmBin, "report", "--campaign", "price-drop-big", "--since", "1d", "--json", "--brokers", addr,
+		"--kafka-tls", "--kafka-tls-ca-file", cert, "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", user)
+	rp.Env = append(os.Environ(), "RTM_KAFKA_SASL_PASSWORD="+pass)
+	reported, err := rp.Output()
+	t.Logf("rtm report --campaign price-drop-big --json:\n%s", reported)
+	var rep report.Report
+	if err != nil || json.Unmarshal(reported, &rep) != nil {
+		t.Fatalf("rtm report: %v", err)
+	}
+	if n := len(sentinels) + 2; rep.Treatment.Members != n || rep.Treatment.Sends != n || rep.Holdout.Members != 0 || rep.Uplift != nil {
+		t.Errorf("rtm report: treatment %+v, holdout %+v, uplift %+v; want %d members sent to, nobody held out, no uplift",
+			rep.Treatment, rep.Holdout, rep.Uplift, n)
 	}
 
 	// A wrong password fails fast and says where and how.
