@@ -39,7 +39,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBrokerCmd(), newTopicsCmd(), newConfigCmd(), newDevCmd(), newRulesCmd(), newRunCmd(),
-		newCollectCmd(), newCDCCmd(), newReplayCmd(), newExplainCmd(), newSinksCmd(), newProbeCmd())
+		newCollectCmd(), newCDCCmd(), newReplayCmd(), newExplainCmd(), newSimulateCmd(), newSinksCmd(), newProbeCmd())
 	bindSettings(root)
 	return root
 }
@@ -56,6 +56,7 @@ var settings = map[string][]config.Group{
 	"rtm sinks":          {config.GroupProcess, config.GroupSinks},
 	"rtm replay":         {config.GroupKafka},
 	"rtm explain":        {config.GroupKafka, config.GroupTopology},
+	"rtm simulate":       {config.GroupKafka, config.GroupTopology},
 	"rtm topics list":    {config.GroupTopology},
 	"rtm topics apply":   {config.GroupKafka, config.GroupTopology},
 	"rtm rules publish":  {config.GroupKafka},

@@ -237,8 +237,15 @@ type shard struct {
 	parts   []int32
 	in      chan *job
 	ledgers [2]map[string]*timing.Ledger
-	agg     *aggregate
+	// profiles are decoded rows, reused across events: the member table
+	// does not change during a run and the stages' decisions only read a
+	// profile. Bounded by maxProfiles (then dropped and refilled).
+	profiles map[string]*member.Profile
+	agg      *aggregate
 }
+
+// maxProfiles bounds a shard's decoded profiles (about 2 KB each).
+const maxProfiles = 200_000
 
 // newEngine starts workers shards (at most one per partition).
 func newEngine(before, after *rules.Set, st *State, from time.Time, workers, samples int) *engine {
@@ -249,7 +256,7 @@ func newEngine(before, after *rules.Set, st *State, from time.Time, workers, sam
 	e := &engine{sets: [2]*rules.Set{before, after}, state: st, from: from}
 	for i := range workers {
 		sh := &shard{e: e, in: make(chan *job, 256), agg: newAggregate(samples),
-			ledgers: [2]map[string]*timing.Ledger{{}, {}}}
+			ledgers: [2]map[string]*timing.Ledger{{}, {}}, profiles: map[string]*member.Profile{}}
 		for p := int32(i); p < st.partitions; p += int32(workers) {
 			sh.parts = append(sh.parts, p)
 		}
@@ -356,18 +363,20 @@ func (sh *shard) offers(j *job, i int) []topics.Offer {
 func (sh *shard) job(j *job) {
 	now := j.event.At
 	var results [2][]offerOutcome
-	profiles := map[string]*member.Profile{}
 	for i := range 2 {
 		for _, o := range sh.offers(j, i) {
-			p, seen := profiles[o.MemberID]
+			p, seen := sh.profiles[o.MemberID]
 			if !seen {
 				var err error
 				if p, err = sh.e.state.profile(topics.Partition([]byte(o.MemberID), sh.e.state.partitions), o.MemberID); err != nil {
-					// The filter stage's join would fail on it too; the
-					// member is treated as unknown there (no profile).
+					// A row the filter stage's join could not decode
+					// either: decided as for a member without a profile.
 					p = nil
 				}
-				profiles[o.MemberID] = p
+				if len(sh.profiles) >= maxProfiles {
+					clear(sh.profiles)
+				}
+				sh.profiles[o.MemberID] = p
 			}
 			l := sh.ledgers[i][o.MemberID]
 			if l == nil {
