@@ -29,7 +29,7 @@ func TestConsoleIsAnOperableProcess(t *testing.T) {
 	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", "2"); err != nil {
 		t.Fatalf("topics apply: %v\n%s", err, out)
 	}
-	if out, err := rtm(t, "rules", "publish", "--brokers", addr, "--author", "e2e", "../../rules/examples/rtm-rules.xlsx"); err != nil {
+	if out, err := rtm(t, "rules", "publish", "--yes", "--brokers", addr, "--author", "e2e", "../../rules/examples/rtm-rules.xlsx"); err != nil {
 		t.Fatalf("rules publish: %v\n%s", err, out)
 	}
 	if out, err := rtm(t, "console", "--brokers", addr); err == nil || !strings.Contains(out, "RTM_CONSOLE_ADMIN_TOKEN") {

@@ -208,8 +208,13 @@ func TestRulesCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ok: 5 tables") {
 		t.Fatalf("validate: %v\n%s", err, out)
 	}
+	// Without a terminal to confirm on, publish refuses unless told --yes.
 	out, err = rtm(t, "rules", "publish", "--brokers", addr, "--author", "e2e", wb)
-	if err != nil || !strings.Contains(out, "added campaigns") {
+	if err == nil || !strings.Contains(out, "pass --yes") {
+		t.Fatalf("publish without --yes and without a terminal: %v, want a refusal naming --yes\n%s", err, out)
+	}
+	out, err = rtm(t, "rules", "publish", "--yes", "--brokers", addr, "--author", "e2e", wb)
+	if err != nil || !strings.Contains(out, "added campaigns") || !strings.Contains(out, "simulated 0 events") {
 		t.Fatalf("publish: %v\n%s", err, out)
 	}
 	out, err = rtm(t, "rules", "list", "--brokers", addr)
@@ -221,7 +226,7 @@ func TestRulesCommands(t *testing.T) {
 			t.Errorf("rules list lacks %s by e2e:\n%s", table, out)
 		}
 	}
-	if out, err = rtm(t, "rules", "publish", "--brokers", addr, wb); err != nil || !strings.Contains(out, "no changes") {
+	if out, err = rtm(t, "rules", "publish", "--yes", "--no-simulate", "--brokers", addr, wb); err != nil || !strings.Contains(out, "no changes") {
 		t.Fatalf("second publish: %v\n%s", err, out)
 	}
 	out, err = rtm(t, "rules", "diff", "--brokers", addr, wb)

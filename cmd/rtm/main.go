@@ -39,7 +39,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBrokerCmd(), newTopicsCmd(), newConfigCmd(), newDevCmd(), newRulesCmd(), newRunCmd(),
-		newCollectCmd(), newCDCCmd(), newReplayCmd(), newExplainCmd(), newReportCmd(), newSinksCmd(), newProbeCmd(), newConsoleCmd())
+		newCollectCmd(), newCDCCmd(), newReplayCmd(), newExplainCmd(), newReportCmd(), newSimulateCmd(), newSinksCmd(), newProbeCmd(), newConsoleCmd())
 	bindSettings(root)
 	return root
 }
@@ -58,6 +58,7 @@ var settings = map[string][]config.Group{
 	"rtm explain":        {config.GroupKafka, config.GroupTopology},
 	"rtm report":         {config.GroupKafka},
 	"rtm console":        {config.GroupKafka, config.GroupTopology, config.GroupProcess, config.GroupConsole},
+	"rtm simulate":       {config.GroupKafka, config.GroupTopology},
 	"rtm topics list":    {config.GroupTopology},
 	"rtm topics apply":   {config.GroupKafka, config.GroupTopology},
 	"rtm rules publish":  {config.GroupKafka},

@@ -238,17 +238,42 @@ func printChanges(w io.Writer, rep rules.PublishReport) {
 
 func newRulesPublishCmd() *cobra.Command {
 	var by string
-	var prune bool
+	var prune, yes, noSimulate bool
+	var sf simulateFlags
 	cmd := &cobra.Command{
 		Use:   "publish FILE.xlsx...",
-		Short: "Validate, then publish changed tables to the rules topic (and its history) atomically",
-		Args:  cobra.MinimumNArgs(1),
+		Short: "Validate, show what the change does to the recorded traffic, confirm, then publish changed tables atomically",
+		Long: `Validates the workbooks, then shows what publishing them would change on the traffic since --from
+(the summary of 'rtm simulate') and asks for confirmation on the terminal. --yes publishes without
+asking (scripts and jobs must pass it: without a terminal and without --yes, publish refuses);
+--no-simulate skips the summary (a cluster with no traffic or member state to read yet). Changed
+tables are written to the rules topic and its history in one transaction.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
+			if !yes && !stdinIsTerminal(cmd) {
+				return errNeedsYes
+			}
 			specs, err := loadWorkbooks(files)
 			if err != nil {
 				return err
 			}
-			return withRulesClient(cmd, true, func(ctx context.Context, cl *kgo.Client) error {
+			opts, err := sf.options(prune)
+			if err != nil {
+				return err
+			}
+			txn := []kgo.Opt{kgo.TransactionalID("rtm-rules-publish"), kgo.TransactionTimeout(30 * time.Second)}
+			// No deadline over the whole command: the simulation reads a
+			// day of traffic and the question waits for a person. The
+			// publish itself gets a minute.
+			return withKafka(cmd, 0, txn, func(ctx context.Context, _ config.Config, cl *kgo.Client) error {
+				if !noSimulate {
+					ok, err := previewPublish(ctx, cmd, cl, specs, opts, yes)
+					if err != nil || !ok {
+						return err
+					}
+				}
+				ctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
 				rep, err := rules.Publish(ctx, cl, specs, rules.PublishMeta{Author: author(by), Prune: prune})
 				if err != nil {
 					return err
@@ -260,6 +285,9 @@ func newRulesPublishCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&by, "author", "", "recorded as the publisher (default $USER)")
 	cmd.Flags().BoolVar(&prune, "prune", false, "also remove live tables that are not in these workbooks")
+	cmd.Flags().BoolVar(&yes, "yes", false, "publish without asking for confirmation (scripts, jobs)")
+	cmd.Flags().BoolVar(&noSimulate, "no-simulate", false, "publish without simulating the change on the recorded traffic first")
+	sf.bind(cmd)
 	return cmd
 }
 

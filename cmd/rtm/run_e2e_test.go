@@ -151,7 +151,7 @@ func provisionN(t *testing.T, addr string, partitions int) {
 	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", strconv.Itoa(partitions)); err != nil {
 		t.Fatalf("topics apply: %v\n%s", err, out)
 	}
-	if out, err := rtm(t, "rules", "publish", "--brokers", addr, "--author", "e2e", exampleRules); err != nil {
+	if out, err := rtm(t, "rules", "publish", "--yes", "--brokers", addr, "--author", "e2e", exampleRules); err != nil {
 		t.Fatalf("rules publish: %v\n%s", err, out)
 	}
 }

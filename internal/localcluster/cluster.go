@@ -101,7 +101,7 @@ func (c *Cluster) Boot(partitions, keep int) error {
 	}
 	for _, args := range [][]string{
 		{"topics", "apply", "--brokers", c.BrokerAddr, "--partitions", fmt.Sprint(partitions), "--replication", "1"},
-		{"rules", "publish", "--brokers", c.BrokerAddr, "--author", "localcluster", "rules/examples/rtm-rules.xlsx"},
+		{"rules", "publish", "--yes", "--brokers", c.BrokerAddr, "--author", "localcluster", "rules/examples/rtm-rules.xlsx"},
 	} {
 		if out, err := exec.Command(c.Bin, args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("rtm %s: %v\n%s", strings.Join(args[:2], " "), err, out)

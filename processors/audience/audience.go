@@ -66,17 +66,9 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 	if !ok {
 		return
 	}
-	index, key, why := member.FavoritesIndex, req.ItemID, "favourited "+req.ItemID
-	switch req.Audience {
-	case topics.AudienceFavoritesOfItem:
-	case topics.AudienceSegment:
-		index, key, why = member.SegmentsIndex, req.Segment, "in segment "+req.Segment
-	default:
-		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("audience %q is not supported", req.Audience))
-		return
-	}
-	if key == "" {
-		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("audience %q request without its item or segment", req.Audience))
+	index, key, why, err := Target(req)
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
 		return
 	}
 	st := x.env.Registry.Store(string(member.Table), ctx.Partition())
@@ -85,14 +77,8 @@ func (x *extractor) request(ctx goka.Context, msg any) {
 		return
 	}
 	n := 0
-	err := st.Lookup(index, key, func(member string) error {
-		o := req.Offer
-		o.MemberID = member
-		o.OfferID = topics.OfferID(o.CampaignID, o.Event.EventID, member)
-		o.AssignHoldout()
-		o.Decisions = append(o.Decisions[:len(o.Decisions):len(o.Decisions)],
-			topics.Decision{Stage: Group, Outcome: "match", Reason: why})
-		o.Stamps = o.Stamps[:len(o.Stamps):len(o.Stamps)]
+	err = st.Lookup(index, key, func(member string) error {
+		o := Match(req, member, why)
 		stage.Stamp(&o, Group)
 		ctx.Emit(goka.Stream(topics.OffersCandidates), member, &o)
 		n++
@@ -112,4 +98,37 @@ func campaignLabels(o *topics.Offer) (table, row string) {
 		return "", ""
 	}
 	return stage.RuleLabels(o.Decisions[0])
+}
+
+// Target is what an audience request asks of a partition's member table:
+// the index to look up, the key to look up in it, and the reason each
+// member found is recorded with. An error is a request the stage
+// dead-letters.
+func Target(req *topics.AudienceRequest) (index, key, why string, err error) {
+	switch req.Audience {
+	case topics.AudienceFavoritesOfItem:
+		index, key, why = member.FavoritesIndex, req.ItemID, "favourited "+req.ItemID
+	case topics.AudienceSegment:
+		index, key, why = member.SegmentsIndex, req.Segment, "in segment "+req.Segment
+	default:
+		return "", "", "", fmt.Errorf("audience %q is not supported", req.Audience)
+	}
+	if key == "" {
+		return "", "", "", fmt.Errorf("audience %q request without its item or segment", req.Audience)
+	}
+	return index, key, why, nil
+}
+
+// Match is the offer candidate for one member the index found (why is
+// Target's reason). It shares nothing mutable with the request's offer, so
+// the candidates of one request can be changed independently.
+func Match(req *topics.AudienceRequest, member, why string) topics.Offer {
+	o := req.Offer
+	o.MemberID = member
+	o.OfferID = topics.OfferID(o.CampaignID, o.Event.EventID, member)
+	o.AssignHoldout()
+	o.Decisions = append(o.Decisions[:len(o.Decisions):len(o.Decisions)],
+		topics.Decision{Stage: Group, Outcome: "match", Reason: why})
+	o.Stamps = o.Stamps[:len(o.Stamps):len(o.Stamps)]
+	return o
 }

@@ -6,7 +6,6 @@
 package campaign
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -70,17 +69,10 @@ func (d *decider) event(ctx goka.Context, msg any) {
 		return
 	}
 	set := d.rules.Current()
-	// The facts are those of the summary the offers will carry, so that
-	// every later stage reads the event the campaign table read.
-	sum := e.Summary()
-	facts := &rules.Facts{Event: stage.EventFacts(&sum)}
-	var decisions []rules.Decision
-	for _, t := range set.Kind(rules.KindCampaign) {
-		var err error
-		if decisions, err = t.Decide(decisions, facts); err != nil {
-			stage.DeadLetter(ctx, Group, msg, err)
-			return
-		}
+	sum, decisions, err := Decide(set, e, nil)
+	if err != nil {
+		stage.DeadLetter(ctx, Group, msg, err)
+		return
 	}
 	if len(decisions) == 0 {
 		d.unmatched(ctx, sum, set)
@@ -106,53 +98,24 @@ func (d *decider) unmatched(ctx goka.Context, sum topics.EventSummary, set *rule
 }
 
 func (d *decider) fire(ctx goka.Context, e *topics.Event, sum topics.EventSummary, dec rules.Decision, msg any) {
-	c := dec.Campaign
-	offer := topics.Offer{
-		CampaignID: c.Campaign, RulesVersion: dec.Table + "@" + dec.Version, Event: sum,
-		Audience: c.Audience, Priority: c.Priority, Template: c.Template, Timing: c.Timing, Holdout: c.Holdout,
-		Decisions: []topics.Decision{{Stage: Group, Table: dec.Table, Rule: dec.Rule, Row: dec.Row, Outcome: "fire"}},
-	}
-	if c.ExpiresAfter > 0 {
-		offer.ExpiresAt = e.At.Add(c.ExpiresAfter)
-	}
-	stage.Stamp(&offer, Group)
-	table, row := stage.RuleLabels(offer.Decisions[0])
-	fired.WithLabelValues(table, row, stage.BoundedLabel(c.Audience, topics.AudienceMember, topics.AudienceFavoritesOfItem, topics.AudienceSegment)).Inc()
-	switch c.Audience {
-	case topics.AudienceMember, "":
-		if e.MemberID == "" {
-			stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s targets the event's member, but event %s has no member_id (%s)", c.Campaign, e.EventID, dec.Trace))
-			return
-		}
-		offer.MemberID = e.MemberID
-		offer.OfferID = topics.OfferID(c.Campaign, e.EventID, e.MemberID)
-		offer.AssignHoldout()
-		ctx.Emit(goka.Stream(topics.OffersCandidates), e.MemberID, &offer)
+	table, row := stage.RuleLabels(topics.Decision{Table: dec.Table, Row: dec.Row})
+	fired.WithLabelValues(table, row, stage.BoundedLabel(dec.Campaign.Audience, topics.AudienceMember, topics.AudienceFavoritesOfItem, topics.AudienceSegment)).Inc()
+	f, err := Fire(e, sum, dec)
+	switch {
+	case err != nil:
+		stage.DeadLetter(ctx, Group, msg, err)
+	case f.Offer != nil:
+		stage.Stamp(f.Offer, Group)
+		ctx.Emit(goka.Stream(topics.OffersCandidates), f.Offer.MemberID, f.Offer)
 		stage.CountEmit(ctx, Group, topics.OffersCandidates, 1)
-	case topics.AudienceFavoritesOfItem:
-		if e.ItemID == "" {
-			stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s targets favourites of the event's item, but event %s has no item_id (%s)", c.Campaign, e.EventID, dec.Trace))
-			return
-		}
-		// One copy per partition: each answers from its own index.
-		for p, key := range d.keys {
-			ctx.Emit(goka.Stream(topics.AudienceRequests), key, &topics.AudienceRequest{
-				RequestID: topics.RequestID(c.Campaign, e.EventID), Audience: c.Audience, ItemID: e.ItemID,
-				Partition: int32(p), Offer: offer, At: e.At,
-			})
-		}
-		stage.CountEmit(ctx, Group, topics.AudienceRequests, len(d.keys))
-	case topics.AudienceSegment:
-		// As for favourites: every partition answers for its own members
-		// from its segment index.
-		for p, key := range d.keys {
-			ctx.Emit(goka.Stream(topics.AudienceRequests), key, &topics.AudienceRequest{
-				RequestID: topics.RequestID(c.Campaign, e.EventID), Audience: c.Audience, Segment: c.Segment,
-				Partition: int32(p), Offer: offer, At: e.At,
-			})
-		}
-		stage.CountEmit(ctx, Group, topics.AudienceRequests, len(d.keys))
 	default:
-		stage.DeadLetter(ctx, Group, msg, fmt.Errorf("campaign %s: audience %q is not supported yet (%s)", c.Campaign, c.Audience, dec.Trace))
+		// One copy per partition: each answers from its own index.
+		stage.Stamp(&f.Request.Offer, Group)
+		for p, key := range d.keys {
+			req := *f.Request
+			req.Partition = int32(p)
+			ctx.Emit(goka.Stream(topics.AudienceRequests), key, &req)
+		}
+		stage.CountEmit(ctx, Group, topics.AudienceRequests, len(d.keys))
 	}
 }
