@@ -58,11 +58,13 @@ type Config struct {
 	StoreFS map[string]vfs.FS
 	Rules   stage.Rules
 	Detect  detect.Config
+	Timing  timing.Config
+	Render  render.Config
+	Send    send.Config
+
 	// MemberState is member-state's: the conversion window.
 	MemberState memberstate.Config
-	Timing      timing.Config
-	Render      render.Config
-	Send        send.Config
+
 	// Deliverer sends deliveries (the send stage); channels.Router is one.
 	Deliverer send.Deliverer
 	// Metrics receives, while Run runs, the collectors that read the
