@@ -243,6 +243,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("explanation of %s: %q", member, ex)
 	}
 	shot("08-member")
+
+	// 6. Campaign results: rtm report's groups and uplift for the
+	// example campaign that holds out 10% (price-drop-home).
+	do("opening a campaign's results", chromedp.Navigate(base+"campaigns?campaign=price-drop-home"))
+	rep := text("#report")
+	for _, want := range []string{"campaign price-drop-home", "treatment", "holdout", "conversion rate"} {
+		if !strings.Contains(rep, want) {
+			t.Fatalf("campaign results lack %q: %q", want, rep)
+		}
+	}
+	shot("09-campaign")
 }
 
 // browser starts headless Chromium with a fresh profile for the test.

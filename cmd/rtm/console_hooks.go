@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/internal/console"
+	"github.com/rtm-project/rtm/internal/report"
 	"github.com/rtm-project/rtm/internal/simulate"
 	"github.com/rtm-project/rtm/rules"
 )
@@ -32,11 +32,23 @@ func consoleHooks(cfg config.Config, cl *kgo.Client) (console.SimulateFunc, cons
 		}
 		return b.String(), nil
 	}
-	report := func(context.Context, string) (string, error) {
-		return "", errors.New("reports are not available in this build")
+	reportFn := func(ctx context.Context, campaign string) (string, error) {
+		rep, err := report.Campaign(ctx, cl, campaign, time.Now().Add(-consoleReportWindow))
+		if err != nil {
+			return "", err
+		}
+		var b strings.Builder
+		if err := rep.WriteText(&b); err != nil {
+			return "", err
+		}
+		return b.String(), nil
 	}
-	return simulateFn, report
+	return simulateFn, reportFn
 }
+
+// consoleReportWindow is how far back the console's campaign results
+// look: the default --since of rtm report.
+const consoleReportWindow = 30 * 24 * time.Hour
 
 // consoleSimulateWindow is how much recorded traffic the console's publish
 // review replays: the default --from of rtm rules publish.
