@@ -39,12 +39,24 @@ var budgetClock = time.Now
 // ErrOverBudget is the error of a template that went over a budget.
 var ErrOverBudget = errors.New("template over budget")
 
+// ErrOverTime is also the error of a render that went over
+// TemplateTimeout only. Unlike the iteration and output budgets, which
+// are properties of the template and its facts, time is also one of the
+// machine: a render stage may try such a render again before it calls
+// the offer bad.
+var ErrOverTime = errors.New("template render over time")
+
 // overBudget is a budget error; text/template wraps it in its ExecError
 // (whose text names the internal tick call), templateMsg unwraps it.
-type overBudget struct{ msg string }
+type overBudget struct {
+	msg  string
+	time bool // over TemplateTimeout
+}
 
-func (e *overBudget) Error() string        { return ErrOverBudget.Error() + ": " + e.msg }
-func (e *overBudget) Is(target error) bool { return target == ErrOverBudget }
+func (e *overBudget) Error() string { return ErrOverBudget.Error() + ": " + e.msg }
+func (e *overBudget) Is(target error) bool {
+	return target == ErrOverBudget || (e.time && target == ErrOverTime)
+}
 
 func overBudgetf(format string, args ...any) error {
 	return &overBudget{msg: fmt.Sprintf(format, args...)}
@@ -84,7 +96,7 @@ func (b *budget) tick() error {
 
 func (b *budget) checkTime() error {
 	if b.now().After(b.deadline) {
-		return overBudgetf("ran longer than %v", TemplateTimeout)
+		return &overBudget{msg: fmt.Sprintf("ran longer than %v", TemplateTimeout), time: true}
 	}
 	return nil
 }

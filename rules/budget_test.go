@@ -26,9 +26,20 @@ func TestBudgetDeadline(t *testing.T) {
 	if _, err := w.Write([]byte("x")); !errors.Is(err, ErrOverBudget) || !strings.Contains(err.Error(), "ran longer") {
 		t.Errorf("write after the deadline: %v", err)
 	}
-	if err := b.tick(); !errors.Is(err, ErrOverBudget) || !strings.Contains(err.Error(), "ran longer") {
+	if err := b.tick(); !errors.Is(err, ErrOverBudget) || !errors.Is(err, ErrOverTime) || !strings.Contains(err.Error(), "ran longer") {
 		t.Errorf("64th tick after the deadline: %v", err)
 	}
+	// The other budgets are the template's own: not a matter of time.
+	for i := 0; i <= MaxTemplateIterations; i++ {
+		b.deadline = now.Add(time.Hour)
+		if err := b.tick(); err != nil {
+			if !errors.Is(err, ErrOverBudget) || errors.Is(err, ErrOverTime) {
+				t.Errorf("over the iteration budget: %v is ErrOverTime", err)
+			}
+			return
+		}
+	}
+	t.Error("the iteration budget never ran out")
 }
 
 // BenchmarkTemplateBudget renders 9,900 range iterations (99 segments in

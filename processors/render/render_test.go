@@ -234,3 +234,47 @@ func TestRenderBackInStockWithRealStock(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderRetryingOverTime: a render over the time budget alone is
+// tried again, up to overTimeAttempts; any other error, the iteration and
+// output budgets included, is final at once.
+func TestRenderRetryingOverTime(t *testing.T) {
+	overTime := fmt.Errorf("render: %w", &timeErr{})
+	overIterations := fmt.Errorf("render: %w", rules.ErrOverBudget)
+	for _, tc := range []struct {
+		name      string
+		errs      []error // one per call; nil succeeds
+		wantCalls int
+		wantErr   bool
+	}{
+		{"first try", []error{nil}, 1, false},
+		{"over time, then in time", []error{overTime, overTime, nil}, 3, false},
+		{"over time every time", []error{overTime, overTime, overTime, nil}, overTimeAttempts, true},
+		{"over the iteration budget", []error{overIterations, nil}, 1, true},
+		{"another error", []error{errors.New("no template"), nil}, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			d, err := renderRetrying(func() (*topics.Delivery, error) {
+				err := tc.errs[calls]
+				calls++
+				if err != nil {
+					return nil, err
+				}
+				return &topics.Delivery{DeliveryID: "d"}, nil
+			})
+			if calls != tc.wantCalls || (err != nil) != tc.wantErr || (err == nil && d == nil) {
+				t.Errorf("%d calls, err %v; want %d calls, error %v", calls, err, tc.wantCalls, tc.wantErr)
+			}
+		})
+	}
+}
+
+// timeErr stands for the rules package's over-time error, which only a
+// render past rules.TemplateTimeout makes.
+type timeErr struct{}
+
+func (*timeErr) Error() string { return "ran longer than the budget" }
+func (*timeErr) Is(target error) bool {
+	return target == rules.ErrOverTime || target == rules.ErrOverBudget
+}
