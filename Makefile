@@ -36,7 +36,7 @@ test:
 # The packages whose concurrency is our own code, under the race detector,
 # the end-to-end pipeline test included.
 test-race:
-	$(GO) test -count=1 -timeout 8m -race $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 10m -race $(RACE_PKGS)
 
 # The compose file and Kubernetes manifests checked against the code
 # (compose-go, k8s.io/api: build tag deploy, so that make test does not

@@ -36,12 +36,14 @@ import (
 // an item-wide audience are assigned) assigns the same members, and sends
 // nothing again. Orders written as cdc.orders rows after the deliveries
 // are attributed to both groups by member-state, and the report counts
-// them and computes the uplift exactly.
+// them and computes the uplift exactly. Under the race detector (make
+// test-race) it runs over 2,000 members: 10,000 took six minutes there.
 func TestHoldoutMeasuresUplift(t *testing.T) {
-	const (
-		campaignID = "hold-sale"
-		members    = 10000
-	)
+	const campaignID = "hold-sale"
+	members := 10000
+	if raceEnabled {
+		members = 2000
+	}
 	start := time.Now()
 	tpl, err := rules.Compile(rules.TableSpec{Name: "templates", Kind: rules.KindTemplate, Sheet: "T",
 		Columns: []rules.Column{{Type: rules.ColField, Template: "id"}, {Type: rules.ColField, Template: "channel"},
@@ -116,8 +118,8 @@ func TestHoldoutMeasuresUplift(t *testing.T) {
 	if len(ready) != members {
 		t.Fatalf("%d offers ready, want %d: held-out offers go through every stage", len(ready), members)
 	}
-	if n := len(assignedOut); n < 900 || n > 1100 {
-		t.Fatalf("a 10%% hold-out of %d members held out %d, want 900 to 1,100", members, n)
+	if n := len(assignedOut); n < members*9/100 || n > members*11/100 {
+		t.Fatalf("a 10%% hold-out of %d members held out %d, want %d to %d", members, n, members*9/100, members*11/100)
 	}
 
 	results := decodeAll(t, h.records(topics.DeliveryResults), topics.DeliveryResultCodec{})
