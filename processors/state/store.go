@@ -88,6 +88,13 @@ type Store struct {
 	last atomic.Pointer[lastRow]
 	// keyBuf is the writer's scratch buffer for Pebble keys.
 	keyBuf []byte
+	// popts are the options the DB was opened with (sstables written for
+	// ingestion use its table options); ingestRefs is the sort order of
+	// the batch being ingested, kept for the next one, and ingestSeq names
+	// the files (see ingest.go).
+	popts      *pebble.Options
+	ingestRefs []ingestRef
+	ingestSeq  int
 
 	// compactCancel and compactDone stop and await the post-recovery
 	// compaction (see MarkRecovered) before the DB closes.
@@ -149,6 +156,7 @@ func (s *Store) Open() error {
 	}
 	o := s.pebbleOptions(s.cache, f)
 	o.Lock = lock
+	s.popts = o
 	db, err := pebble.Open(s.dir, o)
 	if err != nil {
 		return errors.Join(fmt.Errorf("opening pebble store %s: %w", s.dir, err), lock.Close())

@@ -186,6 +186,7 @@ func (s *Store) MarkRecovered() error {
 		return fmt.Errorf("closing recovery batch: %w", err)
 	}
 	s.pending = nil
+	s.ingestRefs = nil
 	s.recovering = false
 	// A changelog replay leaves a deep L0 of files that each span the
 	// whole key range, and every point read (Goka's Get, a join) then
@@ -251,10 +252,9 @@ func (s *Store) commitPendingLocked() error {
 	if s.pending.Empty() {
 		return nil
 	}
-	if err := s.callLocked(pebbleCall{commit: s.pending}); err != nil {
+	if err := s.commitBulkLocked(s.pending); err != nil {
 		return fmt.Errorf("committing recovery batch: %w", err)
 	}
-	s.pending.Reset()
 	s.offsetDirty = false
 	s.dirty.Store(false)
 	s.stats.commits.Add(1)
@@ -397,9 +397,15 @@ func (s *Store) rebuildIndexesLocked() error {
 			_ = b.Close()
 		}
 	}()
+	// The range deletion is committed on its own, before the entries: they
+	// are ingested (see ingest.go), and an sstable holds point writes only.
 	if err := b.DeleteRange(indexLower, indexUpper, nil); err != nil {
 		return fmt.Errorf("batching index range delete: %w", err)
 	}
+	if err := s.callLocked(pebbleCall{commit: b}); err != nil {
+		return fmt.Errorf("committing index range delete: %w", err)
+	}
+	b.Reset()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: dataLower, UpperBound: dataUpper})
 	if err != nil {
 		return fmt.Errorf("iterating rows for index rebuild: %w", err)
@@ -415,10 +421,9 @@ func (s *Store) rebuildIndexesLocked() error {
 		}
 		rows++
 		if b.Len() >= s.opts.RecoveryBatchBytes {
-			if err := s.callLocked(pebbleCall{commit: b}); err != nil {
+			if err := s.commitBulkLocked(b); err != nil {
 				return errors.Join(fmt.Errorf("committing index rebuild: %w", err), it.Close())
 			}
-			b.Reset()
 		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
@@ -430,9 +435,10 @@ func (s *Store) rebuildIndexesLocked() error {
 	if err := b.Delete(metaIndexRebuild, nil); err != nil {
 		return fmt.Errorf("batching index rebuild flag: %w", err)
 	}
-	if err := s.callLocked(pebbleCall{commit: b}); err != nil {
+	if err := s.commitBulkLocked(b); err != nil {
 		return fmt.Errorf("committing index rebuild: %w", err)
 	}
+	s.ingestRefs = nil
 	s.stats.rebuilds.Add(1)
 	level := slog.LevelInfo
 	if rows == 0 {
