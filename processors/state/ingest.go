@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
@@ -31,8 +32,8 @@ import (
 // Small commits (a read during recovery, Close, MarkRecovered) still go
 // through the memtable: an sstable per read would flood L0 with tiny files.
 
-// minIngestFraction: a recovery batch of at least RecoveryBatchBytes divided
-// by this is ingested rather than committed.
+// minIngestFraction: a recovery batch of at least its limit (batchLimit)
+// divided by this is ingested rather than committed.
 const minIngestFraction = 4
 
 // ingestRef is one batch entry to write: its key, value and kind, and its
@@ -47,7 +48,7 @@ type ingestRef struct {
 // is large enough (and holds only point writes), else as a batch. Either
 // way b is empty afterwards.
 func (s *Store) commitBulkLocked(b *pebble.Batch) error {
-	if !b.Indexed() && b.Len() >= s.opts.RecoveryBatchBytes/minIngestFraction {
+	if !b.Indexed() && b.Len() >= s.batchLimit()/minIngestFraction {
 		if ingested, err := s.ingestLocked(b); err != nil || ingested {
 			return err
 		}
@@ -89,13 +90,33 @@ func (s *Store) ingestLocked(b *pebble.Batch) (bool, error) {
 	db, fs := s.db, s.fs // the call may outlive this method (callLocked)
 	path := fs.PathJoin(s.dir, fmt.Sprintf("bulk-%06d.sst", s.ingestSeq))
 	wo := s.popts.MakeWriterOptions(0, db.TableFormat())
-	if err := s.callLocked(pebbleCall{fn: func() error { return writeAndIngest(db, fs, path, wo, refs) }}); err != nil {
+	f, stopAt := s.fail.Load(), s.popts.L0StopWritesThreshold
+	if err := s.callLocked(pebbleCall{fn: func() error {
+		s.waitForL0(db, f, stopAt)
+		return writeAndIngest(db, fs, path, wo, refs)
+	}}); err != nil {
 		return true, fmt.Errorf("ingesting %d bulk writes: %w", len(refs), err) // the store failed: refs are Pebble's now
 	}
 	clear(refs) // they point into b's buffer
 	b.Reset()
 	s.stats.ingests.Add(1)
 	return true, nil
+}
+
+// waitForL0 holds an ingestion while L0 has stopAt sublevels or more, as
+// Pebble holds a batch commit (Pebble never stalls an ingestion for a deep
+// L0: it would grow without bound on a disk where compactions fall behind,
+// and every read after recovery would pay for it). It gives up when the
+// store fails, since compactions then stop.
+func (s *Store) waitForL0(db *pebble.DB, f *failure, stopAt int) {
+	stalled := false
+	for f.get() == nil && int(db.Metrics().Levels[0].Sublevels) >= stopAt {
+		if !stalled {
+			stalled = true
+			s.stats.writeStalls.Add(1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // writeAndIngest writes refs (sorted, latest first per key) as an sstable

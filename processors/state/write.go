@@ -93,7 +93,7 @@ func (s *Store) Set(key string, value []byte) error {
 		s.dirty.Store(true)
 		// Normally SetOffset commits; this bounds the batch for update
 		// callbacks that write without an offset.
-		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
+		return s.maybeCommitLocked(2 * s.batchLimit())
 	}
 	b := s.writeBatchLocked()
 	if err := s.putRowLocked(b, s.oldRowLocked(key), key, value); err != nil {
@@ -123,7 +123,7 @@ func (s *Store) Delete(key string) error {
 		s.stats.deletes.Add(1)
 		s.pendingRecords++
 		s.dirty.Store(true)
-		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
+		return s.maybeCommitLocked(2 * s.batchLimit())
 	}
 	b := s.writeBatchLocked()
 	if err := s.deleteRowLocked(b, s.oldRowLocked(key), key); err != nil {
@@ -157,7 +157,7 @@ func (s *Store) SetOffset(offset int64) error {
 	s.offset.Store(offset)
 	s.offsetDirty = true
 	if s.recovering {
-		return s.maybeCommitLocked(s.opts.RecoveryBatchBytes)
+		return s.maybeCommitLocked(s.batchLimit())
 	}
 	return nil
 }
@@ -187,7 +187,7 @@ func (s *Store) MarkRecovered() error {
 	}
 	s.pending = nil
 	s.ingestRefs = nil
-	s.recovering = false
+	s.endRecoveryLocked()
 	// A changelog replay leaves a deep L0 of files that each span the
 	// whole key range, and every point read (Goka's Get, a join) then
 	// consults all of them. Compact once, in the background, so reads after
@@ -230,6 +230,18 @@ func (s *Store) applyLocked(b *pebble.Batch) error {
 	s.offsetDirty = false
 	s.stats.commits.Add(1)
 	return nil
+}
+
+// batchLimit is how large the recovery batch grows before it is committed:
+// RecoveryBatchBytes, or the store's share of RecoveryMemory.
+func (s *Store) batchLimit() int { return s.opts.RecoveryMemory.share(s.opts.RecoveryBatchBytes) }
+
+// endRecoveryLocked leaves recovery (MarkRecovered, or Close before it).
+func (s *Store) endRecoveryLocked() {
+	if s.recovering {
+		s.recovering = false
+		s.opts.RecoveryMemory.leave()
+	}
 }
 
 func (s *Store) maybeCommitLocked(limit int) error {
@@ -420,7 +432,7 @@ func (s *Store) rebuildIndexesLocked() error {
 			return errors.Join(fmt.Errorf("rebuilding indexes: %w", err), it.Close())
 		}
 		rows++
-		if b.Len() >= s.opts.RecoveryBatchBytes {
+		if b.Len() >= s.batchLimit() {
 			if err := s.commitBulkLocked(b); err != nil {
 				return errors.Join(fmt.Errorf("committing index rebuild: %w", err), it.Close())
 			}
