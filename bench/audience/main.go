@@ -104,12 +104,15 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 		}
 	}
 
+	fmt.Printf("memory after loading: %s\n", memory(nil))
+	var regs []*state.Registry
 	env := func(group string, idx map[string]state.Indexer, table string) stage.Env {
 		e, err := stage.NewEnv(stage.EnvConfig{Kafka: kafka.Config{Brokers: brokers}, Catalogue: cat, DataDir: dir, Group: group,
 			Indexes: idx, IndexedTable: table, Log: log})
 		if err != nil {
 			panic(err)
 		}
+		regs = append(regs, e.Registry)
 		return e
 	}
 	start := func(name string, p *goka.Processor) {
@@ -131,6 +134,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 		return err
 	}
 	fmt.Printf("member-state built %d profiles in %v\n", nMembers, time.Since(t1).Round(time.Millisecond))
+	fmt.Printf("memory: %s\n", memory(regs))
 
 	t2 := time.Now()
 	det, err := detect.New(env(detect.Group, detect.Indexes(), topics.TableOf(detect.Group)), detect.Config{})
@@ -172,6 +176,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 		}
 	}
 	fmt.Printf("audience and filter restored member-state-table (%d records each) in %v\n", nMembers, time.Since(t2).Round(time.Millisecond))
+	fmt.Printf("memory: %s\n", memory(regs))
 
 	// Item first seen (new_item, no campaign), then the measured drop.
 	produceCDC(ctx, cl, "items", hotItem, map[string]any{"item_id": hotItem}, int64(2*nMembers+10),
@@ -227,6 +232,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	fmt.Printf("ratio naive/local (from the request): %.2fx\n", naiveDur.Seconds()/direct.Seconds())
 	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", benchkit.PeakRSS())
 	fmt.Printf("heap allocated during the measured phase: %d MiB\n", (ms1.TotalAlloc-ms0.TotalAlloc)>>20)
+	fmt.Printf("memory at the end: %s\n", memory(regs))
 	return nil
 }
 

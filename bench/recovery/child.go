@@ -35,15 +35,18 @@ type result struct {
 	GetP50      time.Duration
 	GetP99      time.Duration
 	GetsFound   int // Gets that found their key (a check: all, except for discard)
+	// Peak is the recovery sample with the largest RSS, broken down.
+	Peak breakdown
 }
 
 // builders are the storages under comparison.
-var builders = map[string]func(dir string) (storage.Builder, error){
-	"pebble": func(dir string) (storage.Builder, error) {
-		return state.Builder(dir, state.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, nil)
+var builders = map[string]func(dir string, cfg config) (storage.Builder, error){
+	"pebble": func(dir string, cfg config) (storage.Builder, error) {
+		return state.Builder(dir, state.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+			RecoveryBatchBytes: cfg.BatchBytes, MemTableSize: cfg.MemTableBytes}, nil)
 	},
-	"leveldb": func(dir string) (storage.Builder, error) { return storage.DefaultBuilder(dir), nil },
-	"discard": func(string) (storage.Builder, error) {
+	"leveldb": func(dir string, _ config) (storage.Builder, error) { return storage.DefaultBuilder(dir), nil },
+	"discard": func(string, config) (storage.Builder, error) {
 		return func(string, int32) (storage.Storage, error) { return storage.NewNull(), nil }, nil
 	},
 }
@@ -51,7 +54,7 @@ var builders = map[string]func(dir string) (storage.Builder, error){
 // runChild recovers the table into one storage with a goka.View, then
 // times random point Gets on that storage directly.
 func runChild(ctx context.Context, name, dir string, cfg config) error {
-	build, err := builders[name](dir)
+	build, err := builders[name](dir, cfg)
 	if err != nil {
 		return err
 	}
@@ -81,14 +84,17 @@ func runChild(ctx context.Context, name, dir string, cfg config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
+	smp := startSampler(func() storage.Storage { mu.Lock(); defer mu.Unlock(); return st }, 10*time.Millisecond)
 	start := time.Now()
 	go func() { done <- view.Run(ctx) }()
 	select {
 	case <-view.WaitRunning():
 	case err := <-done:
+		smp.finish()
 		return fmt.Errorf("view stopped before it recovered: %w", err)
 	}
 	r := result{Storage: name, Recovery: time.Since(start), Records: cfg.Records}
+	r.Peak = smp.finish()
 	if r.RecoveryRSS, err = peakRSS(); err != nil {
 		return err
 	}

@@ -30,6 +30,10 @@ type config struct {
 	ValueSize int
 	Gets      int
 	Brokers   []string
+	// BatchBytes and MemTableBytes are the Pebble store's
+	// RecoveryBatchBytes and MemTableSize (0: its defaults).
+	BatchBytes    int
+	MemTableBytes uint64
 }
 
 const (
@@ -49,6 +53,8 @@ func main() {
 	flag.IntVar(&cfg.Records, "records", 1_000_000, "records in the changelog (all distinct keys)")
 	flag.IntVar(&cfg.ValueSize, "value-size", 200, "value size in bytes")
 	flag.IntVar(&cfg.Gets, "gets", 100_000, "random point Gets after recovery")
+	flag.IntVar(&cfg.BatchBytes, "batch-bytes", 0, "pebble: RecoveryBatchBytes (0: the store's default)")
+	flag.Uint64Var(&cfg.MemTableBytes, "memtable-bytes", 0, "pebble: MemTableSize (0: the store's default)")
 	flag.Parse()
 
 	var err error
@@ -100,7 +106,8 @@ func runParent(ctx context.Context, storages []string, dir string, cfg config, p
 		fmt.Printf("recovering into %s ...\n", s)
 		cmd := exec.CommandContext(ctx, exe, "-child", s, "-brokers", strings.Join(k.brokers, ","),
 			"-dir", dir+"/"+s, "-records", fmt.Sprint(cfg.Records), "-value-size", fmt.Sprint(cfg.ValueSize),
-			"-gets", fmt.Sprint(cfg.Gets), "-cpuprofile", profile)
+			"-gets", fmt.Sprint(cfg.Gets), "-cpuprofile", profile,
+			"-batch-bytes", fmt.Sprint(cfg.BatchBytes), "-memtable-bytes", fmt.Sprint(cfg.MemTableBytes))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.Output()
 		if err != nil {

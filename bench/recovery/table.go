@@ -34,5 +34,14 @@ func printTable(w io.Writer, rs []result, cfg config) error {
 				float64(r.GetP50)/float64(base.GetP50), float64(r.GetP99)/float64(base.GetP99))
 		}
 	}
+	fmt.Fprintf(tw, "\t\t\t\t\t\t\t\t\n")
+	fmt.Fprintf(tw, "at peak RSS\tRSS\tGo heap\tGo total\tmemtables\tblock cache\tother\t\t\n")
+	for _, r := range rs {
+		p := r.Peak
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (%d)\t%s\t%s\t\t\n", r.Storage, mib(p.RSS), mib(p.GoHeap), mib(p.GoTotal),
+			mib(p.MemTables), p.MemCount, mib(p.Cache), mib(p.RSS-p.GoTotal-p.MemTables-p.Cache))
+	}
 	return tw.Flush()
 }
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -53,7 +53,7 @@ func NewEnv(c EnvConfig) (Env, error) {
 		return Env{}, fmt.Errorf("stage %s: indexes declared without the table they index", c.Group)
 	}
 	reg := state.NewRegistry()
-	opts := state.Options{Logger: c.Log, Cache: blockCache(), FS: c.FS,
+	opts := state.Options{Logger: c.Log, Cache: blockCache(), RecoveryMemory: recoveryMemory, FS: c.FS,
 		OnRecovered: func(topic string, n int) { recovered.WithLabelValues(topic).Add(float64(n)) }}
 	if c.OnStoreFailure != nil {
 		opts.OnFailure = func(topic string, partition int32, err error) { c.OnStoreFailure(err) }
@@ -83,6 +83,14 @@ func NewEnv(c EnvConfig) (Env, error) {
 	return Env{Brokers: c.Kafka.Brokers, Kafka: c.Kafka, Catalogue: c.Catalogue, InstanceID: c.InstanceID, Group: c.Group,
 		Storage: withSeries, Registry: reg, Log: c.Log.With("stage", c.Group)}, nil
 }
+
+// RecoveryMemoryBytes bounds the recovery batches of all the process's
+// stores together: a lone recovering partition gets full 4 MiB batches
+// (recovery speed), but the 32 partitions two stages restore at once in
+// one process get 1 MiB each instead of 160 MiB between them.
+const RecoveryMemoryBytes = 32 << 20
+
+var recoveryMemory = state.NewRecoveryMemory(RecoveryMemoryBytes)
 
 // DefaultBlockCacheSize is the size of the process's block cache unless
 // SetBlockCacheSize says otherwise.

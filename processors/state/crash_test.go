@@ -64,17 +64,25 @@ func helperStore(t *testing.T) {
 	must(t, err)
 	first, err := strconv.Atoi(os.Getenv("STATE_FIRST"))
 	must(t, err)
-	st, err := New(dir, testOptions(t))
+	opts := testOptions(t)
+	if b := os.Getenv("STATE_BATCH"); b != "" {
+		opts.RecoveryBatchBytes, err = strconv.Atoi(b) // small: recovery batches are ingested
+		must(t, err)
+	}
+	st, err := New(dir, opts)
 	must(t, err)
 	must(t, st.Open())
-	if mode != "recovering" {
+	if mode != "recovering" && mode != "close-recovering" {
 		must(t, st.MarkRecovered())
 	}
 	for i := first; i < first+n; i++ {
 		must(t, st.Set(fmt.Sprintf("r%03d", i), []byte(fmt.Sprintf("fav=item-%d", i%3))))
 		must(t, st.SetOffset(int64(i)))
 	}
-	if mode == "close" {
+	if os.Getenv("STATE_BATCH") != "" && st.Stats().Ingests == 0 {
+		t.Fatal("no recovery batch was ingested")
+	}
+	if mode == "close" || mode == "close-recovering" {
 		must(t, st.Close())
 		return
 	}
@@ -86,8 +94,9 @@ func helperStore(t *testing.T) {
 
 func TestUncleanShutdownDiscardsStore(t *testing.T) {
 	type session struct {
-		mode        string // recovering, recovered, close
+		mode        string // recovering, recovered, close, close-recovering
 		first, rows int
+		batch       string // RecoveryBatchBytes; "" for the default
 	}
 	for _, tc := range []struct {
 		name     string
@@ -95,17 +104,22 @@ func TestUncleanShutdownDiscardsStore(t *testing.T) {
 		wantRows int   // rows after reopen
 		wantOff  int64 // offset after reopen; -1: the default
 	}{
-		{"killed while recovering", []session{{"recovering", 0, 50}}, 0, -1},
-		{"killed after recovery", []session{{"recovered", 0, 50}}, 0, -1},
-		{"closed cleanly", []session{{"close", 0, 50}}, 50, 49},
-		{"closed cleanly, then killed", []session{{"close", 0, 50}, {"recovered", 50, 10}}, 0, -1},
-		{"closed cleanly twice", []session{{"close", 0, 50}, {"close", 50, 10}}, 60, 59},
+		{"killed while recovering", []session{{"recovering", 0, 50, ""}}, 0, -1},
+		{"killed while recovering, batches ingested", []session{{"recovering", 0, 300, "256"}}, 0, -1},
+		{"closed cleanly while recovering, batches ingested, then killed while recovering",
+			[]session{{"close-recovering", 0, 300, "256"}, {"recovering", 300, 100, "256"}}, 0, -1},
+		{"closed cleanly while recovering twice, batches ingested",
+			[]session{{"close-recovering", 0, 300, "256"}, {"close-recovering", 300, 100, "256"}}, 400, 399},
+		{"killed after recovery", []session{{"recovered", 0, 50, ""}}, 0, -1},
+		{"closed cleanly", []session{{"close", 0, 50, ""}}, 50, 49},
+		{"closed cleanly, then killed", []session{{"close", 0, 50, ""}, {"recovered", 50, 10, ""}}, 0, -1},
+		{"closed cleanly twice", []session{{"close", 0, 50, ""}, {"close", 50, 10, ""}}, 60, 59},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for _, s := range tc.sessions {
 				runHelper(t, helperEnv+"=store", "STATE_DIR="+dir, "STATE_MODE="+s.mode,
-					"STATE_FIRST="+strconv.Itoa(s.first), "STATE_ROWS="+strconv.Itoa(s.rows))
+					"STATE_FIRST="+strconv.Itoa(s.first), "STATE_ROWS="+strconv.Itoa(s.rows), "STATE_BATCH="+s.batch)
 			}
 			_, err := os.Stat(filepath.Join(dir, markerName))
 			if clean := err == nil; clean != (tc.wantRows > 0) {

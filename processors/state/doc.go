@@ -34,8 +34,11 @@
 // # Recovery
 //
 // Until Goka calls MarkRecovered, writes go into one large batch that is
-// committed, unsynced, every Options.RecoveryBatchBytes; reads commit it
-// first, so they see every write. When the store was empty at Open (a new
+// committed, unsynced, every Options.RecoveryBatchBytes (or the store's
+// share of Options.RecoveryMemory); reads commit it first, so they see
+// every write. A full batch of a store that keeps no index per write is
+// committed by sorting it into an sstable and ingesting that, bypassing
+// the memtables (see ingest.go). When the store was empty at Open (a new
 // instance, or a discarded store), index entries are not maintained per
 // write at all: MarkRecovered builds them in one pass over the rows, so
 // recovery never reads old values. A store reopened after a clean Close

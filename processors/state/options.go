@@ -31,7 +31,7 @@ type Indexer func(key string, value []byte) ([]string, error)
 // Default tuning. Each value is explained where it is used in pebbleOptions
 // and in the write path.
 const (
-	defaultMemTableSize       = 16 << 20
+	defaultMemTableSize       = 4 << 20
 	defaultCacheSize          = 256 << 20
 	defaultRecoveryBatchBytes = 4 << 20
 	defaultCloseTimeout       = 5 * time.Second
@@ -50,9 +50,13 @@ type Options struct {
 	// rebuilds) and Pebble's own log at debug level. Default slog.Default().
 	Logger *slog.Logger
 
-	// MemTableSize is Pebble's memtable size in bytes. Larger memtables
-	// mean fewer, larger flushes during recovery; peak memory is about
-	// up to four times this per partition while recovering. Default 16 MiB.
+	// MemTableSize is Pebble's memtable size in bytes: what one partition
+	// buffers of the writes made while processing before a flush, and
+	// with up to three more waiting to be flushed, what it may hold at
+	// most. Changelog recovery does not use memtables (its batches are
+	// ingested as sstables, see ingest.go), so it only has to suit the
+	// processing write rate; every partition of every table keeps at least
+	// one resident, which is why it is small. Default 4 MiB.
 	MemTableSize uint64
 
 	// CacheSize is the Pebble block cache in bytes, shared by all the
@@ -68,9 +72,16 @@ type Options struct {
 	Cache *pebble.Cache
 
 	// RecoveryBatchBytes is how large the write batch grows while the
-	// table is recovered from its changelog before it is committed.
-	// Default 4 MiB.
+	// table is recovered from its changelog before it is committed (as an
+	// ingested sstable, see ingest.go). It is most of what a recovering
+	// partition holds in memory; larger batches recover faster (fewer,
+	// larger L0 files to compact). Default 4 MiB.
 	RecoveryBatchBytes int
+
+	// RecoveryMemory, when set, bounds the recovery batches of every store
+	// that shares it: each gets its share of it, at most RecoveryBatchBytes
+	// (see RecoveryMemory). One per process, like Cache.
+	RecoveryMemory *RecoveryMemory
 
 	// OnFailure, when set, is called once per opened store, on its own
 	// goroutine, when the store fails: a write or flush failed (disk full,

@@ -10,18 +10,21 @@ import (
 type Stats struct {
 	Sets, Deletes           uint64 // row writes
 	IndexPuts, IndexDeletes uint64 // index entries written and removed per write
-	Commits                 uint64 // Pebble batches committed
-	Scans                   uint64 // index scans
-	Discards                uint64 // stores discarded because they were not closed cleanly
-	Rebuilds                uint64 // full index rebuilds
-	WriteStalls             uint64 // writes Pebble held until a flush or compaction caught up
+	Commits                 uint64 // Pebble batches committed (ingested or not)
+	// Ingests are the bulk-load batches written as sstables and
+	// ingested instead of going through a memtable (see ingest.go).
+	Ingests     uint64
+	Scans       uint64 // index scans
+	Discards    uint64 // stores discarded because they were not closed cleanly
+	Rebuilds    uint64 // full index rebuilds
+	WriteStalls uint64 // writes Pebble held until a flush or compaction caught up
 	// OldRowReads are the point reads index maintenance made for a row's
 	// old value because it was not the row Get had just read.
 	OldRowReads uint64
 }
 
 type counters struct {
-	sets, deletes, indexPuts, indexDeletes, commits, scans, discards, rebuilds, writeStalls, oldRowReads atomic.Uint64
+	sets, deletes, indexPuts, indexDeletes, commits, ingests, scans, discards, rebuilds, writeStalls, oldRowReads atomic.Uint64
 }
 
 // Stats returns the store's counters.
@@ -30,7 +33,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		Sets: c.sets.Load(), Deletes: c.deletes.Load(),
 		IndexPuts: c.indexPuts.Load(), IndexDeletes: c.indexDeletes.Load(),
-		Commits: c.commits.Load(), Scans: c.scans.Load(),
+		Commits: c.commits.Load(), Ingests: c.ingests.Load(), Scans: c.scans.Load(),
 		Discards: c.discards.Load(), Rebuilds: c.rebuilds.Load(),
 		WriteStalls: c.writeStalls.Load(), OldRowReads: c.oldRowReads.Load(),
 	}

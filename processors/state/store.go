@@ -88,6 +88,13 @@ type Store struct {
 	last atomic.Pointer[lastRow]
 	// keyBuf is the writer's scratch buffer for Pebble keys.
 	keyBuf []byte
+	// popts are the options the DB was opened with (sstables written for
+	// ingestion use its table options); ingestRefs is the sort order of
+	// the batch being ingested, kept for the next one, and ingestSeq names
+	// the files (see ingest.go).
+	popts      *pebble.Options
+	ingestRefs []ingestRef
+	ingestSeq  int
 
 	// compactCancel and compactDone stop and await the post-recovery
 	// compaction (see MarkRecovered) before the DB closes.
@@ -149,6 +156,7 @@ func (s *Store) Open() error {
 	}
 	o := s.pebbleOptions(s.cache, f)
 	o.Lock = lock
+	s.popts = o
 	db, err := pebble.Open(s.dir, o)
 	if err != nil {
 		return errors.Join(fmt.Errorf("opening pebble store %s: %w", s.dir, err), lock.Close())
@@ -160,16 +168,16 @@ func (s *Store) Open() error {
 		return errors.Join(err, s.closeDBLocked())
 	}
 	s.recovering = true
+	s.opts.RecoveryMemory.join()
 	s.pendingRecords = 0
+	// The batch grows to what the store's share of RecoveryMemory lets it
+	// hold (batchLimit), not to RecoveryBatchBytes at once.
 	if len(s.names) > 0 && !s.deferIndex {
 		// Index maintenance reads old values, which may still be in the
 		// pending batch: only an indexed batch can answer that.
-		s.pending = db.NewIndexedBatchWithSize(s.opts.RecoveryBatchBytes + s.opts.RecoveryBatchBytes/4)
+		s.pending = db.NewIndexedBatch()
 	} else {
-		s.pending = db.NewBatch(
-			pebble.WithInitialSizeBytes(s.opts.RecoveryBatchBytes+s.opts.RecoveryBatchBytes/4),
-			pebble.WithMaxRetainedSizeBytes(2*s.opts.RecoveryBatchBytes),
-		)
+		s.pending = db.NewBatch(pebble.WithMaxRetainedSizeBytes(2 * s.opts.RecoveryBatchBytes))
 	}
 	s.reg.register(s)
 	return nil
@@ -317,6 +325,7 @@ func (s *Store) closeDBLocked() error {
 	// A failed store's batches may still be in a commit its caller stopped
 	// waiting for (callLocked): leave them to the garbage collector.
 	failed := f.get() != nil
+	s.endRecoveryLocked() // closed before it recovered: its share goes to the others
 	s.db, s.lock, s.pending, s.wb = nil, nil, nil, nil
 	s.compactCancel, s.compactDone = nil, nil
 	s.dirty.Store(false)

@@ -93,7 +93,7 @@ func (s *Store) Set(key string, value []byte) error {
 		s.dirty.Store(true)
 		// Normally SetOffset commits; this bounds the batch for update
 		// callbacks that write without an offset.
-		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
+		return s.maybeCommitLocked(2 * s.batchLimit())
 	}
 	b := s.writeBatchLocked()
 	if err := s.putRowLocked(b, s.oldRowLocked(key), key, value); err != nil {
@@ -123,7 +123,7 @@ func (s *Store) Delete(key string) error {
 		s.stats.deletes.Add(1)
 		s.pendingRecords++
 		s.dirty.Store(true)
-		return s.maybeCommitLocked(2 * s.opts.RecoveryBatchBytes)
+		return s.maybeCommitLocked(2 * s.batchLimit())
 	}
 	b := s.writeBatchLocked()
 	if err := s.deleteRowLocked(b, s.oldRowLocked(key), key); err != nil {
@@ -157,7 +157,7 @@ func (s *Store) SetOffset(offset int64) error {
 	s.offset.Store(offset)
 	s.offsetDirty = true
 	if s.recovering {
-		return s.maybeCommitLocked(s.opts.RecoveryBatchBytes)
+		return s.maybeCommitLocked(s.batchLimit())
 	}
 	return nil
 }
@@ -186,7 +186,8 @@ func (s *Store) MarkRecovered() error {
 		return fmt.Errorf("closing recovery batch: %w", err)
 	}
 	s.pending = nil
-	s.recovering = false
+	s.ingestRefs = nil
+	s.endRecoveryLocked()
 	// A changelog replay leaves a deep L0 of files that each span the
 	// whole key range, and every point read (Goka's Get, a join) then
 	// consults all of them. Compact once, in the background, so reads after
@@ -231,6 +232,18 @@ func (s *Store) applyLocked(b *pebble.Batch) error {
 	return nil
 }
 
+// batchLimit is how large the recovery batch grows before it is committed:
+// RecoveryBatchBytes, or the store's share of RecoveryMemory.
+func (s *Store) batchLimit() int { return s.opts.RecoveryMemory.share(s.opts.RecoveryBatchBytes) }
+
+// endRecoveryLocked leaves recovery (MarkRecovered, or Close before it).
+func (s *Store) endRecoveryLocked() {
+	if s.recovering {
+		s.recovering = false
+		s.opts.RecoveryMemory.leave()
+	}
+}
+
 func (s *Store) maybeCommitLocked(limit int) error {
 	if s.pending.Len() < limit {
 		return nil
@@ -251,10 +264,9 @@ func (s *Store) commitPendingLocked() error {
 	if s.pending.Empty() {
 		return nil
 	}
-	if err := s.callLocked(pebbleCall{commit: s.pending}); err != nil {
+	if err := s.commitBulkLocked(s.pending); err != nil {
 		return fmt.Errorf("committing recovery batch: %w", err)
 	}
-	s.pending.Reset()
 	s.offsetDirty = false
 	s.dirty.Store(false)
 	s.stats.commits.Add(1)
@@ -397,9 +409,15 @@ func (s *Store) rebuildIndexesLocked() error {
 			_ = b.Close()
 		}
 	}()
+	// The range deletion is committed on its own, before the entries: they
+	// are ingested (see ingest.go), and an sstable holds point writes only.
 	if err := b.DeleteRange(indexLower, indexUpper, nil); err != nil {
 		return fmt.Errorf("batching index range delete: %w", err)
 	}
+	if err := s.callLocked(pebbleCall{commit: b}); err != nil {
+		return fmt.Errorf("committing index range delete: %w", err)
+	}
+	b.Reset()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: dataLower, UpperBound: dataUpper})
 	if err != nil {
 		return fmt.Errorf("iterating rows for index rebuild: %w", err)
@@ -414,11 +432,10 @@ func (s *Store) rebuildIndexesLocked() error {
 			return errors.Join(fmt.Errorf("rebuilding indexes: %w", err), it.Close())
 		}
 		rows++
-		if b.Len() >= s.opts.RecoveryBatchBytes {
-			if err := s.callLocked(pebbleCall{commit: b}); err != nil {
+		if b.Len() >= s.batchLimit() {
+			if err := s.commitBulkLocked(b); err != nil {
 				return errors.Join(fmt.Errorf("committing index rebuild: %w", err), it.Close())
 			}
-			b.Reset()
 		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
@@ -430,9 +447,10 @@ func (s *Store) rebuildIndexesLocked() error {
 	if err := b.Delete(metaIndexRebuild, nil); err != nil {
 		return fmt.Errorf("batching index rebuild flag: %w", err)
 	}
-	if err := s.callLocked(pebbleCall{commit: b}); err != nil {
+	if err := s.commitBulkLocked(b); err != nil {
 		return fmt.Errorf("committing index rebuild: %w", err)
 	}
+	s.ingestRefs = nil
 	s.stats.rebuilds.Add(1)
 	level := slog.LevelInfo
 	if rows == 0 {
