@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/rtm-project/rtm/internal/localcluster"
 	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/topics"
 )
@@ -43,14 +44,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// freeAddr is localcluster.FreeAddr: never the same port twice.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return localcluster.FreeAddr()
 }
 
 // startBroker runs `rtm broker` as a process and waits until it answers.

@@ -382,12 +382,31 @@ func WaitHTTP200(u string, timeout time.Duration) error {
 	}
 }
 
-// FreeAddr returns a loopback address nothing listens on.
+// FreeAddr returns a loopback address nothing listens on, never the same
+// one twice in a process.
 func FreeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		// The kernel may give a closed port out again at once: two calls
+		// in a row then name the same port for two processes, and the
+		// second to start never binds it (a chaos run restarted detect
+		// for three minutes on member-state's port).
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+// handedOut are the addresses FreeAddr has returned in this process.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
