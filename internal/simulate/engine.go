@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -192,16 +193,20 @@ type offerOutcome struct {
 func decide(set *rules.Set, o *topics.Offer, p *member.Profile, l *timing.Ledger, now time.Time) Outcome {
 	d, snap := filter.Decide(set, o, p, now)
 	if snap == nil {
-		return Outcome{Stopped: &d}
+		return Outcome{Stopped: stop(d)}
 	}
 	o.Member = snap
 	d, ch := channel.Route(set, o, channel.DefaultPriors)
 	if ch == "" {
-		return Outcome{Stopped: &d}
+		return Outcome{Stopped: stop(d)}
 	}
 	o.Channel = ch
 	return scheduled(timing.Schedule(l, set, o, now), ch)
 }
+
+// stop is an outcome's Stopped: a copy of d made only for an exclusion,
+// so an offer that passes allocates nothing for the decisions it passed.
+func stop(d topics.Decision) *topics.Decision { return &d }
 
 // scheduled is the outcome of timing's verdict on an offer routed to ch.
 func scheduled(v timing.Verdict, ch string) Outcome {
@@ -209,7 +214,7 @@ func scheduled(v timing.Verdict, ch string) Outcome {
 	case v.Duplicate:
 		return Outcome{Duplicate: true, Channel: ch}
 	case v.Dropped():
-		return Outcome{Stopped: &v.Decision, Channel: ch}
+		return Outcome{Stopped: stop(v.Decision), Channel: ch}
 	}
 	return Outcome{Sent: true, Channel: ch, SendAt: v.SendAt}
 }
@@ -246,8 +251,8 @@ func sameTables(a, b *rules.Set, kinds ...rules.Kind) bool {
 }
 
 // job is one event and what the campaign stage fires for it under each
-// rule set. paired: the firings are the same under both (the campaign
-// tables are), so the offers are too and are decided side by side.
+// rule set. paired: the firings are the same under both (sameFirings), so
+// the offers are too and are decided side by side.
 type job struct {
 	event   *topics.Event
 	firings [2][]campaign.Firing
@@ -260,7 +265,11 @@ type job struct {
 // partitions of the member-keyed topics, as a stage's instances do, so a
 // member's offers are decided in event order against its own ledgers.
 type engine struct {
-	sets   [2]*rules.Set
+	sets [2]*rules.Set
+	// share: decide once what both sets decide alike (shared, and events
+	// both sets fire alike); otherwise every offer is decided under each
+	// set on its own.
+	share  bool
 	shared shared
 	state  *State
 	from   time.Time
@@ -270,6 +279,9 @@ type engine struct {
 	skipped  int
 	deadLtrs [2]int
 	events   int
+	// fired counts the events some campaign fires for (under either set),
+	// paired those of them whose offers were decided side by side.
+	fired, paired int
 }
 
 type shard struct {
@@ -303,7 +315,7 @@ func newEngine(before, after *rules.Set, st *State, from time.Time, workers, sam
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, int(st.partitions))
-	e := &engine{sets: [2]*rules.Set{before, after}, state: st, from: from}
+	e := &engine{sets: [2]*rules.Set{before, after}, state: st, from: from, share: share}
 	if share {
 		e.shared = sharedStages(before, after)
 	}
@@ -352,9 +364,39 @@ func (e *engine) event(ev *topics.Event) {
 	if len(j.firings[Before]) == 0 && len(j.firings[After]) == 0 {
 		return
 	}
+	e.fired++
+	if e.share && !j.paired && sameFirings(j.firings[Before], j.firings[After]) {
+		j.firings[After], j.paired = j.firings[Before], true
+	}
+	if j.paired {
+		e.paired++
+	}
 	for _, sh := range e.shards {
 		sh.in <- j
 	}
+}
+
+// sameFirings reports whether two rule sets fire the same for an event
+// but for the campaign table's version (Offer.RulesVersion), which no
+// later stage reads: a changed campaign table fires most events as the
+// one in force does, and their offers are then decided side by side.
+func sameFirings(a, b []campaign.Firing) bool {
+	return slices.EqualFunc(a, b, func(x, y campaign.Firing) bool {
+		switch {
+		case x.Offer != nil && y.Offer != nil:
+			return sameOffer(*x.Offer, *y.Offer)
+		case x.Request != nil && y.Request != nil:
+			xr, yr := *x.Request, *y.Request
+			xr.Offer, yr.Offer = topics.Offer{}, topics.Offer{}
+			return sameOffer(x.Request.Offer, y.Request.Offer) && reflect.DeepEqual(xr, yr)
+		}
+		return false
+	})
+}
+
+func sameOffer(x, y topics.Offer) bool {
+	x.RulesVersion, y.RulesVersion = "", ""
+	return reflect.DeepEqual(x, y)
 }
 
 // fire is what the campaign stage emits for an event under set, and how
@@ -465,14 +507,15 @@ func (sh *shard) pair(o *topics.Offer, now time.Time) [2]Outcome {
 	if e.shared.filter {
 		d, s := filter.Decide(e.sets[Before], o, p, now)
 		if s == nil {
-			return [2]Outcome{{Stopped: &d}, {Stopped: &d}}
+			why := stop(d)
+			return [2]Outcome{{Stopped: why}, {Stopped: why}}
 		}
 		snap = [2]*topics.MemberSnapshot{s, s}
 	} else {
 		for i := range 2 {
 			d, s := filter.Decide(e.sets[i], o, p, now)
 			if s == nil {
-				out[i] = Outcome{Stopped: &d}
+				out[i] = Outcome{Stopped: stop(d)}
 			}
 			snap[i] = s
 		}
@@ -485,7 +528,8 @@ func (sh *shard) pair(o *topics.Offer, now time.Time) [2]Outcome {
 		o.Member = snap[Before]
 		d, c := channel.Route(e.sets[Before], o, channel.DefaultPriors)
 		if c == "" {
-			return [2]Outcome{{Stopped: &d}, {Stopped: &d}}
+			why := stop(d)
+			return [2]Outcome{{Stopped: why}, {Stopped: why}}
 		}
 		ch = [2]string{c, c}
 	} else {
@@ -496,7 +540,7 @@ func (sh *shard) pair(o *topics.Offer, now time.Time) [2]Outcome {
 			o.Member = snap[i]
 			d, c := channel.Route(e.sets[i], o, channel.DefaultPriors)
 			if c == "" {
-				out[i] = Outcome{Stopped: &d}
+				out[i] = Outcome{Stopped: stop(d)}
 			}
 			ch[i] = c
 		}

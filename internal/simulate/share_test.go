@@ -172,7 +172,10 @@ func TestSharedDecisionsAreThePlainOnes(t *testing.T) {
 	recs := variedEvents(t, partitions, 480, members, items, from)
 	before := exampleSet(t)
 	campaigns := func(s *rules.Set) *rules.Set {
-		return edited(t, s, "campaigns", func(s *rules.TableSpec) { setCell(t, s, "大幅値下げ", "値下げ率(%)以上", 50.0) })
+		return edited(t, s, "campaigns", func(s *rules.TableSpec) {
+			setCell(t, s, "大幅値下げ", "値下げ率(%)以上", 50.0) // another campaign for some drops
+			setCell(t, s, "カゴ落ち", "タイミング", "now")     // the same campaign, sent otherwise
+		})
 	}
 	filters := func(s *rules.Set) *rules.Set {
 		return edited(t, s, "member-filters", func(s *rules.TableSpec) { setCell(t, s, "デバッグ会員", "除外", false) })
@@ -224,6 +227,11 @@ func TestSharedDecisionsAreThePlainOnes(t *testing.T) {
 			se, shared := run(true)
 			if se.shared != tc.shared {
 				t.Errorf("shared stages %+v, want %+v", se.shared, tc.shared)
+			}
+			// The changed campaign row fires some events otherwise: the
+			// others are still decided side by side.
+			if pe.paired != 0 || se.paired == 0 || (se.paired == se.fired) == (tc.name == "campaign table" || tc.name == "every kind") {
+				t.Errorf("%d of %d events fired for decided side by side (plain: %d)", se.paired, se.fired, pe.paired)
 			}
 			if string(plain) != string(shared) || pe.events != se.events || pe.skipped != se.skipped || pe.deadLtrs != se.deadLtrs {
 				t.Fatalf("shared decisions differ from the plain ones: events %d/%d, skipped %d/%d, failed %v/%v\nplain:\n%s\nshared:\n%s",
