@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -38,6 +39,10 @@ type State struct {
 type partState struct {
 	rows    map[string][]byte // member → encoded profile (member.Codec)
 	ledgers map[string][]byte // member → encoded ledger (timing.Codec)
+	// profiles are rows decoded (nil: undecodable), moved out of rows the
+	// first time an offer to the member is decided: a profile is decoded
+	// once and held once, and the stages' decisions only read it.
+	profiles map[string]*member.Profile
 	// index is index name → key → members, sorted as a Pebble prefix scan
 	// of the audience stage's store returns them.
 	index map[string]map[string][]string
@@ -47,7 +52,7 @@ type partState struct {
 func NewState(partitions int32) *State {
 	s := &State{partitions: partitions, parts: make([]*partState, partitions)}
 	for i := range s.parts {
-		s.parts[i] = &partState{rows: map[string][]byte{}, ledgers: map[string][]byte{}}
+		s.parts[i] = &partState{rows: map[string][]byte{}, ledgers: map[string][]byte{}, profiles: map[string]*member.Profile{}}
 	}
 	return s
 }
@@ -59,7 +64,7 @@ func (s *State) Partitions() int32 { return s.partitions }
 func (s *State) Members() int {
 	n := 0
 	for _, p := range s.parts {
-		n += len(p.rows)
+		n += len(p.rows) + len(p.profiles)
 	}
 	return n
 }
@@ -85,12 +90,15 @@ func (s *State) PutLedger(p int32, key string, value []byte) {
 	put(s.parts[p].ledgers, key, value)
 }
 
+// put keeps a copy of value: a record's value shares its memory with the
+// rest of the fetched batch, which the copy lets go (with the versions of
+// a key that later records replace).
 func put(m map[string][]byte, key string, value []byte) {
 	if value == nil {
 		delete(m, key)
 		return
 	}
-	m[key] = value
+	m[key] = bytes.Clone(value)
 }
 
 // Index builds every partition's audience indexes from its rows with the
@@ -127,17 +135,26 @@ func (s *State) Index() error {
 // lookup is the partition's members under key of index, in key order.
 func (s *State) lookup(p int32, index, key string) []string { return s.parts[p].index[index][key] }
 
-// profile decodes a member's row, nil when the table has none.
-func (s *State) profile(p int32, id string) (*member.Profile, error) {
-	b, ok := s.parts[p].rows[id]
+// profile is a member's profile on partition p, nil when the member table
+// has no row for it or one the filter stage's join could not decode either
+// (decided as for a member without a profile). Only the shard that owns
+// partition p calls it: it moves the row it decodes to profiles.
+func (s *State) profile(p int32, id string) *member.Profile {
+	ps := s.parts[p]
+	if prof, ok := ps.profiles[id]; ok {
+		return prof
+	}
+	b, ok := ps.rows[id]
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	v, err := member.Codec{}.Decode(b)
-	if err != nil {
-		return nil, err
+	var prof *member.Profile
+	if v, err := (member.Codec{}).Decode(b); err == nil {
+		prof = v.(*member.Profile)
 	}
-	return v.(*member.Profile), nil
+	ps.profiles[id] = prof
+	delete(ps.rows, id)
+	return prof
 }
 
 // ledger is the member's frequency ledger as it stood when the window
@@ -294,18 +311,11 @@ type shard struct {
 	// ledgers[m][After]), so timing decides once for both; the first
 	// decision that differs gives each set its own copy (own).
 	ledgers map[string]*[2]*timing.Ledger
-	// profiles are decoded rows, reused across events: the member table
-	// does not change during a run and the stages' decisions only read a
-	// profile. Bounded by maxProfiles (then dropped and refilled).
-	profiles map[string]*member.Profile
-	agg      *aggregate
+	agg     *aggregate
 	// offers and results are the current job's, reused from job to job.
 	offers  [2][]topics.Offer
 	results [2][]offerOutcome
 }
-
-// maxProfiles bounds a shard's decoded profiles (about 2 KB each).
-const maxProfiles = 200_000
 
 // newEngine starts workers shards (at most one per partition). With share
 // false every offer is decided under each set on its own, as if the sets
@@ -321,7 +331,7 @@ func newEngine(before, after *rules.Set, st *State, from time.Time, workers, sam
 	}
 	for i := range workers {
 		sh := &shard{e: e, in: make(chan *job, 256), agg: newAggregate(samples),
-			ledgers: map[string]*[2]*timing.Ledger{}, profiles: map[string]*member.Profile{}}
+			ledgers: map[string]*[2]*timing.Ledger{}}
 		for p := int32(i); p < st.partitions; p += int32(workers) {
 			sh.parts = append(sh.parts, p)
 		}
@@ -567,23 +577,8 @@ func (sh *shard) pair(o *topics.Offer, now time.Time) [2]Outcome {
 	return out
 }
 
-// profile is the member's decoded profile, nil when the member table has
-// no row for it or one the filter stage's join could not decode either
-// (decided as for a member without a profile).
 func (sh *shard) profile(id string) *member.Profile {
-	p, seen := sh.profiles[id]
-	if seen {
-		return p
-	}
-	p, err := sh.e.state.profile(topics.Partition([]byte(id), sh.e.state.partitions), id)
-	if err != nil {
-		p = nil
-	}
-	if len(sh.profiles) >= maxProfiles {
-		clear(sh.profiles)
-	}
-	sh.profiles[id] = p
-	return p
+	return sh.e.state.profile(topics.Partition([]byte(id), sh.e.state.partitions), id)
 }
 
 // ledger is the member's pair of ledgers, read from the state the first
