@@ -30,7 +30,8 @@ const (
 // State is the member state the simulation reads, as it is now: the member
 // table (member-state-table) with the audience stage's indexes, and the
 // timing stage's ledgers (timing-table), per partition. Fill it with Put
-// and PutLedger, then call Index once before simulating.
+// and PutLedger, then call Index once before simulating, and put nothing
+// after: simulating moves the rows it decodes out of the table.
 type State struct {
 	partitions int32
 	parts      []*partState
