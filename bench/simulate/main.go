@@ -7,8 +7,15 @@
 //	rtm broker --broker-addr 127.0.0.1:19092 --data-dir /tmp/simbench &
 //	rtm topics apply --brokers 127.0.0.1:19092 --partitions 16 --replication 1
 //	rtm rules publish --yes --no-simulate --brokers 127.0.0.1:19092 rules/examples/rtm-rules.xlsx
-//	go run ./bench/simulate -brokers 127.0.0.1:19092 -members 100000 -events 200000
-//	time rtm simulate --brokers 127.0.0.1:19092 --partitions 16 --from -1h candidate.xlsx
+//	go run ./bench/simulate -brokers 127.0.0.1:19092 -members 100000 -events 200000 -candidate /tmp/debug-filter.xlsx
+//	time rtm simulate --brokers 127.0.0.1:19092 --partitions 16 --from -1h rules/examples/rtm-rules.xlsx
+//	time rtm simulate --brokers 127.0.0.1:19092 --partitions 16 --from -1h /tmp/debug-filter.xlsx
+//
+// The first candidate changes no table (every decision is the same under
+// both rule sets); -candidate writes one that changes the filter table:
+// the example rules with the debug-user row no longer excluding, so debug
+// members (every fiftieth) gain messages and the filter decides each
+// offer under both rule sets.
 package main
 
 import (
@@ -16,11 +23,13 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/processors/member"
+	"github.com/rtm-project/rtm/rules/examples"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -30,7 +39,19 @@ func main() {
 	items := flag.Int("items", 20000, "items they favourite")
 	favs := flag.Int("favourites", 5, "favourites per member")
 	events := flag.Int("events", 200000, "events to write, over the last 30 minutes")
+	candidate := flag.String("candidate", "", "also write a candidate workbook changing the filter table to this .xlsx file")
 	flag.Parse()
+	if *candidate != "" {
+		// Filters!H9 is the exclude cell of the debug-user rule (row 9 of
+		// the Filters sheet, as `rtm simulate` names it).
+		b, err := examples.Edited(map[string]any{"Filters!H9": false})
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := os.WriteFile(*candidate, b, 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(*brokers), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100000))
 	if err != nil {

@@ -1,7 +1,9 @@
 package simulate
 
 import (
+	"bytes"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -28,7 +30,8 @@ const (
 // State is the member state the simulation reads, as it is now: the member
 // table (member-state-table) with the audience stage's indexes, and the
 // timing stage's ledgers (timing-table), per partition. Fill it with Put
-// and PutLedger, then call Index once before simulating.
+// and PutLedger, then call Index once before simulating, and put nothing
+// after: simulating moves the rows it decodes out of the table.
 type State struct {
 	partitions int32
 	parts      []*partState
@@ -37,6 +40,10 @@ type State struct {
 type partState struct {
 	rows    map[string][]byte // member → encoded profile (member.Codec)
 	ledgers map[string][]byte // member → encoded ledger (timing.Codec)
+	// profiles are rows decoded (nil: undecodable), moved out of rows the
+	// first time an offer to the member is decided: a profile is decoded
+	// once and held once, and the stages' decisions only read it.
+	profiles map[string]*member.Profile
 	// index is index name → key → members, sorted as a Pebble prefix scan
 	// of the audience stage's store returns them.
 	index map[string]map[string][]string
@@ -46,7 +53,7 @@ type partState struct {
 func NewState(partitions int32) *State {
 	s := &State{partitions: partitions, parts: make([]*partState, partitions)}
 	for i := range s.parts {
-		s.parts[i] = &partState{rows: map[string][]byte{}, ledgers: map[string][]byte{}}
+		s.parts[i] = &partState{rows: map[string][]byte{}, ledgers: map[string][]byte{}, profiles: map[string]*member.Profile{}}
 	}
 	return s
 }
@@ -58,7 +65,7 @@ func (s *State) Partitions() int32 { return s.partitions }
 func (s *State) Members() int {
 	n := 0
 	for _, p := range s.parts {
-		n += len(p.rows)
+		n += len(p.rows) + len(p.profiles)
 	}
 	return n
 }
@@ -84,12 +91,15 @@ func (s *State) PutLedger(p int32, key string, value []byte) {
 	put(s.parts[p].ledgers, key, value)
 }
 
+// put keeps a copy of value: a record's value shares its memory with the
+// rest of the fetched batch, which the copy lets go (with the versions of
+// a key that later records replace).
 func put(m map[string][]byte, key string, value []byte) {
 	if value == nil {
 		delete(m, key)
 		return
 	}
-	m[key] = value
+	m[key] = bytes.Clone(value)
 }
 
 // Index builds every partition's audience indexes from its rows with the
@@ -126,17 +136,26 @@ func (s *State) Index() error {
 // lookup is the partition's members under key of index, in key order.
 func (s *State) lookup(p int32, index, key string) []string { return s.parts[p].index[index][key] }
 
-// profile decodes a member's row, nil when the table has none.
-func (s *State) profile(p int32, id string) (*member.Profile, error) {
-	b, ok := s.parts[p].rows[id]
+// profile is a member's profile on partition p, nil when the member table
+// has no row for it or one the filter stage's join could not decode either
+// (decided as for a member without a profile). Only the shard that owns
+// partition p calls it: it moves the row it decodes to profiles.
+func (s *State) profile(p int32, id string) *member.Profile {
+	ps := s.parts[p]
+	if prof, ok := ps.profiles[id]; ok {
+		return prof
+	}
+	b, ok := ps.rows[id]
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	v, err := member.Codec{}.Decode(b)
-	if err != nil {
-		return nil, err
+	var prof *member.Profile
+	if v, err := (member.Codec{}).Decode(b); err == nil {
+		prof = v.(*member.Profile)
 	}
-	return v.(*member.Profile), nil
+	ps.profiles[id] = prof
+	delete(ps.rows, id)
+	return prof
 }
 
 // ledger is the member's frequency ledger as it stood when the window
@@ -178,9 +197,11 @@ type Outcome struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
-// offerOutcome pairs an offer with its outcome under one rule set.
+// offerOutcome pairs an offer with its outcome under one rule set. The
+// offer is the shard's: it is valid until the shard's next job, so what
+// outlives the job (a sample) copies what it needs.
 type offerOutcome struct {
-	offer   topics.Offer
+	offer   *topics.Offer
 	outcome Outcome
 }
 
@@ -190,29 +211,70 @@ type offerOutcome struct {
 func decide(set *rules.Set, o *topics.Offer, p *member.Profile, l *timing.Ledger, now time.Time) Outcome {
 	d, snap := filter.Decide(set, o, p, now)
 	if snap == nil {
-		return Outcome{Stopped: &d}
+		return Outcome{Stopped: stop(d)}
 	}
 	o.Member = snap
 	d, ch := channel.Route(set, o, channel.DefaultPriors)
 	if ch == "" {
-		return Outcome{Stopped: &d}
+		return Outcome{Stopped: stop(d)}
 	}
 	o.Channel = ch
-	v := timing.Schedule(l, set, o, now)
+	return scheduled(timing.Schedule(l, set, o, now), ch)
+}
+
+// stop is an outcome's Stopped: a copy of d made only for an exclusion,
+// so an offer that passes allocates nothing for the decisions it passed.
+func stop(d topics.Decision) *topics.Decision { return &d }
+
+// scheduled is the outcome of timing's verdict on an offer routed to ch.
+func scheduled(v timing.Verdict, ch string) Outcome {
 	switch {
 	case v.Duplicate:
 		return Outcome{Duplicate: true, Channel: ch}
 	case v.Dropped():
-		return Outcome{Stopped: &v.Decision, Channel: ch}
+		return Outcome{Stopped: stop(v.Decision), Channel: ch}
 	}
 	return Outcome{Sent: true, Channel: ch, SendAt: v.SendAt}
 }
 
+// shared says which stages decide alike under both rule sets because the
+// sets hold the same tables for them, by name and version: a table's
+// version is the hash of its content (rules.Compile refuses a spec whose
+// version is not), so the same name and version is the same table, and
+// the same input gets the same decision under either set. A decision
+// made once then stands for both, which is most of the work when a
+// candidate changes one table.
+type shared struct{ campaign, filter, channel, timing bool }
+
+func sharedStages(before, after *rules.Set) shared {
+	return shared{
+		campaign: sameTables(before, after, rules.KindCampaign),
+		filter:   sameTables(before, after, rules.KindFilter),
+		// The channel stage chooses among the channels the offer's
+		// template has variants for: the template tables count too.
+		channel: sameTables(before, after, rules.KindChannel, rules.KindTemplate),
+		timing:  sameTables(before, after, rules.KindTiming),
+	}
+}
+
+func sameTables(a, b *rules.Set, kinds ...rules.Kind) bool {
+	for _, k := range kinds {
+		if !slices.EqualFunc(a.Kind(k), b.Kind(k), func(x, y *rules.Table) bool {
+			return x == y || (x.Name() == y.Name() && x.Version() == y.Version())
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
 // job is one event and what the campaign stage fires for it under each
-// rule set.
+// rule set. paired: the firings are the same under both (sameFirings), so
+// the offers are too and are decided side by side.
 type job struct {
 	event   *topics.Event
 	firings [2][]campaign.Firing
+	paired  bool
 }
 
 // engine runs events through both rule sets. Events come in one at a
@@ -221,7 +283,12 @@ type job struct {
 // partitions of the member-keyed topics, as a stage's instances do, so a
 // member's offers are decided in event order against its own ledgers.
 type engine struct {
-	sets   [2]*rules.Set
+	sets [2]*rules.Set
+	// share: decide once what both sets decide alike (shared, and events
+	// both sets fire alike); otherwise every offer is decided under each
+	// set on its own.
+	share  bool
+	shared shared
 	state  *State
 	from   time.Time
 	shards []*shard
@@ -230,33 +297,42 @@ type engine struct {
 	skipped  int
 	deadLtrs [2]int
 	events   int
+	// fired counts the events some campaign fires for (under either set),
+	// paired those of them whose offers were decided side by side.
+	fired, paired int
 }
 
 type shard struct {
-	e       *engine
-	parts   []int32
-	in      chan *job
-	ledgers [2]map[string]*timing.Ledger
-	// profiles are decoded rows, reused across events: the member table
-	// does not change during a run and the stages' decisions only read a
-	// profile. Bounded by maxProfiles (then dropped and refilled).
-	profiles map[string]*member.Profile
-	agg      *aggregate
+	e     *engine
+	parts []int32
+	in    chan *job
+	// ledgers are each member's frequency ledgers under the two rule
+	// sets. While every decision recorded for a member was the same under
+	// both, the ledgers are equal and held once (ledgers[m][Before] ==
+	// ledgers[m][After]), so timing decides once for both; the first
+	// decision that differs gives each set its own copy (own).
+	ledgers map[string]*[2]*timing.Ledger
+	agg     *aggregate
+	// offers and results are the current job's, reused from job to job.
+	offers  [2][]topics.Offer
+	results [2][]offerOutcome
 }
 
-// maxProfiles bounds a shard's decoded profiles (about 2 KB each).
-const maxProfiles = 200_000
-
-// newEngine starts workers shards (at most one per partition).
-func newEngine(before, after *rules.Set, st *State, from time.Time, workers, samples int) *engine {
+// newEngine starts workers shards (at most one per partition). With share
+// false every offer is decided under each set on its own, as if the sets
+// had no table in common: the plain path the shared one is tested against.
+func newEngine(before, after *rules.Set, st *State, from time.Time, workers, samples int, share bool) *engine {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, int(st.partitions))
-	e := &engine{sets: [2]*rules.Set{before, after}, state: st, from: from}
+	e := &engine{sets: [2]*rules.Set{before, after}, state: st, from: from, share: share}
+	if share {
+		e.shared = sharedStages(before, after)
+	}
 	for i := range workers {
 		sh := &shard{e: e, in: make(chan *job, 256), agg: newAggregate(samples),
-			ledgers: [2]map[string]*timing.Ledger{{}, {}}, profiles: map[string]*member.Profile{}}
+			ledgers: map[string]*[2]*timing.Ledger{}}
 		for p := int32(i); p < st.partitions; p += int32(workers) {
 			sh.parts = append(sh.parts, p)
 		}
@@ -286,28 +362,71 @@ func (e *engine) Event(key []byte, partition int32, value []byte) {
 
 func (e *engine) event(ev *topics.Event) {
 	e.events++
-	j := &job{event: ev}
+	j := &job{event: ev, paired: e.shared.campaign}
+	var failed int
 	for i, set := range e.sets {
-		sum, decs, err := campaign.Decide(set, ev, nil)
-		if err != nil {
-			e.deadLtrs[i]++
-			continue
+		if j.paired && i == After {
+			j.firings[After] = j.firings[Before] // and as many failures
+		} else {
+			j.firings[i], failed = fire(set, ev)
 		}
-		for _, d := range decs {
-			f, err := campaign.Fire(ev, sum, d)
-			if err != nil {
-				e.deadLtrs[i]++
-				continue
-			}
-			j.firings[i] = append(j.firings[i], f)
-		}
+		e.deadLtrs[i] += failed
 	}
 	if len(j.firings[Before]) == 0 && len(j.firings[After]) == 0 {
 		return
 	}
+	e.fired++
+	if e.share && !j.paired && sameFirings(j.firings[Before], j.firings[After]) {
+		j.firings[After], j.paired = j.firings[Before], true
+	}
+	if j.paired {
+		e.paired++
+	}
 	for _, sh := range e.shards {
 		sh.in <- j
 	}
+}
+
+// sameFirings reports whether two rule sets fire the same for an event
+// but for the campaign table's version (Offer.RulesVersion), which no
+// later stage reads: a changed campaign table fires most events as the
+// one in force does, and their offers are then decided side by side.
+func sameFirings(a, b []campaign.Firing) bool {
+	return slices.EqualFunc(a, b, func(x, y campaign.Firing) bool {
+		switch {
+		case x.Offer != nil && y.Offer != nil:
+			return sameOffer(*x.Offer, *y.Offer)
+		case x.Request != nil && y.Request != nil:
+			xr, yr := *x.Request, *y.Request
+			xr.Offer, yr.Offer = topics.Offer{}, topics.Offer{}
+			return sameOffer(x.Request.Offer, y.Request.Offer) && reflect.DeepEqual(xr, yr)
+		}
+		return false
+	})
+}
+
+func sameOffer(x, y topics.Offer) bool {
+	x.RulesVersion, y.RulesVersion = "", ""
+	return reflect.DeepEqual(x, y)
+}
+
+// fire is what the campaign stage emits for an event under set, and how
+// many times it would dead-letter it instead (a table it cannot evaluate,
+// a decision it cannot fire).
+func fire(set *rules.Set, ev *topics.Event) (out []campaign.Firing, failed int) {
+	sum, decs, err := campaign.Decide(set, ev, nil)
+	if err != nil {
+		return nil, 1
+	}
+	for _, d := range decs {
+		f, err := campaign.Fire(ev, sum, d)
+		if err != nil {
+			failed++
+			continue
+		}
+		out = append(out, f)
+	}
+	return out, failed
 }
 
 // close waits for the shards and merges what they found.
@@ -334,9 +453,10 @@ func (sh *shard) owns(p int32) bool { return slices.Contains(sh.parts, p) }
 // offers are the offer candidates of a job on this shard's partitions
 // under rule set i: an offer to the event's member, or, for an item-wide
 // audience, one per member the partition's index finds (audience.Target
-// and audience.Match, as the audience stage does on each partition).
-func (sh *shard) offers(j *job, i int) []topics.Offer {
-	var out []topics.Offer
+// and audience.Match, as the audience stage does on each partition). They
+// are written over the shard's buffer for set i.
+func (sh *shard) collect(j *job, i int) []topics.Offer {
+	out := sh.offers[i][:0]
 	st := sh.e.state
 	for _, f := range j.firings[i] {
 		if f.Offer != nil {
@@ -357,35 +477,137 @@ func (sh *shard) offers(j *job, i int) []topics.Offer {
 			}
 		}
 	}
+	sh.offers[i] = out
 	return out
 }
 
 func (sh *shard) job(j *job) {
 	now := j.event.At
-	var results [2][]offerOutcome
-	for i := range 2 {
-		for _, o := range sh.offers(j, i) {
-			p, seen := sh.profiles[o.MemberID]
-			if !seen {
-				var err error
-				if p, err = sh.e.state.profile(topics.Partition([]byte(o.MemberID), sh.e.state.partitions), o.MemberID); err != nil {
-					// A row the filter stage's join could not decode
-					// either: decided as for a member without a profile.
-					p = nil
-				}
-				if len(sh.profiles) >= maxProfiles {
-					clear(sh.profiles)
-				}
-				sh.profiles[o.MemberID] = p
+	res := &sh.results
+	res[Before], res[After] = res[Before][:0], res[After][:0]
+	if j.paired {
+		offers := sh.collect(j, Before)
+		for k := range offers {
+			o := &offers[k]
+			out := sh.pair(o, now)
+			res[Before] = append(res[Before], offerOutcome{offer: o, outcome: out[Before]})
+			res[After] = append(res[After], offerOutcome{offer: o, outcome: out[After]})
+		}
+	} else {
+		for i := range 2 {
+			offers := sh.collect(j, i)
+			for k := range offers {
+				o := &offers[k]
+				l := own(sh.ledger(o.MemberID), i)
+				out := decide(sh.e.sets[i], o, sh.profile(o.MemberID), l, now)
+				res[i] = append(res[i], offerOutcome{offer: o, outcome: out})
 			}
-			l := sh.ledgers[i][o.MemberID]
-			if l == nil {
-				l = sh.e.state.ledger(topics.Partition([]byte(o.MemberID), sh.e.state.partitions), o.MemberID, sh.e.from)
-				sh.ledgers[i][o.MemberID] = l
-			}
-			out := decide(sh.e.sets[i], &o, p, l, now)
-			results[i] = append(results[i], offerOutcome{offer: o, outcome: out})
 		}
 	}
-	sh.agg.add(j, results)
+	sh.agg.add(j, *res)
+}
+
+// pair decides an offer under both rule sets at once: each stage whose
+// tables the sets share decides once for both, as long as its input is the
+// same under both; the others decide under each set.
+func (sh *shard) pair(o *topics.Offer, now time.Time) [2]Outcome {
+	e := sh.e
+	var out [2]Outcome
+	p := sh.profile(o.MemberID)
+	var snap [2]*topics.MemberSnapshot
+	if e.shared.filter {
+		d, s := filter.Decide(e.sets[Before], o, p, now)
+		if s == nil {
+			why := stop(d)
+			return [2]Outcome{{Stopped: why}, {Stopped: why}}
+		}
+		snap = [2]*topics.MemberSnapshot{s, s}
+	} else {
+		for i := range 2 {
+			d, s := filter.Decide(e.sets[i], o, p, now)
+			if s == nil {
+				out[i] = Outcome{Stopped: stop(d)}
+			}
+			snap[i] = s
+		}
+	}
+	// A snapshot is a function of the profile and the time
+	// (member.Profile.Snapshot), so the snapshots the two filters passed
+	// on are equal, and so are the offers channel reads.
+	var ch [2]string
+	if e.shared.channel && snap[Before] != nil && snap[After] != nil {
+		o.Member = snap[Before]
+		d, c := channel.Route(e.sets[Before], o, channel.DefaultPriors)
+		if c == "" {
+			why := stop(d)
+			return [2]Outcome{{Stopped: why}, {Stopped: why}}
+		}
+		ch = [2]string{c, c}
+	} else {
+		for i := range 2 {
+			if snap[i] == nil {
+				continue
+			}
+			o.Member = snap[i]
+			d, c := channel.Route(e.sets[i], o, channel.DefaultPriors)
+			if c == "" {
+				out[i] = Outcome{Stopped: stop(d)}
+			}
+			ch[i] = c
+		}
+	}
+	if ch[Before] == "" && ch[After] == "" {
+		return out
+	}
+	ls := sh.ledger(o.MemberID)
+	// Timing decides once when its tables, the offer (same channel) and
+	// the member's ledger are the same under both sets; the ledger stays
+	// shared, as the same decision is recorded in both.
+	if e.shared.timing && ch[Before] == ch[After] && ls[Before] == ls[After] {
+		o.Member, o.Channel = snap[Before], ch[Before]
+		v := scheduled(timing.Schedule(ls[Before], e.sets[Before], o, now), ch[Before])
+		return [2]Outcome{v, v}
+	}
+	for i := range 2 {
+		if ch[i] == "" {
+			continue
+		}
+		o.Member, o.Channel = snap[i], ch[i]
+		out[i] = scheduled(timing.Schedule(own(ls, i), e.sets[i], o, now), ch[i])
+	}
+	return out
+}
+
+func (sh *shard) profile(id string) *member.Profile {
+	return sh.e.state.profile(topics.Partition([]byte(id), sh.e.state.partitions), id)
+}
+
+// ledger is the member's pair of ledgers, read from the state the first
+// time (one ledger for both sets: they start equal).
+func (sh *shard) ledger(id string) *[2]*timing.Ledger {
+	ls := sh.ledgers[id]
+	if ls == nil {
+		l := sh.e.state.ledger(topics.Partition([]byte(id), sh.e.state.partitions), id, sh.e.from)
+		ls = &[2]*timing.Ledger{l, l}
+		sh.ledgers[id] = ls
+	}
+	return ls
+}
+
+// own is set i's ledger of a pair, about to record a decision of set i
+// alone: a ledger the sets shared is copied first, so each has its own
+// from now on.
+func own(ls *[2]*timing.Ledger, i int) *timing.Ledger {
+	if ls[Before] == ls[After] {
+		ls[After] = cloneLedger(ls[Before])
+	}
+	return ls[i]
+}
+
+// cloneLedger is a copy of l that shares no memory Schedule writes to
+// (it appends to and deletes from the slices in place).
+func cloneLedger(l *timing.Ledger) *timing.Ledger {
+	c := *l
+	c.Slots, c.Held, c.Done = slices.Clone(l.Slots), slices.Clone(l.Held), slices.Clone(l.Done)
+	return &c
 }

@@ -86,9 +86,12 @@ func TestEngineDecidesLikeTheStages(t *testing.T) {
 	if len(favouriters) == 0 || len(debug) == 0 {
 		t.Fatalf("generated %d favouriters of I00007, %d debug: the test needs both", len(favouriters), len(debug))
 	}
-	for _, workers := range []int{1, 3} {
-		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) {
-			e := newEngine(before, after, st, t0.Add(-time.Hour), workers, -1)
+	for _, tc := range []struct {
+		workers int
+		share   bool
+	}{{1, true}, {3, true}, {1, false}, {3, false}} {
+		t.Run(fmt.Sprintf("%d workers, share %v", tc.workers, tc.share), func(t *testing.T) {
+			e := newEngine(before, after, st, t0.Add(-time.Hour), tc.workers, -1, tc.share)
 			key := []byte("I00007")
 			e.Event(key, topics.Partition(key, partitions), priceDrop(t, "I00007", 1, t0))
 			e.Event(key, topics.Partition(key, partitions), priceDrop(t, "I00007", 2, t0.Add(time.Minute)))
@@ -182,7 +185,7 @@ func BenchmarkSimulate(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	e := newEngine(before, after, st, t0.Add(-time.Hour), 0, DefaultSamples)
+	e := newEngine(before, after, st, t0.Add(-time.Hour), 0, DefaultSamples, true)
 	for _, r := range recs {
 		e.Event(r.key, r.p, r.value)
 	}

@@ -151,10 +151,13 @@ type Report struct {
 type aggregate struct {
 	samples   int
 	campaigns map[string]*Campaign
+	// byID indexes the offers of the event being added, per set; kept
+	// from one event to the next (add clears it).
+	byID [2]map[string]*offerOutcome
 }
 
 func newAggregate(samples int) *aggregate {
-	return &aggregate{samples: samples, campaigns: map[string]*Campaign{}}
+	return &aggregate{samples: samples, campaigns: map[string]*Campaign{}, byID: [2]map[string]*offerOutcome{{}, {}}}
 }
 
 func (a *aggregate) campaign(id string) *Campaign {
@@ -173,7 +176,9 @@ var caps = []string{timing.ReasonCapDay, timing.ReasonCapWeek, timing.ReasonCapC
 // them offer by offer (offer IDs are derived from campaign, event and
 // member, so the same offer has the same ID under both).
 func (a *aggregate) add(j *job, results [2][]offerOutcome) {
-	byID := [2]map[string]*offerOutcome{{}, {}}
+	byID := a.byID
+	clear(byID[Before])
+	clear(byID[After])
 	for i := range 2 {
 		for k := range results[i] {
 			r := &results[i][k]
@@ -211,16 +216,17 @@ func (a *aggregate) add(j *job, results [2][]offerOutcome) {
 		}
 	}
 	for i := range 2 {
-		for _, r := range results[i] {
+		for k := range results[i] {
+			r := &results[i][k]
 			other := byID[1-i][r.offer.OfferID]
 			if i == After && other != nil {
 				continue // compared from the before side
 			}
 			var b, af *offerOutcome
 			if i == Before {
-				b, af = &r, other
+				b, af = r, other
 			} else {
-				af = &r
+				af = r
 			}
 			a.compare(j, b, af)
 		}
@@ -232,12 +238,17 @@ func (a *aggregate) compare(j *job, b, af *offerOutcome) {
 	sent := func(r *offerOutcome) bool { return r != nil && r.outcome.Sent }
 	ref := cmp.Or(b, af)
 	c := a.campaign(ref.offer.CampaignID)
-	s := Sample{MemberID: ref.offer.MemberID, OfferID: ref.offer.OfferID, EventID: j.event.EventID, EventAt: j.event.At}
-	if b != nil {
-		s.Before = &b.outcome
-	}
-	if af != nil {
-		s.After = &af.outcome
+	// A sample outlives the event: it has copies of the outcomes, which
+	// are the shard's to reuse.
+	sample := func() Sample {
+		s := Sample{MemberID: ref.offer.MemberID, OfferID: ref.offer.OfferID, EventID: j.event.EventID, EventAt: j.event.At}
+		if b != nil {
+			s.Before = new(b.outcome)
+		}
+		if af != nil {
+			s.After = new(af.outcome)
+		}
+		return s
 	}
 	switch {
 	case sent(b) && sent(af):
@@ -249,10 +260,12 @@ func (a *aggregate) compare(j *job, b, af *offerOutcome) {
 		}
 	case sent(b):
 		c.Lost++
+		s := sample()
 		s.Why = why(af, b)
 		c.lostAll = keepSmallest(append(c.lostAll, s), c.sampleLimit)
 	case sent(af):
 		c.Gained++
+		s := sample()
 		s.Why = why(b, af)
 		c.gainedAll = keepSmallest(append(c.gainedAll, s), c.sampleLimit)
 	}

@@ -17,8 +17,8 @@ func fired(campaign string) topics.Decision {
 	return topics.Decision{Stage: "campaign", Table: "campaigns", Row: 9, Rule: "大幅値下げ", Outcome: "fire"}
 }
 
-func offer(member string) topics.Offer {
-	return topics.Offer{OfferID: "of-" + member, CampaignID: "c1", MemberID: member, Decisions: []topics.Decision{fired("c1")}}
+func offer(member string) *topics.Offer {
+	return &topics.Offer{OfferID: "of-" + member, CampaignID: "c1", MemberID: member, Decisions: []topics.Decision{fired("c1")}}
 }
 
 func sent(ch string, at time.Time) *Outcome { return &Outcome{Sent: true, Channel: ch, SendAt: at} }

@@ -112,7 +112,7 @@ func Run(ctx context.Context, cl *kgo.Client, partitions int32, candidate []rule
 	}
 	rep.Members, rep.Ledgers = st.Members(), st.Ledgers()
 
-	eng := newEngine(before, after, st, opts.From, opts.Workers, rep.Samples)
+	eng := newEngine(before, after, st, opts.From, opts.Workers, rep.Samples, true)
 	to, err := readEvents(ctx, cl, adm, opts.From, eng.Event)
 	agg := eng.close()
 	if err != nil {
