@@ -6,23 +6,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-)
 
-// readerOpts derives consumer options from a caller's client: its
-// connection settings (seeds, TLS, SASL, client id) without its producer,
-// consumer or group settings, so that reading never interferes with the
-// caller's transactional producer or group.
-func readerOpts(cl *kgo.Client) []kgo.Opt {
-	var out []kgo.Opt
-	for _, o := range cl.Opts() {
-		switch o.(type) {
-		case kgo.ProducerOpt, kgo.ConsumerOpt, kgo.GroupOpt:
-			continue
-		}
-		out = append(out, o)
-	}
-	return out
-}
+	"github.com/rtm-project/rtm/internal/kafka"
+)
 
 // stableEnds returns, per partition, the log start offset and the last
 // stable offset of a topic: the range a read_committed consumer can read.
@@ -86,7 +72,7 @@ func readAll(ctx context.Context, base *kgo.Client, topic string, fn func(*kgo.R
 	if done() {
 		return nil
 	}
-	cl, err := kgo.NewClient(append(readerOpts(base), consumerOpts(topic, ends)...)...)
+	cl, err := kgo.NewClient(append(kafka.ReaderOpts(base), consumerOpts(topic, ends)...)...)
 	if err != nil {
 		return fmt.Errorf("creating reader for %s: %w", topic, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -93,7 +94,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watching rules: %w", err)
 	}
-	cl, err := kgo.NewClient(append(readerOpts(w.base), consumerOpts(w.topic, ends)...)...)
+	cl, err := kgo.NewClient(append(kafka.ReaderOpts(w.base), consumerOpts(w.topic, ends)...)...)
 	if err != nil {
 		return fmt.Errorf("watching rules: creating consumer: %w", err)
 	}

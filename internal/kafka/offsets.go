@@ -14,26 +14,53 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ListOffsets runs an offset listing (kadm's ListStartOffsets,
-// ListEndOffsets, ListOffsetsAfterMilli) and retries it while it reports
-// retriable errors, up to five times: a broker whose metadata is still
-// catching up answers "unknown topic" for a moment, which a read-only tool
-// (rtm explain, rtm report) should wait out rather than report.
-func ListOffsets(ctx context.Context, fn func() (kadm.ListedOffsets, error)) (kadm.ListedOffsets, error) {
+// ReaderOpts are the connection settings of a caller's client (seeds,
+// TLS, SASL, client ID) without its producer, consumer or group settings:
+// a reader built from them assigns partitions itself, joins no group,
+// commits nothing and can produce nothing, so reading never interferes
+// with the caller's transactional producer or group.
+func ReaderOpts(cl *kgo.Client) []kgo.Opt {
+	var out []kgo.Opt
+	for _, o := range cl.Opts() {
+		switch o.(type) {
+		case kgo.ProducerOpt, kgo.ConsumerOpt, kgo.GroupOpt:
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// Retry calls fn until it succeeds or fails for a reason that is not
+// retriable, at most five times: a broker whose metadata is still catching
+// up answers "unknown topic or partition" for a moment, which a read-only
+// tool (rtm explain, rtm report, rtm simulate) should wait out rather than
+// report.
+func Retry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
+		v, err := fn()
+		if err == nil || attempt == 5 || !kerr.IsRetriable(err) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
+}
+
+// ListOffsets runs an offset listing (kadm's ListStartOffsets,
+// ListEndOffsets, ListOffsetsAfterMilli) with Retry, counting the
+// listing's per-partition errors as its own.
+func ListOffsets(ctx context.Context, fn func() (kadm.ListedOffsets, error)) (kadm.ListedOffsets, error) {
+	return Retry(ctx, func() (kadm.ListedOffsets, error) {
 		l, err := fn()
 		if err == nil {
 			err = l.Error()
 		}
-		if err == nil || attempt == 5 || !kerr.IsRetriable(err) {
-			return l, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
-		}
-	}
+		return l, err
+	})
 }
 
 // Scan reads the given partitions of each topic from the first offset at

@@ -10,42 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/topics"
 )
-
-// readerOpts are the connection settings of the caller's client (seeds,
-// TLS, SASL, client ID) without its producer, consumer or group settings:
-// the simulation's readers assign partitions themselves, join no group,
-// commit nothing and can produce nothing, whatever the caller's client is.
-func readerOpts(cl *kgo.Client) []kgo.Opt {
-	var out []kgo.Opt
-	for _, o := range cl.Opts() {
-		switch o.(type) {
-		case kgo.ProducerOpt, kgo.ConsumerOpt, kgo.GroupOpt:
-			continue
-		}
-		out = append(out, o)
-	}
-	return out
-}
-
-// retry calls fn until it succeeds or fails for a reason that is not
-// retriable, at most five times: a broker whose metadata is still catching
-// up answers "unknown topic or partition" for a moment (as explain's
-// listings, which retry the same way).
-func retry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
-	for attempt := 1; ; attempt++ {
-		v, err := fn()
-		if err == nil || attempt == 5 || !kerr.IsRetriable(err) {
-			return v, err
-		}
-		select {
-		case <-ctx.Done():
-			return v, err
-		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
-		}
-	}
-}
 
 // partitionsOf returns a topic's partition count, or an error wrapping
 // kerr.UnknownTopicOrPartition when it does not exist.
@@ -78,11 +45,11 @@ func spanOf(ctx context.Context, adm *kadm.Client, topic string, starts func() (
 		}
 		return l, err
 	}
-	ends, err := retry(ctx, func() (kadm.ListedOffsets, error) { return listed(adm.ListCommittedOffsets(ctx, topic)) })
+	ends, err := kafka.Retry(ctx, func() (kadm.ListedOffsets, error) { return listed(adm.ListCommittedOffsets(ctx, topic)) })
 	if err != nil {
 		return sp, fmt.Errorf("listing end offsets of %s: %w", topic, err)
 	}
-	first, err := retry(ctx, func() (kadm.ListedOffsets, error) { return listed(starts()) })
+	first, err := kafka.Retry(ctx, func() (kadm.ListedOffsets, error) { return listed(starts()) })
 	if err != nil {
 		return sp, fmt.Errorf("listing start offsets of %s: %w", topic, err)
 	}
@@ -111,7 +78,7 @@ func read(ctx context.Context, base *kgo.Client, topic string, sp span, fn func(
 		assign[p] = kgo.NewOffset().At(s)
 		pos[p] = s
 	}
-	cl, err := kgo.NewClient(append(readerOpts(base),
+	cl, err := kgo.NewClient(append(kafka.ReaderOpts(base),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records (transaction markers) are kept so a partition

@@ -36,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/timing"
 	"github.com/rtm-project/rtm/rules"
@@ -75,7 +76,7 @@ func Run(ctx context.Context, cl *kgo.Client, partitions int32, candidate []rule
 	if err := rules.Validate(candidate); err != nil {
 		return nil, err
 	}
-	live, err := retry(ctx, func() (map[string]rules.TableSpec, error) { return rules.List(ctx, cl) })
+	live, err := kafka.Retry(ctx, func() (map[string]rules.TableSpec, error) { return rules.List(ctx, cl) })
 	if err != nil {
 		return nil, err
 	}
