@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,25 +52,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		"--collector-addr", freeAddr(t), "--partitions", "4", "--members", "200", "--items", "40",
 		"--sink-smtp-addr", freeAddr(t), "--sink-http-addr", freeAddr(t), "--log-level", "warn",
 		"--console-poll-interval", "2s")
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("rtm dev exited with %v after Ctrl-C", err)
-			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Error("rtm dev did not stop within 30s of Ctrl-C")
-		}
-	})
+	stdout := startDev(t, cmd)
 	// rtm dev prints the console's URL and the token it made.
 	consoleLine := regexp.MustCompile(`web console\s+(http://\S+/console/)\s+\(sign in with your name and token ([0-9a-f]{64})\)`)
 	found := make(chan []string, 1)

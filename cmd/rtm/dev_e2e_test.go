@@ -63,25 +63,7 @@ func TestDevFromOutside(t *testing.T) {
 		"--broker-tls-cert-file", cert, "--broker-tls-key-file", key,
 		"--broker-sasl-mechanism", "SCRAM-SHA-256", "--broker-sasl-username", user)
 	cmd.Env = append(os.Environ(), "RTM_BROKER_SASL_PASSWORD="+pass)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("rtm dev exited with %v after Ctrl-C", err)
-			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Error("rtm dev did not stop within 30s of Ctrl-C")
-		}
-	})
+	stdout := startDev(t, cmd)
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -294,4 +276,34 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// startDev starts an rtm dev command with its stderr in the test log and
+// returns its stdout; at cleanup it stops it with Ctrl-C and fails the
+// test unless it exits cleanly within 30 s.
+func startDev(t *testing.T, cmd *exec.Cmd) io.Reader {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = testWriter{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("rtm dev exited with %v after Ctrl-C", err)
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Error("rtm dev did not stop within 30s of Ctrl-C")
+		}
+	})
+	return stdout
 }
