@@ -28,6 +28,11 @@ var ErrFailed = errors.New("state store failed")
 // finishes in about this long.
 const failedWriteDelay = 100 * time.Millisecond
 
+// workerDrain bounds how long closing a store waits for its worker to
+// finish the call in progress before it closes Pebble anyway: far longer
+// than a commit takes, short against CloseTimeout.
+const workerDrain = time.Second
+
 // failure is the failed state of one open store (one per Open).
 type failure struct {
 	dir    string

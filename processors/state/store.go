@@ -68,6 +68,9 @@ type Store struct {
 	// (runCalls), so that a write stuck in Pebble cannot hold its caller.
 	calls   chan pebbleCall
 	results chan error
+	// idle is closed when the worker has ended (after calls is closed
+	// and its last call returned).
+	idle chan struct{}
 	// recovering is true from Open until MarkRecovered: writes go to the
 	// pending batch, which is committed unsynced every RecoveryBatchBytes.
 	recovering bool
@@ -162,8 +165,11 @@ func (s *Store) Open() error {
 		return errors.Join(fmt.Errorf("opening pebble store %s: %w", s.dir, err), lock.Close())
 	}
 	s.db, s.lock = db, lock
-	s.calls, s.results = make(chan pebbleCall), make(chan error, 1)
-	go runCalls(s.calls, s.results)
+	s.calls, s.results, s.idle = make(chan pebbleCall), make(chan error, 1), make(chan struct{})
+	go func(calls <-chan pebbleCall, results chan<- error, idle chan<- struct{}) {
+		runCalls(calls, results)
+		close(idle)
+	}(s.calls, s.results, s.idle)
 	if err := s.loadMeta(); err != nil {
 		return errors.Join(err, s.closeDBLocked())
 	}
@@ -320,7 +326,7 @@ func (s *Store) Close() error {
 // which a failed store's owner is expected to do.
 func (s *Store) closeDBLocked() error {
 	f := s.fail.Load()
-	db, lock, batches := s.db, s.lock, []*pebble.Batch{s.pending, s.wb}
+	db, lock, batches, idle := s.db, s.lock, []*pebble.Batch{s.pending, s.wb}, s.idle
 	cancel, compactDone := s.compactCancel, s.compactDone
 	// A failed store's batches may still be in a commit its caller stopped
 	// waiting for (callLocked): leave them to the garbage collector.
@@ -336,6 +342,18 @@ func (s *Store) closeDBLocked() error {
 			// Pebble panics on a compaction of a closed DB.
 			cancel()
 			<-compactDone
+		}
+		// A failed store's worker may still be in a commit its caller
+		// stopped waiting for. Pebble must not be closed under a commit
+		// that is applying its batch to a memtable (DB.Close frees the
+		// memtable: a test died of SIGSEGV in the skiplist that way), so
+		// wait for the worker; one stalled behind a flush that only
+		// DB.Close ends waits inside Pebble's stall, which DB.Close ends
+		// with ErrClosed (runCall turns that into an error), and is let go
+		// after workerDrain.
+		select {
+		case <-idle:
+		case <-time.After(workerDrain):
 		}
 		var err error
 		for _, b := range batches {
