@@ -30,8 +30,11 @@ run: build
 # `make fuzz` and the race detector `make test-race` (CI runs all three):
 # each compiles every dependency again (vet, fuzz or race instrumentation),
 # which is most of what a fresh clone's first `make test` used to spend.
+# Most of what is left is compiling and linking: -vet=off leaves vet to
+# make lint, and the test binaries are linked without DWARF (-s -w; stack
+# traces do not need it).
 test:
-	$(GO) test -count=1 -timeout 5m $(PKGS)
+	$(GO) test -count=1 -timeout 5m -vet=off -ldflags='-s -w' $(PKGS)
 
 # The packages whose concurrency is our own code, under the race detector,
 # the end-to-end pipeline test included.
