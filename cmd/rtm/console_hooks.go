@@ -10,6 +10,7 @@ import (
 
 	"github.com/rtm-project/rtm/config"
 	"github.com/rtm-project/rtm/internal/console"
+	"github.com/rtm-project/rtm/internal/kafka"
 	"github.com/rtm-project/rtm/internal/report"
 	"github.com/rtm-project/rtm/internal/simulate"
 	"github.com/rtm-project/rtm/rules"
@@ -33,7 +34,14 @@ func consoleHooks(cfg config.Config, cl *kgo.Client) (console.SimulateFunc, cons
 		return b.String(), nil
 	}
 	reportFn := func(ctx context.Context, campaign string) (string, error) {
-		rep, err := report.Campaign(ctx, cl, campaign, time.Now().Add(-consoleReportWindow))
+		// A client of its own: report.Campaign adds partitions to the
+		// client it reads with, so two pages shown at once must not share one.
+		rc, err := kgo.NewClient(kafka.ReaderOpts(cl)...)
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		rep, err := report.Campaign(ctx, rc, campaign, time.Now().Add(-consoleReportWindow))
 		if err != nil {
 			return "", err
 		}

@@ -106,6 +106,9 @@ type Console struct {
 	lags      *lag.Poller
 	samples   samples
 	uploads   *uploads
+	// simulating admits one simulation at a time: each holds the member
+	// table in memory, in rtm dev beside every stage.
+	simulating chan struct{}
 }
 
 //go:embed templates static
@@ -130,7 +133,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 10 * time.Second
 	}
-	c := &Console{cfg: cfg, log: cfg.Log, now: cfg.Now, keys: newSessionKeys(cfg.AdminToken), uploads: newUploads()}
+	c := &Console{cfg: cfg, log: cfg.Log, now: cfg.Now, keys: newSessionKeys(cfg.AdminToken), uploads: newUploads(), simulating: make(chan struct{}, 1)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}

@@ -432,6 +432,22 @@ func TestPublishAndRollBack(t *testing.T) {
 	if f.live("timing").Meta.Version != taros {
 		t.Error("an overtaken publish was written")
 	}
+
+	// A table the review showed unchanged is checked too: publishing the
+	// workbook would write it back over what someone published meanwhile.
+	resp, _ = f.uploadWorkbook(cl, csrf, "rtm-rules.xlsx", edited(t, map[string]any{"Timing!F11": 7}))
+	review = resp.Header.Get("Location")
+	resp, _ = f.uploadWorkbook(other, ocsrf, "rtm-rules.xlsx", edited(t, map[string]any{"Timing!F11": 6, "Campaigns!I9": 91}))
+	if resp, _ := f.do(other, "POST", resp.Header.Get("Location")+"/publish", url.Values{"csrf": {ocsrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("taro's campaigns publish: %s", resp.Status)
+	}
+	tarosCampaigns := f.live("campaigns").Meta.Version
+	if resp, _ := f.do(cl, "POST", review+"/publish", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusConflict {
+		t.Errorf("hanako's publish over taro's campaigns: %s, want 409", resp.Status)
+	}
+	if f.live("campaigns").Meta.Version != tarosCampaigns {
+		t.Error("a publish wrote a table back over a newer one its review showed unchanged")
+	}
 }
 
 func TestLimiterSlowsDownGuessing(t *testing.T) {

@@ -166,7 +166,10 @@ func (c *Console) upload(w http.ResponseWriter, r *http.Request, s *session) {
 	for _, ch := range rules.Diff(live, specs) {
 		switch ch.Op {
 		case rules.OpUnchanged:
+			// Checked at publish too: the workbook would write this
+			// table back over whatever someone published meanwhile.
 			up.same = append(up.same, ch.Name)
+			up.live[ch.Name] = ch.From
 		case rules.OpRemoved:
 			// Not in this workbook: a publish leaves it as it is.
 		default:
@@ -178,9 +181,15 @@ func (c *Console) upload(w http.ResponseWriter, r *http.Request, s *session) {
 			up.changes = append(up.changes, changeViewOf(ch, from, specFor(specs, ch.Name)))
 		}
 	}
-	up.summary, err = c.cfg.Simulate(ctx, specs)
-	if err != nil {
-		up.simErr = err.Error()
+	select {
+	case c.simulating <- struct{}{}:
+		up.summary, err = c.cfg.Simulate(ctx, specs)
+		<-c.simulating
+		if err != nil {
+			up.simErr = err.Error()
+		}
+	default:
+		up.simErr = "another upload's simulation is running: upload again in a moment to see this one's"
 	}
 	c.uploads.put(up, c.now())
 	http.Redirect(w, r, Prefix+"/rules/upload/"+up.id, http.StatusSeeOther)

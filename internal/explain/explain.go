@@ -158,11 +158,17 @@ func unmatched(ctx context.Context, cl *kgo.Client, partitions int32, member str
 		}
 		out = append(out, Unmatched{Event: u.Event, Tables: u.Tables, Concerned: w, At: r.Timestamp})
 	})
+	// A replayed event is recorded again under the same ID: say it once,
+	// at its first record.
+	seen := map[string]bool{}
+	out = slices.DeleteFunc(out, func(u Unmatched) bool {
+		dup := seen[u.Event.EventID]
+		seen[u.Event.EventID] = true
+		return dup
+	})
 	slices.SortFunc(out, func(a, b Unmatched) int {
 		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.Event.EventID, b.Event.EventID))
 	})
-	// A replayed event is recorded again under the same ID: say it once.
-	out = slices.CompactFunc(out, func(a, b Unmatched) bool { return a.Event.EventID == b.Event.EventID })
 	return out, n, err
 }
 

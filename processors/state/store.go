@@ -333,6 +333,7 @@ func (s *Store) closeDBLocked() error {
 	failed := f.get() != nil
 	s.endRecoveryLocked() // closed before it recovered: its share goes to the others
 	s.db, s.lock, s.pending, s.wb = nil, nil, nil, nil
+	s.ingestRefs = nil // a failed store's worker may still be sorting with it
 	s.compactCancel, s.compactDone = nil, nil
 	s.dirty.Store(false)
 	close(s.calls) // the worker ends once it is idle
