@@ -27,11 +27,7 @@ func consoleHooks(cfg config.Config, cl *kgo.Client) (console.SimulateFunc, cons
 		if err != nil {
 			return "", fmt.Errorf("simulating on the traffic since %s: %w", from.UTC().Format(time.RFC3339), err)
 		}
-		var b strings.Builder
-		if err := rep.WriteText(&b); err != nil {
-			return "", err
-		}
-		return b.String(), nil
+		return textOf(rep)
 	}
 	reportFn := func(ctx context.Context, campaign string) (string, error) {
 		// A client of its own: report.Campaign adds partitions to the
@@ -45,11 +41,7 @@ func consoleHooks(cfg config.Config, cl *kgo.Client) (console.SimulateFunc, cons
 		if err != nil {
 			return "", err
 		}
-		var b strings.Builder
-		if err := rep.WriteText(&b); err != nil {
-			return "", err
-		}
-		return b.String(), nil
+		return textOf(rep)
 	}
 	return simulateFn, reportFn
 }
@@ -61,3 +53,12 @@ const consoleReportWindow = 30 * 24 * time.Hour
 // consoleSimulateWindow is how much recorded traffic the console's publish
 // review replays: the default --from of rtm rules publish.
 const consoleSimulateWindow = 24 * time.Hour
+
+// textOf is a report as the console shows it: its text in a <pre>.
+func textOf(rep textReport) (string, error) {
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,12 +35,7 @@ the time timing held it until, and the delivery result. It reads only; nothing i
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(rep)
-				}
-				return rep.WriteText(cmd.OutOrStdout())
+				return printReport(cmd.OutOrStdout(), rep, asJSON)
 			})
 		},
 	}
@@ -48,4 +44,18 @@ the time timing held it until, and the delivery result. It reads only; nothing i
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.MarkFlagRequired("member")
 	return cmd
+}
+
+// textReport is a read-only command's result: rtm explain's, report's and
+// simulate's.
+type textReport interface{ WriteText(io.Writer) error }
+
+// printReport prints rep for a person, or as indented JSON with --json.
+func printReport(w io.Writer, rep textReport, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteText(w)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -38,12 +37,7 @@ reads only; nothing is written.`,
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(rep)
-				}
-				return rep.WriteText(cmd.OutOrStdout())
+				return printReport(cmd.OutOrStdout(), rep, asJSON)
 			})
 		},
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -82,12 +81,7 @@ message.`,
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(rep)
-				}
-				return rep.WriteText(cmd.OutOrStdout())
+				return printReport(cmd.OutOrStdout(), rep, asJSON)
 			})
 		},
 	}

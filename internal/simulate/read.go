@@ -39,17 +39,11 @@ type span struct{ start, end map[int32]int64 }
 // with something in between, and what to read of them.
 func spanOf(ctx context.Context, adm *kadm.Client, topic string, starts func() (kadm.ListedOffsets, error)) (span, error) {
 	sp := span{start: map[int32]int64{}, end: map[int32]int64{}}
-	listed := func(l kadm.ListedOffsets, err error) (kadm.ListedOffsets, error) {
-		if err == nil {
-			err = l.Error()
-		}
-		return l, err
-	}
-	ends, err := kafka.Retry(ctx, func() (kadm.ListedOffsets, error) { return listed(adm.ListCommittedOffsets(ctx, topic)) })
+	ends, err := kafka.ListOffsets(ctx, func() (kadm.ListedOffsets, error) { return adm.ListCommittedOffsets(ctx, topic) })
 	if err != nil {
 		return sp, fmt.Errorf("listing end offsets of %s: %w", topic, err)
 	}
-	first, err := kafka.Retry(ctx, func() (kadm.ListedOffsets, error) { return listed(starts()) })
+	first, err := kafka.ListOffsets(ctx, starts)
 	if err != nil {
 		return sp, fmt.Errorf("listing start offsets of %s: %w", topic, err)
 	}
