@@ -31,6 +31,7 @@ import (
 	"github.com/rtm-project/rtm/connectors/sinks"
 	"github.com/rtm-project/rtm/connectors/tracking"
 	"github.com/rtm-project/rtm/internal/kafka"
+	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -157,9 +158,13 @@ type Channels struct {
 	LINE              channels.LineConfig `yaml:"line"`
 	FCM               channels.FCMConfig  `yaml:"fcm"`
 	// HTTPConnections sizes the LINE and FCM adapters' connection pools;
-	// 0 takes the partition count, the most deliveries one send
-	// instance makes at once (one per partition it owns).
+	// 0 takes the most deliveries one send instance makes at once
+	// (SendConcurrency per partition, every partition).
 	HTTPConnections int `yaml:"http_connections"`
+	// SendConcurrency is how many deliveries of one partition the send
+	// stage has with their channels at once (a member's still go one at
+	// a time, in order); 0 takes send.DefaultConcurrency.
+	SendConcurrency int `yaml:"send_concurrency"`
 }
 
 // MinSecretBytes is the shortest secret accepted anywhere: tracking
@@ -282,6 +287,9 @@ func (c Config) Validate() error {
 	if c.TrackingTTL <= 0 {
 		errs = append(errs, fmt.Errorf("tracking_ttl: %v must be positive", c.TrackingTTL))
 	}
+	if c.Channels.SendConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("channels.send_concurrency: %d must not be negative (0 takes %d)", c.Channels.SendConcurrency, send.DefaultConcurrency))
+	}
 	if c.Channels.HTTPConnections < 0 {
 		errs = append(errs, fmt.Errorf("channels.http_connections: %d must not be negative (0 takes the partition count)", c.Channels.HTTPConnections))
 	}
@@ -331,7 +339,15 @@ func (c Config) HTTPConnections() int {
 	if n := c.Channels.HTTPConnections; n > 0 {
 		return n
 	}
-	return int(c.Partitions)
+	return int(c.Partitions) * c.SendConcurrency()
+}
+
+// SendConcurrency is the send stage's deliveries in flight per partition.
+func (c Config) SendConcurrency() int {
+	if n := c.Channels.SendConcurrency; n > 0 {
+		return n
+	}
+	return send.DefaultConcurrency
 }
 
 // Catalogue returns the topic catalogue for this configuration, with

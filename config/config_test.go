@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/rtm-project/rtm/processors/send"
 )
 
 func TestPrecedenceDefaultsFileEnvFlags(t *testing.T) {
@@ -224,13 +226,20 @@ func TestChannelSettings(t *testing.T) {
 	if c.Channels.FCM.CredentialsJSON != `{"type":"service_account"}` {
 		t.Errorf("credentials_json = %q", c.Channels.FCM.CredentialsJSON)
 	}
-	if got := c.HTTPConnections(); got != 24 {
-		t.Errorf("HTTPConnections() = %d, want the partition count 24", got)
+	if got, want := c.HTTPConnections(), 24*send.DefaultConcurrency; got != want {
+		t.Errorf("HTTPConnections() = %d, want partitions × send concurrency %d", got, want)
 	}
+	t.Setenv("RTM_SEND_CONCURRENCY", "3")
+	if c, err = Bind(pflag.NewFlagSet("run", pflag.ContinueOnError), GroupTopology, GroupChannels).Load(); err != nil {
+		t.Fatal(err)
+	} else if c.SendConcurrency() != 3 || c.HTTPConnections() != 72 {
+		t.Errorf("send_concurrency 3: SendConcurrency() = %d, HTTPConnections() = %d, want 3 and 72", c.SendConcurrency(), c.HTTPConnections())
+	}
+	t.Setenv("RTM_SEND_CONCURRENCY", "-3")
 	t.Setenv("RTM_CHANNELS_HTTP_CONNECTIONS", "-1")
 	t.Setenv("RTM_SMTP_POOL_SIZE", "-2")
 	_, err = Bind(pflag.NewFlagSet("run", pflag.ContinueOnError), GroupTopology, GroupChannels).Load()
-	for _, w := range []string{"channels.http_connections: -1 must not be negative", "channels.smtp.pool_size: -2 must be at least 1"} {
+	for _, w := range []string{"channels.http_connections: -1 must not be negative", "channels.smtp.pool_size: -2 must be at least 1", "channels.send_concurrency: -3 must not be negative"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v lacks %q", err, w)
 		}

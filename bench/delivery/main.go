@@ -18,6 +18,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -38,6 +39,7 @@ import (
 	"github.com/rtm-project/rtm/processors/detect"
 	"github.com/rtm-project/rtm/processors/pipeline"
 	"github.com/rtm-project/rtm/processors/render"
+	"github.com/rtm-project/rtm/processors/send"
 	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/processors/timing"
 	"github.com/rtm-project/rtm/rules"
@@ -53,6 +55,8 @@ func main() {
 	parts := flag.Int("partitions", 16, "partitions")
 	workbook := flag.String("rules", "rules/examples/rtm-rules.xlsx", "rules workbook")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase here")
+	flag.DurationVar(&sinkLatency, "sink-latency", 0, "how long the LINE sink takes to answer each push (a real API's round trip)")
+	flag.IntVar(&sendConcurrency, "send-concurrency", 0, "deliveries of one partition the send stage has in flight at once (0: its default)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		profilePath = *cpuprofile
@@ -65,6 +69,12 @@ func main() {
 
 // profilePath, when set, receives a CPU profile of the measured phase.
 var profilePath string
+
+// sinkLatency and sendConcurrency are -sink-latency and -send-concurrency.
+var (
+	sinkLatency     time.Duration
+	sendConcurrency int
+)
 
 func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook string) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -79,13 +89,14 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 	if err != nil {
 		return err
 	}
-	sk, err := sinks.Start(ctx, sinks.Config{SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Keep: 10, Logger: log})
+	sk, err := sinks.Start(ctx, sinks.Config{SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Keep: 10, Latency: sinkLatency, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer sk.Close()
 	lineCfg := channels.LineDefaults()
 	lineCfg.BaseURL, lineCfg.ChannelAccessToken = sk.HTTP.URL(), sk.Config().LineToken
+	lineCfg.MaxConnections = int(parts) * cmp.Or(sendConcurrency, send.DefaultConcurrency)
 	line, err := channels.NewLineAdapter(lineCfg, log)
 	if err != nil {
 		return err
@@ -171,6 +182,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 	pc := pipeline.Config{Brokers: brokers, Catalogue: cat, DataDir: dir, Rules: stage.Fixed{Set: set}, Log: log,
 		Detect: detect.Config{TickInterval: time.Second}, Timing: timing.Config{TickInterval: 200 * time.Millisecond},
 		Render:    render.Config{TrackingBase: "http://127.0.0.1:8081", Keys: keys, MailFrom: "shop@example.jp"},
+		Send:      send.Config{Concurrency: sendConcurrency},
 		Deliverer: router}
 	t1 := time.Now()
 	var built []*pipeline.Stage
@@ -239,7 +251,8 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		d := last.Sub(start)
 		fmt.Printf("\n%d favouriters of %d members, %d partitions: price drop → last delivery.results %v, %.0f deliveries/s\n",
 			nFavs, nMembers, parts, d.Round(time.Millisecond), float64(nFavs)/d.Seconds())
-		fmt.Printf("%d sent (LINE sink accepted %d requests; the rest in-app)\n", results.sent.Load(), sk.HTTP.Line.Requests())
+		fmt.Printf("%d sent (LINE sink accepted %d requests, answering each after %v; the rest in-app); send concurrency %d per partition\n",
+			results.sent.Load(), sk.HTTP.Line.Requests(), sinkLatency, cmp.Or(sendConcurrency, send.DefaultConcurrency))
 		stopProfile()
 		size, err := meanSize(ctx, brokers, topics.OffersReady, 1000)
 		if err != nil {

@@ -37,6 +37,7 @@ func pipelineConfig(cfg config.Config, p *process, rs stage.Rules, names []strin
 		Rules:       rs,
 		Detect:      detect.Config{CartWindow: cfg.CartWindow, TickInterval: time.Second},
 		MemberState: memberstate.Config{ConversionWindow: cfg.ConversionWindow},
+		Send:        send.Config{Concurrency: cfg.SendConcurrency()},
 		Render: render.Config{TrackingBase: cfg.TrackingBase, TrackingTTL: cfg.TrackingTTL,
 			MailFrom: cfg.Channels.MailFrom, UnsubscribeMailto: cfg.Channels.UnsubscribeMailto},
 		Metrics: p.reg,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 )
 
 // Config configures the sinks. Zero values take the documented defaults.
@@ -25,6 +26,10 @@ type Config struct {
 	// endpoint accepts. Defaults "rtm-dev-fcm-token" and "rtm-dev".
 	FCMToken   string `yaml:"fcm_access_token"`
 	FCMProject string `yaml:"fcm_project_id"`
+	// Latency is how long the LINE and FCM endpoints take to answer each
+	// request, as a real API's round trip does (benchmarks of the send
+	// stage). Default 0.
+	Latency time.Duration `yaml:"latency"`
 	// Logger; nil discards.
 	Logger *slog.Logger `yaml:"-"`
 }

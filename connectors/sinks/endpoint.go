@@ -41,10 +41,12 @@ type Endpoint struct {
 	faults   []fault
 	// keys maps LINE retry keys of kept requests to their request IDs.
 	keys map[string]string
+	// latency delays every answer (Config.Latency).
+	latency time.Duration
 }
 
-func newEndpoint(keep int) *Endpoint {
-	return &Endpoint{accepted: newRing[Request](keep), keys: make(map[string]string)}
+func newEndpoint(keep int, latency time.Duration) *Endpoint {
+	return &Endpoint{accepted: newRing[Request](keep), keys: make(map[string]string), latency: latency}
 }
 
 // Accepted returns the kept accepted requests, oldest first.
@@ -83,8 +85,17 @@ func (e *Endpoint) plan(n int, f fault) {
 	}
 }
 
-// begin counts a request and takes its planned fault, if any.
-func (e *Endpoint) begin() (fault, bool) {
+// begin counts a request and takes its planned fault, if any, after the
+// endpoint's latency (or until the client gives up).
+func (e *Endpoint) begin(r *http.Request) (fault, bool) {
+	if e.latency > 0 {
+		t := time.NewTimer(e.latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.requests++

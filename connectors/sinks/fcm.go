@@ -29,7 +29,7 @@ func fcmErr(code int, status, msg string) fcmError {
 // fcmSend serves POST /v1/projects/{project}/messages:send.
 func (h *HTTPSink) fcmSend(w http.ResponseWriter, r *http.Request) {
 	e := h.Push
-	f, faulty := e.begin()
+	f, faulty := e.begin(r)
 	if faulty && !f.afterAccept {
 		writeFault(w, f, fcmErr(f.status, statusName(f.status), "failure injected by the sink"))
 		return

@@ -34,7 +34,7 @@ func newHTTPSink(cfg Config, mail *SMTPSink) (*HTTPSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http sink: listening on %s: %w", cfg.HTTPAddr, err)
 	}
-	h := &HTTPSink{Line: newEndpoint(cfg.Keep), Push: newEndpoint(cfg.Keep), lineToken: cfg.LineToken,
+	h := &HTTPSink{Line: newEndpoint(cfg.Keep, cfg.Latency), Push: newEndpoint(cfg.Keep, cfg.Latency), lineToken: cfg.LineToken,
 		fcmToken: cfg.FCMToken, fcmProject: cfg.FCMProject, log: cfg.Logger, ln: ln}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/bot/message/push", h.linePush)

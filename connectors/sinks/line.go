@@ -37,7 +37,7 @@ type lineDetail struct {
 // linePush serves POST /v2/bot/message/push.
 func (h *HTTPSink) linePush(w http.ResponseWriter, r *http.Request) {
 	e := h.Line
-	f, faulty := e.begin()
+	f, faulty := e.begin(r)
 	if faulty && !f.afterAccept {
 		writeFault(w, f, lineError{Message: fmt.Sprintf("failure injected by the sink (%d)", f.status)})
 		return

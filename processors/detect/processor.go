@@ -58,7 +58,7 @@ func (d *detector) Graph() *goka.GroupGraph {
 		goka.Input(goka.Stream(topics.CDCItems), stage.Raw, d.item),
 		goka.Input(goka.Stream(topics.CDCCartItems), stage.Raw, d.cart),
 		goka.Input(goka.Stream(topics.CDCOrders), stage.Raw, d.order),
-		goka.Loop(stage.Raw, timer.Loop(d.env, d.keys, table, DueIndex, d.release)),
+		goka.Loop(stage.Raw, timer.Loop(d.env, d.keys, table, DueIndex, d.release, nil)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.Events), topics.EventCodec{}),
 		stage.DLQOutput(),

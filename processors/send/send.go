@@ -15,11 +15,20 @@
 // expiry records `failed`, with the reason. Meanwhile the partition keeps
 // flowing: other members' deliveries are not held up behind one channel.
 //
+// Sends do not serialise a partition: up to Config.Concurrency of a
+// partition's deliveries are with their channels at once (see lanes), a
+// member's deliveries still one after another and in order, and each
+// outcome is recorded by the partition's loop before its input is
+// committed.
+//
 // Idempotency: the stage's table (send-table, keyed by member) records
 // every delivery ID it finished or is retrying, so a replayed or
 // redelivered delivery is never sent again. What remains is the window
 // between a channel accepting a message and the stage's record reaching
-// its changelog: a crash there redelivers the input after restart. LINE
+// its changelog (the settle message and then the log): a crash there
+// redelivers the input after restart, up to Concurrency deliveries per
+// partition. A graceful stop does not: it lets the sends in flight finish
+// (up to Config.ShutdownGrace) and records them first. LINE
 // deduplicates that second send itself (X-Line-Retry-Key is derived from
 // the delivery ID), and the in-app inbox drops a repeated delivery ID; FCM
 // and SMTP have no idempotency key, so for push and mail the guarantee is
@@ -31,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -72,6 +82,10 @@ var (
 		Name: "rtm_send_held_out_total",
 		Help: "Deliveries recorded held_out instead of sent: their member is in the campaign's hold-out (control) group, by channel.",
 	}, []string{"channel"})
+	inFlight = stage.Metrics.NewGauge(prometheus.GaugeOpts{
+		Name: "rtm_send_in_flight",
+		Help: "Deliveries handed to their channel and not yet answered, over the partitions this process owns (at most send_concurrency per partition).",
+	})
 	retried = stage.Metrics.NewCounter(prometheus.CounterOpts{
 		Name: "rtm_send_retries_total",
 		Help: "Rescheduled deliveries tried again when their due time came.",
@@ -126,6 +140,16 @@ type Config struct {
 	// Clock is the stage's time: retry decisions and ticks. Default
 	// timer.Wall.
 	Clock timer.Clock
+	// Concurrency is how many deliveries of one partition may be with
+	// their channels at once. A member's deliveries go one at a time
+	// whatever it is. Default 8; 1 sends one delivery per partition at a
+	// time.
+	Concurrency int
+	// ShutdownGrace is how long a stopping partition lets the sends in
+	// flight finish (and records them) before it cuts them short; a cut
+	// delivery is not recorded and is sent again by the partition's next
+	// owner. Default 5 s.
+	ShutdownGrace time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -144,8 +168,17 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = timer.Wall
 	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 5 * time.Second
+	}
 	return c
 }
+
+// DefaultConcurrency is Config.Concurrency's default.
+const DefaultConcurrency = 8
 
 // maxSent bounds a member's record: far more than any frequency cap lets
 // through in the time a delivery can be replayed.
@@ -208,10 +241,14 @@ func IndexDue(_ string, value []byte) ([]string, error) {
 }
 
 type sender struct {
-	env  stage.Env
-	d    Deliverer
-	cfg  Config
-	keys stage.Keys
+	env   stage.Env
+	d     Deliverer
+	cfg   Config
+	keys  stage.Keys
+	lanes *lanes
+	// settles carries finished sends back to their partition (the loop
+	// topic); set by Run before the processor starts.
+	settles *goka.Emitter
 }
 
 // Graph is the stage's topology.
@@ -219,7 +256,7 @@ func (s *sender) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.Deliveries), stage.Raw, s.delivery),
 		goka.Join(ConsentTable, topics.ConsentCodec{}),
-		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, Table, DueIndex, s.release)),
+		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, Table, DueIndex, s.release, s.settle)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.DeliveryResults), topics.DeliveryResultCodec{}),
 		stage.DLQOutput(),
@@ -229,14 +266,13 @@ func (s *sender) Graph() *goka.GroupGraph {
 // Stage is the send processor and its retry timer.
 type Stage struct {
 	proc *goka.Processor
-	env  stage.Env
-	cfg  Config
+	s    *sender
 }
 
 // New returns the send stage.
 func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
 	cfg = cfg.withDefaults()
-	s := &sender{env: env, d: d, cfg: cfg, keys: stage.KeysOf(Group, env)}
+	s := &sender{env: env, d: d, cfg: cfg, keys: stage.KeysOf(Group, env), lanes: newLanes(cfg.Concurrency)}
 	// Serve every channel's series from the start, at 0: an alert or a
 	// panel's rate() needs it before the first suppression.
 	for _, ch := range rules.Channels {
@@ -247,12 +283,24 @@ func New(env stage.Env, d Deliverer, cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stage{proc: p, env: env, cfg: cfg}, nil
+	return &Stage{proc: p, s: s}, nil
 }
 
-// Run runs the processor and its ticker until ctx is done.
+// Run runs the processor and its ticker until ctx is done. The emitter of
+// settle messages outlives the processor: Goka waits for the sends in
+// flight (their deferred commits) before the processor returns, and they
+// settle through it.
 func (st *Stage) Run(ctx context.Context) error {
-	return timer.Run(ctx, st.proc, st.env, Loop, st.cfg.TickInterval, st.cfg.Clock)
+	em, err := goka.NewEmitter(st.s.env.Brokers, Loop, timer.Codec{}, st.s.env.EmitterOptions()...)
+	if err != nil {
+		return fmt.Errorf("starting the settle emitter on %s: %w", Loop, err)
+	}
+	st.s.settles = em
+	err = timer.Run(ctx, st.proc, st.s.env, Loop, st.s.cfg.TickInterval, st.s.cfg.Clock)
+	if ferr := em.Finish(); ferr != nil && err == nil {
+		err = fmt.Errorf("flushing settle messages: %w", ferr)
+	}
+	return err
 }
 
 // WaitForReadyContext waits until the processor has recovered and runs.
@@ -274,18 +322,22 @@ func (s *sender) delivery(ctx goka.Context, msg any) {
 	if l == nil {
 		l = &Log{}
 	}
-	if l.has(d.DeliveryID) {
+	ln := s.lanes.of(ctx.Partition())
+	if l.has(d.DeliveryID) || ln.pending(d.DeliveryID) {
 		duplicates.Inc()
 		return
 	}
 	now := s.cfg.Clock.Now().UTC()
-	if !s.attempt(ctx, l, Retry{Delivery: *d, First: now}, now) {
+	if s.decided(ctx, l, d, 0, now) {
+		ctx.SetValue(l)
 		return
 	}
-	ctx.SetValue(l)
+	s.dispatch(ctx, ln, Retry{Delivery: *d, First: now})
 }
 
 // release retries the member's deliveries that are due at the tick's time.
+// Retries are sent from the callback, one at a time: they are the few a
+// channel outage left behind.
 func (s *sender) release(ctx goka.Context, at time.Time) {
 	l, _ := ctx.Value().(*Log)
 	if l == nil || len(l.Retries) == 0 {
@@ -312,19 +364,17 @@ func (s *sender) release(ctx goka.Context, at time.Time) {
 	ctx.SetValue(l)
 }
 
-// attempt tries a delivery once (with the adapter's quick retries) and
-// records the outcome in l: sent, failed for good (result emitted), or put
-// back with its next due time. It returns false when the attempt was cut
-// short by shutdown; the message is then failed uncommitted (stage.Fail)
-// and l must not be stored.
-func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool {
-	d := &r.Delivery
+// decided records, in l, a delivery that must not reach its channel: its
+// member's consent withdrew the channel since the offer was filtered
+// (suppressed), or its member is held out (held_out). It reports whether
+// it did.
+func (s *sender) decided(ctx goka.Context, l *Log, d *topics.Delivery, attempts int, now time.Time) bool {
 	if c, _ := ctx.Join(ConsentTable).(*topics.Consent); c != nil && !c.Allows(d.Channel) {
 		// Consent wins over the snapshot the offer was filtered with: the
 		// member opted out, unsubscribed or left since. Checked on every
 		// attempt, so it holds for retries after an outage too.
 		suppressed.WithLabelValues(d.Channel).Inc()
-		s.record(ctx, l, d, channels.Outcome{Status: topics.StatusSuppressed, Attempts: r.Attempts,
+		s.record(ctx, l, d, channels.Outcome{Status: topics.StatusSuppressed, Attempts: attempts,
 			Err: fmt.Errorf("member-consent no longer allows %s (as of %s)", d.Channel, c.At.Format(time.RFC3339))}, now)
 		return true
 	}
@@ -336,13 +386,135 @@ func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool 
 		s.record(ctx, l, d, channels.Outcome{Status: topics.StatusHeldOut}, now)
 		return true
 	}
-	out := s.d.Deliver(ctx.Context(), d)
-	if out.Err != nil && ctx.Context().Err() != nil && errors.Is(out.Err, ctx.Context().Err()) {
+	return false
+}
+
+// attempt tries a delivery once from the callback (with the adapter's
+// quick retries) and records the outcome in l: sent, failed for good
+// (result emitted), or put back with its next due time. It returns false
+// when the attempt was cut short by shutdown; the message is then failed
+// uncommitted (stage.Fail) and l must not be stored.
+func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool {
+	if s.decided(ctx, l, &r.Delivery, r.Attempts, now) {
+		return true
+	}
+	out := s.d.Deliver(ctx.Context(), &r.Delivery)
+	if cutShort(ctx.Context(), out) {
 		// Shutting down mid-delivery: record nothing, so the delivery is
 		// processed again by whoever owns the partition next.
 		stage.Fail(ctx, out.Err)
 		return false
 	}
+	s.apply(ctx, l, s.conclude(r, out, now))
+	return true
+}
+
+// cutShort reports whether out is ctx's end rather than the channel's
+// answer.
+func cutShort(ctx context.Context, out channels.Outcome) bool {
+	return out.Err != nil && ctx.Err() != nil && errors.Is(out.Err, ctx.Err())
+}
+
+// dispatch sends a delivery from a goroutine of its own, in one of the
+// partition's Concurrency slots, after the member's send in flight (if
+// any) has returned, and returns with the input's commit deferred. The
+// outcome comes back through the loop topic (settle); the input is
+// committed once that settle message is in Kafka, so a crash loses no
+// delivery: either the settle message is there and records it, or the
+// input is delivered again.
+func (s *sender) dispatch(ctx goka.Context, ln *lane, r Retry) {
+	pctx, d := ctx.Context(), &r.Delivery
+	if c := ln.busy(d.MemberID); c != nil {
+		select {
+		case <-c:
+		case <-pctx.Done():
+			stage.Fail(ctx, pctx.Err())
+			return
+		}
+	}
+	select {
+	case ln.slots <- struct{}{}:
+	case <-pctx.Done():
+		stage.Fail(ctx, pctx.Err())
+		return
+	}
+	inFlight.Inc()
+	memberDone := ln.start(d.DeliveryID, d.MemberID)
+	commit, key := ctx.DeferCommit(), ctx.Key()
+	go func() {
+		sctx, stop := s.graceful(pctx)
+		out, err := s.deliver(sctx, d)
+		cut := err == nil && cutShort(sctx, out)
+		stop()
+		memberDone()
+		<-ln.slots
+		inFlight.Dec()
+		if err != nil {
+			// The adapter panicked: the stage stops with the error, as
+			// a panic in a callback stops it, and the input is not
+			// committed.
+			ln.forget(d.DeliveryID)
+			commit(err)
+			return
+		}
+		if cut {
+			// Cut short past the grace: nothing is recorded and the
+			// input is not committed, so the partition's next owner
+			// sends it again.
+			ln.forget(d.DeliveryID)
+			commit(out.Err)
+			return
+		}
+		settled := func(err error) {
+			if err != nil {
+				// The input is not committed: it is sent again.
+				ln.forget(d.DeliveryID)
+			}
+			commit(err)
+		}
+		now := s.cfg.Clock.Now().UTC()
+		if err := s.emitSettle(key, s.conclude(r, out, now), now, settled); err != nil {
+			settled(err)
+		}
+	}()
+}
+
+// deliver hands d to its channel. A panic there becomes an error: outside
+// a callback it would take down every stage of the process.
+func (s *sender) deliver(ctx context.Context, d *topics.Delivery) (out channels.Outcome, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic delivering %s: %v\n%s", d.DeliveryID, p, debug.Stack())
+		}
+	}()
+	return s.d.Deliver(ctx, d), nil
+}
+
+// graceful is the context of a send started under pctx: it outlives pctx
+// by ShutdownGrace, so that a stopping partition records the sends its
+// channels are answering instead of sending them a second time after the
+// restart.
+func (s *sender) graceful(pctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(pctx))
+	stop := context.AfterFunc(pctx, func() { time.AfterFunc(s.cfg.ShutdownGrace, cancel) })
+	return ctx, func() { stop(); cancel() }
+}
+
+// settlement is the outcome of a send, on its way back to the member's
+// partition: a result to record, or the delivery put back to be retried.
+type settlement struct {
+	// Retry is the delivery with its attempts so far; without a Result it
+	// is to be tried again at Retry.Due.
+	Retry Retry `json:"retry"`
+	// Result is the delivery.results record, when the delivery is done.
+	Result *topics.DeliveryResult `json:"result,omitempty"`
+}
+
+// conclude decides what becomes of a delivery after an attempt that
+// answered out at now: put back with its next due time when the failure is
+// retryable and the offer has not expired, otherwise its result.
+func (s *sender) conclude(r Retry, out channels.Outcome, now time.Time) settlement {
+	d := &r.Delivery
 	r.Attempts += out.Attempts
 	if out.Status == topics.StatusFailed && !channels.IsPermanent(out.Err) {
 		wait := s.backoff(r.Attempts)
@@ -356,24 +528,82 @@ func (s *sender) attempt(ctx goka.Context, l *Log, r Retry, now time.Time) bool 
 		}
 		if next := now.Add(wait); next.Before(expiry) {
 			r.Due, r.LastError = next, out.Err.Error()
-			l.Retries = append(l.Retries, r)
-			rescheduled.WithLabelValues(d.Channel).Inc()
-			return true
+			return settlement{Retry: r}
 		}
 		out.Err = fmt.Errorf("offer expired at %s after %d attempts: %w", expiry.Format(time.RFC3339), r.Attempts, out.Err)
 	}
 	out.Attempts = r.Attempts
-	s.record(ctx, l, d, out, now)
-	return true
+	res := out.Result(d, now)
+	return settlement{Retry: r, Result: &res}
 }
 
-// record finishes a delivery: remembered in l (so a replay is not sent
-// again) and its result emitted.
+// emitSettle sends st to the member's partition through the loop topic and
+// calls settled once Kafka has it (or has failed to take it).
+func (s *sender) emitSettle(member string, st settlement, now time.Time, settled func(error)) error {
+	if st.Result != nil {
+		st.Retry.Delivery.Payload = nil // sent: the loop needs its identity, not its message
+	}
+	body, err := sonic.Marshal(&st)
+	if err != nil {
+		return fmt.Errorf("encoding the outcome of delivery %s: %w", st.Retry.Delivery.DeliveryID, err)
+	}
+	p, err := s.settles.Emit(member, &timer.Message{Kind: timer.Settle, At: now, Body: body})
+	if err != nil {
+		return fmt.Errorf("emitting the outcome of delivery %s: %w", st.Retry.Delivery.DeliveryID, err)
+	}
+	p.Then(settled)
+	return nil
+}
+
+// settle records a send's outcome, back from its goroutine, in the
+// member's log: the result emitted, or the delivery put back to be retried.
+// An outcome already in the log (a settle message read again after a
+// restart) changes nothing.
+func (s *sender) settle(ctx goka.Context, body []byte) {
+	var st settlement
+	if err := sonic.Unmarshal(body, &st); err != nil {
+		stage.DeadLetter(ctx, Group, body, fmt.Errorf("decoding a settle message: %w", err))
+		return
+	}
+	d := &st.Retry.Delivery
+	if d.DeliveryID == "" || d.MemberID != ctx.Key() {
+		stage.DeadLetter(ctx, Group, body, fmt.Errorf("settle message for delivery %q of member %q under key %q", d.DeliveryID, d.MemberID, ctx.Key()))
+		return
+	}
+	defer s.lanes.of(ctx.Partition()).forget(d.DeliveryID)
+	l, _ := ctx.Value().(*Log)
+	if l == nil {
+		l = &Log{}
+	}
+	if l.has(d.DeliveryID) {
+		duplicates.Inc()
+		return
+	}
+	s.apply(ctx, l, st)
+	ctx.SetValue(l)
+}
+
+// apply records a settlement in l: the delivery put back, or finished.
+func (s *sender) apply(ctx goka.Context, l *Log, st settlement) {
+	if st.Result == nil {
+		l.Retries = append(l.Retries, st.Retry)
+		rescheduled.WithLabelValues(st.Retry.Delivery.Channel).Inc()
+		return
+	}
+	s.finish(ctx, l, &st.Retry.Delivery, *st.Result)
+}
+
+// record finishes a delivery decided without its channel.
 func (s *sender) record(ctx goka.Context, l *Log, d *topics.Delivery, out channels.Outcome, now time.Time) {
-	l.add(Sent{DeliveryID: d.DeliveryID, Status: out.Status, At: now})
-	res := out.Result(d, now)
+	s.finish(ctx, l, d, out.Result(d, now))
+}
+
+// finish remembers a finished delivery in l (so a replay is not sent
+// again) and emits its result.
+func (s *sender) finish(ctx goka.Context, l *Log, d *topics.Delivery, res topics.DeliveryResult) {
+	l.add(Sent{DeliveryID: res.DeliveryID, Status: res.Status, At: res.At})
 	ctx.Emit(goka.Stream(topics.DeliveryResults), ctx.Key(), &res)
-	if out.Status != topics.StatusSuppressed && out.Status != topics.StatusHeldOut {
+	if res.Status != topics.StatusSuppressed && res.Status != topics.StatusHeldOut {
 		observeEndToEnd(d, time.Now())
 	}
 	stage.CountEmit(ctx, Group, topics.DeliveryResults, 1)

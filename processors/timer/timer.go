@@ -10,6 +10,7 @@ package timer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -24,15 +25,20 @@ import (
 
 // Message is what travels on a stage's loop topic.
 type Message struct {
-	// Kind is "tick" (to a partition) or "release" (to a due key).
+	// Kind is "tick" (to a partition), "release" (to a due key) or
+	// "settle" (to a key: work the stage finished outside its callback,
+	// in Body, to be applied to the key's state).
 	Kind string    `json:"kind"`
 	At   time.Time `json:"at"`
+	// Body is a settle message's content, the stage's own encoding.
+	Body json.RawMessage `json:"body,omitempty"`
 }
 
 // Kinds of Message.
 const (
 	Tick    = "tick"
 	Release = "release"
+	Settle  = "settle"
 )
 
 // Codec is the loop topic's codec.
@@ -144,8 +150,9 @@ func Run(ctx context.Context, proc *goka.Processor, env stage.Env, loop goka.Str
 // neither goes to the dead-letter topic, and so does one that is not on its
 // key's partition (keys.Admit): a tick there would scan another
 // partition's index, a release would release a key whose state is not
-// there.
-func Loop(env stage.Env, keys stage.Keys, table goka.Table, index string, release func(ctx goka.Context, at time.Time)) goka.ProcessCallback {
+// there. A settle message goes to settle with its body; a stage that
+// sends none passes nil, and one that arrives anyway is dead-lettered.
+func Loop(env stage.Env, keys stage.Keys, table goka.Table, index string, release func(ctx goka.Context, at time.Time), settle func(ctx goka.Context, body []byte)) goka.ProcessCallback {
 	group := keys.Stage
 	return func(ctx goka.Context, msg any) {
 		if !keys.Admit(ctx, msg, "") {
@@ -164,6 +171,12 @@ func Loop(env stage.Env, keys stage.Keys, table goka.Table, index string, releas
 			}
 		case Release:
 			release(ctx, m.At)
+		case Settle:
+			if settle == nil {
+				stage.DeadLetter(ctx, group, msg, errors.New("settle message on a stage that settles nothing"))
+				return
+			}
+			settle(ctx, m.Body)
 		default:
 			stage.DeadLetter(ctx, group, msg, fmt.Errorf("loop message of unknown kind %q", m.Kind))
 		}

@@ -51,7 +51,7 @@ func (s *scheduler) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersRouted), stage.Raw, s.offer),
 		goka.Input(goka.Stream(topics.DeliveryResults), stage.Raw, s.result),
-		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, table, DueIndex, s.release)),
+		goka.Loop(stage.Raw, timer.Loop(s.env, s.keys, table, DueIndex, s.release, nil)),
 		goka.Persist(Codec{}),
 		goka.Output(goka.Stream(topics.OffersReady), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
