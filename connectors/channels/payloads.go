@@ -281,7 +281,7 @@ func (p LinePayload) Validate() error {
 			var c struct {
 				Type string `json:"type"`
 			}
-			if err := json.Unmarshal(m.Contents, &c); err != nil || (c.Type != "bubble" && c.Type != "carousel") {
+			if err := sonic.ConfigStd.Unmarshal(m.Contents, &c); err != nil || (c.Type != "bubble" && c.Type != "carousel") {
 				errs = append(errs, fmt.Errorf("messages[%d]: contents must be a bubble or carousel object", i))
 			}
 		default:
