@@ -125,7 +125,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile string) error {
 	}
 
 	t1 := time.Now()
-	ms, err := memberstate.New(env(memberstate.Group, member.Indexes(), string(member.Table)), memberstate.Config{})
+	ms, err := memberstate.New(env(memberstate.Group, nil, ""), memberstate.Config{})
 	if err != nil {
 		return err
 	}

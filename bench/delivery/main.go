@@ -57,7 +57,12 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase here")
 	flag.DurationVar(&sinkLatency, "sink-latency", 0, "how long the LINE sink takes to answer each push (a real API's round trip)")
 	flag.IntVar(&sendConcurrency, "send-concurrency", 0, "deliveries of one partition the send stage has in flight at once (0: its default)")
+	flag.Int64Var(&cacheBytes, "cache-bytes", stage.DefaultBlockCacheSize, "the process's Pebble block cache (state_cache_bytes), shared by every stage")
 	flag.Parse()
+	if err := stage.SetBlockCacheSize(cacheBytes); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	if *cpuprofile != "" {
 		profilePath = *cpuprofile
 	}
@@ -70,10 +75,12 @@ func main() {
 // profilePath, when set, receives a CPU profile of the measured phase.
 var profilePath string
 
-// sinkLatency and sendConcurrency are -sink-latency and -send-concurrency.
+// sinkLatency, sendConcurrency and cacheBytes are -sink-latency,
+// -send-concurrency and -cache-bytes.
 var (
 	sinkLatency     time.Duration
 	sendConcurrency int
+	cacheBytes      int64
 )
 
 func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook string) error {
@@ -242,6 +249,7 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		fmt.Printf("  p50 %v  p90 %v  p99 %v  max %v\n", lat[len(lat)/2].Round(time.Millisecond/10), lat[len(lat)*9/10].Round(time.Millisecond/10),
 			lat[len(lat)*99/100].Round(time.Millisecond/10), lat[len(lat)-1].Round(time.Millisecond/10))
 	default:
+		cache0 := stage.BlockCacheMetrics()
 		start := time.Now()
 		item("I-HOT", "u", 6000)
 		if err := cl.Flush(ctx); err != nil {
@@ -254,6 +262,10 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		fmt.Printf("%d sent (LINE sink accepted %d requests, answering each after %v; the rest in-app); send concurrency %d per partition\n",
 			results.sent.Load(), sk.HTTP.Line.Requests(), sinkLatency, cmp.Or(sendConcurrency, send.DefaultConcurrency))
 		stopProfile()
+		cache1 := stage.BlockCacheMetrics()
+		hits, misses := cache1.Hits-cache0.Hits, cache1.Misses-cache0.Misses
+		fmt.Printf("block cache (%d MiB) during the run: %d hits, %d misses (%.1f%% hits)\n",
+			cacheBytes>>20, hits, misses, 100*float64(hits)/float64(max(hits+misses, 1)))
 		size, err := meanSize(ctx, brokers, topics.OffersReady, 1000)
 		if err != nil {
 			return err

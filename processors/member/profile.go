@@ -315,9 +315,10 @@ func IndexFavorites(_ string, value []byte) ([]string, error) {
 // other stages join.
 var Table = goka.GroupTable(goka.Group(topics.GroupMemberState))
 
-// Indexes are the partition-local indexes of the member table. Every stage
-// that joins the table declares them too, so its local copy is indexed the
-// same way.
+// Indexes are the partition-local indexes of the member table, kept by the
+// one stage that looks members up by them: audience, on its copy. The
+// owner (member-state) and filter read rows by key only and keep none, so
+// their writes diff no index entries.
 func Indexes() map[string]state.Indexer {
 	return map[string]state.Indexer{FavoritesIndex: IndexFavorites, SegmentsIndex: IndexSegments}
 }

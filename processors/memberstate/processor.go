@@ -20,7 +20,6 @@ import (
 
 	"github.com/rtm-project/rtm/processors/member"
 	"github.com/rtm-project/rtm/processors/stage"
-	"github.com/rtm-project/rtm/processors/state"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -39,9 +38,6 @@ type Config struct {
 	// member.DefaultConversionWindow (7 days).
 	ConversionWindow time.Duration
 }
-
-// Indexes are the member table's (member.Indexes).
-func Indexes() map[string]state.Indexer { return member.Indexes() }
 
 // Graph is the stage's topology; keys admits its inputs (see
 // stage.Keys: a record whose key is not the member it is about, or that is
@@ -73,11 +69,13 @@ func New(env stage.Env, cfg Config) (*goka.Processor, error) {
 	return goka.NewProcessor(env.Brokers, Graph(stage.KeysOf(Group, env), cfg), env.ProcessorOptions()...)
 }
 
-func current(ctx goka.Context) *member.Profile {
+// current is the member's profile, and whether it is new (the first
+// record about the member).
+func current(ctx goka.Context) (p *member.Profile, fresh bool) {
 	if v, ok := ctx.Value().(*member.Profile); ok && v != nil {
-		return v
+		return v, false
 	}
-	return &member.Profile{MemberID: ctx.Key()}
+	return &member.Profile{MemberID: ctx.Key()}, true
 }
 
 func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord) (string, error), cfg Config, msg any) {
@@ -85,7 +83,7 @@ func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord
 	if !ok {
 		return
 	}
-	p := current(ctx)
+	p, fresh := current(ctx)
 	before := p.Consent(r.TS)
 	orders := p.OrdersCount
 	changed, err := p.ApplyCDC(r)
@@ -105,7 +103,7 @@ func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord
 		convs = p.Attribute(o, cfg.ConversionWindow)
 	}
 	ctx.SetValue(p)
-	emitConsent(ctx, before, p.Consent(r.TS))
+	emitConsent(ctx, fresh, before, p.Consent(r.TS))
 	emitConversions(ctx, convs)
 }
 
@@ -125,8 +123,15 @@ func emitConversions(ctx goka.Context, convs []topics.Conversion) {
 // sent on changed. It is written after the profile, at least once: a
 // replay that changes nothing writes nothing, and a repeated row is
 // harmless (send reads only the latest).
-func emitConsent(ctx goka.Context, before, after *topics.Consent) {
-	if member.SameConsent(before, after) {
+//
+// A new member gets no row: send allows what the offer's snapshot allows
+// when a member has none, and every snapshot of a member is taken from
+// this profile or a later one, so the row matters only from the first
+// change on. Most members never change their consent, so the table stays
+// small and send's lookup of a member without a row stops at the bloom
+// filter (profiles are never deleted, so a member is new only once).
+func emitConsent(ctx goka.Context, fresh bool, before, after *topics.Consent) {
+	if fresh || member.SameConsent(before, after) {
 		return
 	}
 	ctx.Emit(goka.Stream(topics.MemberConsent), ctx.Key(), after)
@@ -138,7 +143,7 @@ func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
 	if !ok {
 		return
 	}
-	p := current(ctx)
+	p, fresh := current(ctx)
 	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}
@@ -146,7 +151,7 @@ func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
 	p.ApplyBehavior(e)
 	p.Applied(string(ctx.Topic()), ctx.Partition(), ctx.Offset())
 	ctx.SetValue(p)
-	emitConsent(ctx, before, p.Consent(e.At)) // an unsubscribe
+	emitConsent(ctx, fresh, before, p.Consent(e.At)) // an unsubscribe
 }
 
 func applyResult(ctx goka.Context, keys stage.Keys, cfg Config, msg any) {
@@ -154,7 +159,7 @@ func applyResult(ctx goka.Context, keys stage.Keys, cfg Config, msg any) {
 	if !ok {
 		return
 	}
-	p := current(ctx)
+	p, _ := current(ctx)
 	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}

@@ -90,7 +90,7 @@ type def struct {
 }
 
 var stages = map[string]def{
-	memberstate.Group: {memberstate.Indexes, string(member.Table), func(e stage.Env, c Config) (Runner, error) { return memberstate.New(e, c.MemberState) }},
+	memberstate.Group: {nil, "", func(e stage.Env, c Config) (Runner, error) { return memberstate.New(e, c.MemberState) }},
 	detect.Group:      {detect.Indexes, topics.TableOf(detect.Group), func(e stage.Env, c Config) (Runner, error) { return detect.New(e, c.Detect) }},
 	campaign.Group:    {nil, "", func(e stage.Env, c Config) (Runner, error) { return campaign.New(e, c.Rules) }},
 	audience.Group:    {audience.Indexes, string(member.Table), func(e stage.Env, _ Config) (Runner, error) { return audience.New(e) }},

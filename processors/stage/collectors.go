@@ -76,7 +76,7 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(storeCompactionsDesc, prometheus.CounterValue, float64(m.Compact.Count), labels...)
 		}
 	}
-	cm := blockCache().Metrics()
+	cm := BlockCacheMetrics()
 	ch <- prometheus.MustNewConstMetric(cacheHitsDesc, prometheus.CounterValue, float64(cm.Hits))
 	ch <- prometheus.MustNewConstMetric(cacheMissesDesc, prometheus.CounterValue, float64(cm.Misses))
 	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(cm.Size))

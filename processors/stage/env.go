@@ -118,6 +118,10 @@ func SetBlockCacheSize(n int64) error {
 	return nil
 }
 
+// BlockCacheMetrics is the process's block cache: bytes in use, hits and
+// misses so far (benchmarks; /metrics reads the same).
+func BlockCacheMetrics() pebble.CacheMetrics { return blockCache().Metrics() }
+
 // blockCache is the process's one Pebble block cache, shared by every
 // stage: the busiest tables get the room, and a stage rebuilt by its
 // supervisor reuses it instead of stranding another. Pebble keeps a
