@@ -151,7 +151,7 @@ func New(partitions int32, replication int16) Catalogue {
 			Value: "TableSpec (rules)", Owner: "rtm rules publish", Doc: "every published rule-table version, for rollback"},
 		{Name: DLQ, Partitions: partitions, Cleanup: Delete, Retention: 4 * week, Key: "original key",
 			Value: "DeadLetter", Codec: DeadLetterCodec{}, Doc: "records a stage could not process, with the reason"},
-		table(GroupMemberState, "member_id", "member.Profile (processors/member)", "member profiles; indexes favourite item → member, segment → member"),
+		table(GroupMemberState, "member_id", "member.Profile (processors/member)", "member profiles; audience indexes its copy: favourite item → member, segment → member"),
 		{Name: MemberConsent, Partitions: partitions, Cleanup: Compact, Key: "member_id", Value: "Consent",
 			Codec: ConsentCodec{}, CoPartitioned: true, Owner: GroupMemberState,
 			Doc: "channels each member may be sent on now; send checks it, so opt-outs after filtering hold"},

@@ -26,6 +26,14 @@ func (p *Profile) newer(row string, v int64) bool {
 	return true
 }
 
+// FirstMembersRow reports whether r is the first members row of the
+// member this profile has seen: no members row, not even a deleted one,
+// was applied before.
+func (p *Profile) FirstMembersRow(r *topics.CDCRecord) bool {
+	_, seen := p.Versions["members"]
+	return r.Table == "members" && r.Op != topics.OpDelete && !seen
+}
+
 // ApplyCDC applies a change row of members, favorites, orders or cart_items.
 func (p *Profile) ApplyCDC(r *topics.CDCRecord) (bool, error) {
 	switch r.Table {

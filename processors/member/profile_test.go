@@ -186,3 +186,35 @@ func TestReplayMarksArePerPartition(t *testing.T) {
 		t.Error("a mark on one topic skips another's")
 	}
 }
+
+// TestFirstMembersRow: only the first members row a profile sees is first
+// (member-state writes no consent row for it), whatever came before it;
+// a row after a delete is not.
+func TestFirstMembersRow(t *testing.T) {
+	cases := []struct {
+		name   string
+		before []*topics.CDCRecord
+		r      *topics.CDCRecord
+		want   bool
+	}{
+		{"new member", nil, memberRec("i", 1, "active"), true},
+		{"favourite before the member row", []*topics.CDCRecord{favRec("i", 1, "I1")}, memberRec("i", 2, "active"), true},
+		{"a favourite is not a members row", nil, favRec("i", 1, "I1"), false},
+		{"update", []*topics.CDCRecord{memberRec("i", 1, "active")}, memberRec("u", 2, "active"), false},
+		{"the delete itself", nil, memberRec("d", 1, ""), false},
+		{"re-created after a delete", []*topics.CDCRecord{memberRec("i", 1, "active"), memberRec("d", 2, "")}, memberRec("i", 3, "active"), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Profile{MemberID: "M1"}
+			for _, r := range tc.before {
+				if _, err := p.ApplyCDC(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := p.FirstMembersRow(tc.r); got != tc.want {
+				t.Errorf("FirstMembersRow = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

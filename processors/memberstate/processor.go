@@ -69,13 +69,11 @@ func New(env stage.Env, cfg Config) (*goka.Processor, error) {
 	return goka.NewProcessor(env.Brokers, Graph(stage.KeysOf(Group, env), cfg), env.ProcessorOptions()...)
 }
 
-// current is the member's profile, and whether it is new (the first
-// record about the member).
-func current(ctx goka.Context) (p *member.Profile, fresh bool) {
+func current(ctx goka.Context) *member.Profile {
 	if v, ok := ctx.Value().(*member.Profile); ok && v != nil {
-		return v, false
+		return v
 	}
-	return &member.Profile{MemberID: ctx.Key()}, true
+	return &member.Profile{MemberID: ctx.Key()}
 }
 
 func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord) (string, error), cfg Config, msg any) {
@@ -83,8 +81,9 @@ func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord
 	if !ok {
 		return
 	}
-	p, fresh := current(ctx)
+	p := current(ctx)
 	before := p.Consent(r.TS)
+	first := p.FirstMembersRow(r)
 	orders := p.OrdersCount
 	changed, err := p.ApplyCDC(r)
 	if err != nil {
@@ -103,7 +102,7 @@ func applyCDC(ctx goka.Context, keys stage.Keys, identity func(*topics.CDCRecord
 		convs = p.Attribute(o, cfg.ConversionWindow)
 	}
 	ctx.SetValue(p)
-	emitConsent(ctx, fresh, before, p.Consent(r.TS))
+	emitConsent(ctx, first, before, p.Consent(r.TS))
 	emitConversions(ctx, convs)
 }
 
@@ -124,14 +123,16 @@ func emitConversions(ctx goka.Context, convs []topics.Conversion) {
 // replay that changes nothing writes nothing, and a repeated row is
 // harmless (send reads only the latest).
 //
-// A new member gets no row: send allows what the offer's snapshot allows
-// when a member has none, and every snapshot of a member is taken from
-// this profile or a later one, so the row matters only from the first
-// change on. Most members never change their consent, so the table stays
-// small and send's lookup of a member without a row stops at the bloom
-// filter (profiles are never deleted, so a member is new only once).
-func emitConsent(ctx goka.Context, fresh bool, before, after *topics.Consent) {
-	if fresh || member.SameConsent(before, after) {
+// The member's first members row writes none (first): send allows what
+// the offer's snapshot allows when a member has no row, and every
+// snapshot is taken from that profile or a later one, so the row matters
+// only from the next change on. Most members never change their consent,
+// so the table stays small and send's lookup of a member without a row
+// stops at the bloom filter. A member re-created after a delete is not
+// first (the profile keeps its row versions), so the row the delete wrote
+// is replaced.
+func emitConsent(ctx goka.Context, first bool, before, after *topics.Consent) {
+	if first || member.SameConsent(before, after) {
 		return
 	}
 	ctx.Emit(goka.Stream(topics.MemberConsent), ctx.Key(), after)
@@ -143,7 +144,7 @@ func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
 	if !ok {
 		return
 	}
-	p, fresh := current(ctx)
+	p := current(ctx)
 	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}
@@ -151,7 +152,7 @@ func applyBehavior(ctx goka.Context, keys stage.Keys, msg any) {
 	p.ApplyBehavior(e)
 	p.Applied(string(ctx.Topic()), ctx.Partition(), ctx.Offset())
 	ctx.SetValue(p)
-	emitConsent(ctx, fresh, before, p.Consent(e.At)) // an unsubscribe
+	emitConsent(ctx, false, before, p.Consent(e.At)) // an unsubscribe
 }
 
 func applyResult(ctx goka.Context, keys stage.Keys, cfg Config, msg any) {
@@ -159,7 +160,7 @@ func applyResult(ctx goka.Context, keys stage.Keys, cfg Config, msg any) {
 	if !ok {
 		return
 	}
-	p, _ := current(ctx)
+	p := current(ctx)
 	if p.Replayed(string(ctx.Topic()), ctx.Partition(), ctx.Offset()) {
 		return
 	}

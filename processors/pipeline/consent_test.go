@@ -35,7 +35,8 @@ func (r *recordingDeliverer) Deliver(_ context.Context, d *topics.Delivery) chan
 // one of them opts out of mail. The send stage, started only now, sends
 // the other's mail and records the opted-out member's as suppressed: the
 // member-consent table wins over the snapshot the offer was filtered with.
-// New members write no consent row; the opt-out writes the first.
+// A member's first members row writes no consent row; the opt-out writes
+// the first.
 func TestOptOutAfterFilterStopsTheDelivery(t *testing.T) {
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
@@ -54,7 +55,7 @@ func TestOptOutAfterFilterStopsTheDelivery(t *testing.T) {
 	h.restock("I-OPT", 2)
 	testkit.Eventually(t, time.Minute, "both members' mails rendered", func() bool { return deliveries.len() == 2 })
 	if n := consent.len(); n != 0 {
-		t.Errorf("%d member-consent rows for two new members, want none (a member's first profile writes no row)", n)
+		t.Errorf("%d member-consent rows for two new members, want none (a member's first members row writes none)", n)
 	}
 
 	h.member(topics.MemberRow{MemberID: "K1", Email: "K1@example.jp", MailOptIn: false, Status: "active", Timezone: simulator.NoonZone()})
