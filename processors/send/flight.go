@@ -93,6 +93,3 @@ func (l *lane) forget(id string) {
 	delete(l.ids, id)
 	l.mu.Unlock()
 }
-
-// inFlight is how many sends the lane has in flight.
-func (l *lane) inFlight() int { return len(l.slots) }
