@@ -7,14 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/rtm-project/rtm/connectors/channels"
-	"github.com/rtm-project/rtm/internal/kafka"
-	"github.com/rtm-project/rtm/internal/testkit"
 	"github.com/rtm-project/rtm/processors/send"
-	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -59,85 +53,6 @@ func (g *gate) Deliver(ctx context.Context, d *topics.Delivery) channels.Outcome
 	return channels.Outcome{Status: topics.StatusSent, Attempts: 1}
 }
 
-// sendStage starts a send stage on one partition with d as its channels,
-// and returns a function that produces a delivery, one that waits for n
-// results, and one that stops the stage and starts another in its place
-// (with the same broker and a new data directory).
-func sendStage(t *testing.T, d send.Deliverer, cfg send.Config) (deliver func(id, member string), results func(n int) map[string][]topics.DeliveryResult, restart func(between func())) {
-	t.Helper()
-	b := testkit.Broker(t, "")
-	addr := b.Addr()
-	ctx := testkit.Context(t)
-	cat := topics.New(1, 1)
-	cl := testkit.Client(t, addr)
-	if _, err := topics.Apply(ctx, kadm.NewClient(cl), cat, false); err != nil {
-		t.Fatal(err)
-	}
-	start := func() (stop func() error) {
-		env, err := stage.NewEnv(stage.EnvConfig{Kafka: kafka.Config{Brokers: []string{addr}}, Catalogue: cat,
-			DataDir: t.TempDir(), Group: send.Group, Indexes: send.Indexes(), IndexedTable: topics.TableOf(send.Group), Log: testkit.Logger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := send.New(env, d, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- st.Run(rctx) }()
-		var once sync.Once
-		var runErr error
-		return func() error {
-			once.Do(func() { cancel(); runErr = <-done })
-			return runErr
-		}
-	}
-	stop := start()
-	t.Cleanup(func() { stop() })
-	restart = func(between func()) {
-		t.Helper()
-		if err := stop(); err != nil {
-			t.Errorf("stopping: %v", err)
-		}
-		between()
-		stop = start()
-	}
-	deliver = func(id, member string) {
-		v, err := topics.DeliveryCodec{}.Encode(&topics.Delivery{DeliveryID: id, OfferID: "o-" + id, MemberID: member,
-			CampaignID: "c", Channel: topics.ChannelLine, Payload: []byte(`{}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Deliveries, Key: []byte(member), Value: v}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := testkit.Client(t, addr, kgo.ConsumeTopics(topics.DeliveryResults), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	got, count := map[string][]topics.DeliveryResult{}, 0
-	results = func(n int) map[string][]topics.DeliveryResult {
-		t.Helper()
-		pctx, pcancel := context.WithTimeout(ctx, time.Minute)
-		defer pcancel()
-		for count < n {
-			fs := read.PollFetches(pctx)
-			if pctx.Err() != nil {
-				t.Fatalf("%d of %d results", count, n)
-			}
-			fs.EachRecord(func(r *kgo.Record) {
-				res, err := topics.DeliveryResultCodec{}.DecodeValue(r.Value)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got[res.DeliveryID] = append(got[res.DeliveryID], *res)
-				count++
-			})
-		}
-		return got
-	}
-	return deliver, results, restart
-}
-
 // TestSendsOfAPartitionOverlap: deliveries to different members of one
 // partition are with the channel at once, up to Concurrency; a member's
 // own deliveries go one at a time and in order; a delivery ID that arrives
@@ -163,9 +78,9 @@ func TestSendsOfAPartitionOverlap(t *testing.T) {
 			for i, m := range tc.members {
 				id := m + "-" + string(rune('1'+i))
 				ids = append(ids, id)
-				deliver(id, m)
+				deliver(id, m, time.Time{})
 			}
-			deliver(ids[0], tc.members[0]) // the first again, while it is in flight
+			deliver(ids[0], tc.members[0], time.Time{}) // the first again, while it is in flight
 			// Wait until tc.want sends are held at the gate, then a moment
 			// more: a stage that let through more than it may would show it.
 			deadline := time.After(time.Minute)
@@ -219,8 +134,8 @@ func TestSendsOfAPartitionOverlap(t *testing.T) {
 func TestStopRecordsSendsInFlight(t *testing.T) {
 	g := newGate()
 	deliver, results, restart := sendStage(t, g, send.Config{Concurrency: 4, ShutdownGrace: time.Minute})
-	deliver("A-1", "A")
-	deliver("B-1", "B")
+	deliver("A-1", "A", time.Time{})
+	deliver("B-1", "B", time.Time{})
 	for n := 0; n < 2; n = <-g.reachedAt {
 	}
 	go func() {
@@ -234,7 +149,7 @@ func TestStopRecordsSendsInFlight(t *testing.T) {
 			t.Errorf("%s: results %+v, want one sent", id, r)
 		}
 	}
-	deliver("A-2", "A") // after the settled ones, on the new stage
+	deliver("A-2", "A", time.Time{}) // after the settled ones, on the new stage
 	results(3)
 	g.mu.Lock()
 	defer g.mu.Unlock()
