@@ -30,6 +30,14 @@ var members = stage.Metrics.NewCounterVec(prometheus.CounterOpts{
 // Indexes are those of the joined member-state-table.
 func Indexes() map[string]state.Indexer { return member.Indexes() }
 
+// IndexOnly: the stage finds members only through the indexes and never
+// reads a profile, so its copy of member-state-table keeps each member's
+// favourites and segments and nothing else (state.Options.IndexOnly).
+// Members who favourite nothing and are in no segment take no space, and
+// the profile updates every delivery's result makes change no index key
+// and write nothing.
+const IndexOnly = true
+
 type extractor struct {
 	env  stage.Env
 	keys stage.Keys
@@ -47,7 +55,7 @@ func (x *extractor) Graph() *goka.GroupGraph {
 }
 
 // New returns the audience processor. env must come from stage.NewEnv with
-// Indexes().
+// Indexes() and IndexOnly.
 func New(env stage.Env) (*goka.Processor, error) {
 	x := &extractor{env: env, keys: stage.KeysOf(Group, env)}
 	return goka.NewProcessor(env.Brokers, x.Graph(), env.ProcessorOptions()...)

@@ -82,29 +82,33 @@ type Runner interface {
 
 // def is how to build a stage. indexes are the partition-local indexes of
 // table, the one table the stage scans by index; a stage that only reads
-// rows by key declares none, so its recovery does no index work.
+// rows by key declares none, so its recovery does no index work. A stage
+// that reads table only through its indexes says indexOnly: its stores
+// keep index keys, not rows (stage.EnvConfig.IndexOnly).
 type def struct {
-	indexes func() map[string]state.Indexer
-	table   string
-	build   func(stage.Env, Config) (Runner, error)
+	indexes   func() map[string]state.Indexer
+	table     string
+	indexOnly bool
+	build     func(stage.Env, Config) (Runner, error)
 }
 
 var stages = map[string]def{
-	memberstate.Group: {nil, "", func(e stage.Env, c Config) (Runner, error) { return memberstate.New(e, c.MemberState) }},
-	detect.Group:      {detect.Indexes, topics.TableOf(detect.Group), func(e stage.Env, c Config) (Runner, error) { return detect.New(e, c.Detect) }},
-	campaign.Group:    {nil, "", func(e stage.Env, c Config) (Runner, error) { return campaign.New(e, c.Rules) }},
-	audience.Group:    {audience.Indexes, string(member.Table), func(e stage.Env, _ Config) (Runner, error) { return audience.New(e) }},
-	filter.Group:      {nil, "", func(e stage.Env, c Config) (Runner, error) { return filter.New(e, c.Rules) }},
-	channel.Group:     {nil, "", func(e stage.Env, c Config) (Runner, error) { return channel.New(e, c.Rules) }},
-	timing.Group:      {timing.Indexes, topics.TableOf(timing.Group), func(e stage.Env, c Config) (Runner, error) { return timing.New(e, c.Rules, c.Timing) }},
-	render.Group:      {nil, "", func(e stage.Env, c Config) (Runner, error) { return render.New(e, c.Rules, c.Render) }},
-	send.Group: {send.Indexes, topics.TableOf(send.Group), func(e stage.Env, c Config) (Runner, error) {
+	memberstate.Group: {build: func(e stage.Env, c Config) (Runner, error) { return memberstate.New(e, c.MemberState) }},
+	detect.Group:      {indexes: detect.Indexes, table: topics.TableOf(detect.Group), build: func(e stage.Env, c Config) (Runner, error) { return detect.New(e, c.Detect) }},
+	campaign.Group:    {build: func(e stage.Env, c Config) (Runner, error) { return campaign.New(e, c.Rules) }},
+	audience.Group: {indexes: audience.Indexes, table: string(member.Table), indexOnly: audience.IndexOnly,
+		build: func(e stage.Env, _ Config) (Runner, error) { return audience.New(e) }},
+	filter.Group:  {build: func(e stage.Env, c Config) (Runner, error) { return filter.New(e, c.Rules) }},
+	channel.Group: {build: func(e stage.Env, c Config) (Runner, error) { return channel.New(e, c.Rules) }},
+	timing.Group:  {indexes: timing.Indexes, table: topics.TableOf(timing.Group), build: func(e stage.Env, c Config) (Runner, error) { return timing.New(e, c.Rules, c.Timing) }},
+	render.Group:  {build: func(e stage.Env, c Config) (Runner, error) { return render.New(e, c.Rules, c.Render) }},
+	send.Group: {indexes: send.Indexes, table: topics.TableOf(send.Group), build: func(e stage.Env, c Config) (Runner, error) {
 		if c.Deliverer == nil {
 			return nil, errors.New("no channel adapters configured")
 		}
 		return send.New(e, c.Deliverer, c.Send)
 	}},
-	inbox.Group: {nil, "", func(e stage.Env, _ Config) (Runner, error) { return inbox.New(e) }},
+	inbox.Group: {build: func(e stage.Env, _ Config) (Runner, error) { return inbox.New(e) }},
 }
 
 // Stages lists the stages that exist, in pipeline order.
@@ -145,7 +149,7 @@ func build(name string, cfg Config, onStoreFailure func(error)) (*Stage, error) 
 	k := cfg.Kafka
 	k.Brokers = cfg.Brokers
 	env, err := stage.NewEnv(stage.EnvConfig{Kafka: k, Catalogue: cfg.Catalogue, DataDir: cfg.DataDir, Group: name,
-		Indexes: idx, IndexedTable: d.table, InstanceID: cfg.InstanceID, OnStoreFailure: onStoreFailure, FS: cfg.StoreFS[name], Log: cfg.Log})
+		Indexes: idx, IndexedTable: d.table, IndexOnly: d.indexOnly, InstanceID: cfg.InstanceID, OnStoreFailure: onStoreFailure, FS: cfg.StoreFS[name], Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", name, err)
 	}

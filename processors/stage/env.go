@@ -31,6 +31,10 @@ type EnvConfig struct {
 	// writes read no old row and their recovery derives no index key.
 	Indexes      map[string]state.Indexer
 	IndexedTable string
+	// IndexOnly: the stage reads IndexedTable only through its indexes,
+	// never a row by key (no Join lookups), so its stores keep each row's
+	// index keys instead of its value (state.Options.IndexOnly).
+	IndexOnly bool
 	// InstanceID, when set, is the Kafka static group membership ID
 	// (group.instance.id): a restart within the session timeout gets its
 	// partitions back without rebalancing the other members.
@@ -52,6 +56,9 @@ func NewEnv(c EnvConfig) (Env, error) {
 	if len(c.Indexes) > 0 && c.IndexedTable == "" {
 		return Env{}, fmt.Errorf("stage %s: indexes declared without the table they index", c.Group)
 	}
+	if c.IndexOnly && len(c.Indexes) == 0 {
+		return Env{}, fmt.Errorf("stage %s: an index-only table needs indexes", c.Group)
+	}
 	reg := state.NewRegistry()
 	opts := state.Options{Logger: c.Log, Cache: blockCache(), RecoveryMemory: recoveryMemory, FS: c.FS,
 		OnRecovered: func(topic string, n int) { recovered.WithLabelValues(topic).Add(float64(n)) }}
@@ -65,7 +72,7 @@ func NewEnv(c EnvConfig) (Env, error) {
 	}
 	indexed := plain
 	if len(c.Indexes) > 0 {
-		opts.Indexes = c.Indexes
+		opts.Indexes, opts.IndexOnly = c.Indexes, c.IndexOnly
 		if indexed, err = state.Builder(root, opts, reg); err != nil {
 			return Env{}, err
 		}

@@ -2,6 +2,9 @@ package state
 
 import (
 	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/lovoo/goka/storage"
 	"log/slog"
 	"slices"
 	"strings"
@@ -88,17 +91,15 @@ func checkIndexes(t testing.TB, st *Store) {
 // is still being written must be polled (see waitIndexesConsistent).
 func indexMismatch(t testing.TB, st *Store) string {
 	t.Helper()
-	it, err := st.Iterator()
-	must(t, err)
+	it := rowIter(t, st)
 	want := map[string][]string{}
 	for it.Next() {
 		v, err := it.Value()
 		must(t, err)
-		for name, fn := range st.opts.Indexes {
-			keys, err := fn(string(it.Key()), v)
+		for i, name := range st.names {
+			keys, err := st.rowIndexKeys(i, name, string(it.Key()), v)
 			must(t, err)
-			slices.Sort(keys)
-			for _, k := range slices.Compact(keys) {
+			for _, k := range keys {
 				want[name] = append(want[name], k+"\x00"+string(it.Key()))
 			}
 		}
@@ -119,6 +120,23 @@ func indexMismatch(t testing.TB, st *Store) string {
 		}
 	}
 	return ""
+}
+
+// rowIter iterates over the rows as stored: values, or in an index-only
+// store (which has no Iterator) projections.
+func rowIter(t testing.TB, st *Store) storage.Iterator {
+	t.Helper()
+	if !st.opts.IndexOnly {
+		it, err := st.Iterator()
+		must(t, err)
+		return it
+	}
+	must(t, st.commitForRead())
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	it, err := st.db.NewIter(&pebble.IterOptions{LowerBound: dataLower, UpperBound: dataUpper})
+	must(t, err)
+	return &dataIter{it: it}
 }
 
 // waitIndexesConsistent waits until st's index entries match its rows: a

@@ -37,17 +37,17 @@ var recoveryModes = []struct {
 	name string
 	// run opens a store in dir, applies ops the mode's way and returns it
 	// recovered.
-	run func(t *testing.T, dir string, ops []op) *Store
+	run func(t *testing.T, dir string, opts Options, ops []op) *Store
 }{
-	{"after-recovery", func(t *testing.T, dir string, ops []op) *Store {
-		st := openStore(t, dir, testOptions(t))
+	{"after-recovery", func(t *testing.T, dir string, opts Options, ops []op) *Store {
+		st := openStore(t, dir, opts)
 		must(t, st.MarkRecovered())
 		apply(t, st, ops)
 		return st
 	}},
-	{"fresh-recovery", func(t *testing.T, dir string, ops []op) *Store {
+	{"fresh-recovery", func(t *testing.T, dir string, opts Options, ops []op) *Store {
 		// Empty store: index entries are built once, in MarkRecovered.
-		st := openStore(t, dir, testOptions(t))
+		st := openStore(t, dir, opts)
 		if !st.deferIndex {
 			t.Fatal("fresh store with indexes does not defer index building")
 		}
@@ -55,15 +55,15 @@ var recoveryModes = []struct {
 		must(t, st.MarkRecovered())
 		return st
 	}},
-	{"catch-up-recovery", func(t *testing.T, dir string, ops []op) *Store {
+	{"catch-up-recovery", func(t *testing.T, dir string, opts Options, ops []op) *Store {
 		// Reopened store: index entries are maintained per write through
 		// the indexed recovery batch, which sees its own pending writes.
-		st := openStore(t, dir, testOptions(t))
+		st := openStore(t, dir, opts)
 		must(t, st.MarkRecovered())
 		must(t, st.Set("base", []byte("fav=a,z")))
 		must(t, st.Delete("base"))
 		must(t, st.Close())
-		st = openStore(t, dir, testOptions(t))
+		st = openStore(t, dir, opts)
 		if st.deferIndex {
 			t.Fatal("reopened store defers index building")
 		}
@@ -98,15 +98,19 @@ func TestIndexMaintenance(t *testing.T) {
 			want{"x": {"m1", "m3"}, "y": {"m2"}}},
 	} {
 		for _, mode := range recoveryModes {
-			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
-				st := mode.run(t, t.TempDir(), tc.ops)
-				checkIndexes(t, st)
-				for item, members := range tc.want {
-					if got := lookup(t, st, "fav", item); !slices.Equal(got, members) {
-						t.Errorf("Lookup(fav, %q) = %q, want %q", item, got, members)
+			for _, indexOnly := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/index-only=%t", tc.name, mode.name, indexOnly), func(t *testing.T) {
+					opts := testOptions(t)
+					opts.IndexOnly = indexOnly
+					st := mode.run(t, t.TempDir(), opts, tc.ops)
+					checkIndexes(t, st)
+					for item, members := range tc.want {
+						if got := lookup(t, st, "fav", item); !slices.Equal(got, members) {
+							t.Errorf("Lookup(fav, %q) = %q, want %q", item, got, members)
+						}
 					}
-				}
-			})
+				})
+			}
 		}
 	}
 }
@@ -128,23 +132,33 @@ func TestIndexManyKeys(t *testing.T) {
 		model[k] = v
 	}
 	for _, mode := range recoveryModes {
-		t.Run(mode.name, func(t *testing.T) {
-			st := mode.run(t, t.TempDir(), ops)
-			checkIndexes(t, st)
-			for i := range 20 {
-				item := fmt.Sprintf("i%d", i)
-				want := []string{}
-				for k, v := range model {
-					if slices.Contains(field([]byte(v), "fav"), item) {
-						want = append(want, k)
+		for _, indexOnly := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/index-only=%t", mode.name, indexOnly), func(t *testing.T) {
+				opts := testOptions(t)
+				opts.IndexOnly = indexOnly
+				st := mode.run(t, t.TempDir(), opts, ops)
+				checkIndexes(t, st)
+				for i := range 20 {
+					item := fmt.Sprintf("i%d", i)
+					want := []string{}
+					for k, v := range model {
+						if slices.Contains(field([]byte(v), "fav"), item) {
+							want = append(want, k)
+						}
+					}
+					slices.Sort(want)
+					if got := lookup(t, st, "fav", item); !slices.Equal(got, want) {
+						t.Fatalf("Lookup(fav, %s) = %q, want %q", item, got, want)
 					}
 				}
-				slices.Sort(want)
-				if got := lookup(t, st, "fav", item); !slices.Equal(got, want) {
-					t.Fatalf("Lookup(fav, %s) = %q, want %q", item, got, want)
+				// Every member with a due time is in the due index once.
+				due := 0
+				must(t, st.ScanIndexRange("due", "", "", func(string, string) error { due++; return nil }))
+				if want := len(model); due != want {
+					t.Fatalf("due index has %d entries, want %d", due, want)
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -46,6 +46,21 @@ type Options struct {
 	// a store whose set of index names changed rebuilds all its indexes.
 	Indexes map[string]Indexer
 
+	// IndexOnly makes the store keep, of each row, only its index keys:
+	// what Lookup and the scans read, and what a write compares to find
+	// the entries that change. A row without index keys takes no space,
+	// and a write that leaves a row's index keys as they were writes
+	// nothing. It suits a copy of a table that is only ever searched by
+	// index: the audience stage's copy of the member table, where most
+	// members favourite nothing and most profile updates (a delivery's
+	// result) change no favourite. Get, Has and the iterators of such a
+	// store return ErrIndexOnly.
+	//
+	// Its rows are in a layout of their own, recorded in the directory
+	// (see layout.go): a directory written with values, or with another
+	// index set, is discarded and the table restored from its changelog.
+	IndexOnly bool
+
 	// Logger receives the store's events (discarded stores, index
 	// rebuilds) and Pebble's own log at debug level. Default slog.Default().
 	Logger *slog.Logger
@@ -130,6 +145,9 @@ func (o Options) Validate() error {
 		if fn == nil {
 			problems = append(problems, fmt.Sprintf("index %q has no Indexer", name))
 		}
+	}
+	if o.IndexOnly && len(o.Indexes) == 0 {
+		problems = append(problems, "IndexOnly needs at least one index")
 	}
 	if o.CacheSize < 0 {
 		problems = append(problems, fmt.Sprintf("CacheSize %d must not be negative", o.CacheSize))

@@ -12,6 +12,9 @@ import (
 // (Pebble's Get returns memory owned by Pebble until its closer is closed;
 // Goka keeps the returned slice, so it must be a copy.)
 func (s *Store) Get(key string) ([]byte, error) {
+	if s.opts.IndexOnly {
+		return nil, fmt.Errorf("getting %q: %w", key, ErrIndexOnly)
+	}
 	if err := s.commitForRead(); err != nil {
 		return nil, err
 	}
@@ -80,6 +83,9 @@ func (s *Store) IteratorWithRange(start, limit []byte) (storage.Iterator, error)
 }
 
 func (s *Store) newDataIter(lower, upper []byte) (storage.Iterator, error) {
+	if s.opts.IndexOnly {
+		return nil, ErrIndexOnly
+	}
 	if err := s.commitForRead(); err != nil {
 		return nil, err
 	}

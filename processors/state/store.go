@@ -29,6 +29,9 @@ var (
 	// ErrInvalidIndexKey is returned when an Indexer yields a key with a
 	// zero byte.
 	ErrInvalidIndexKey = errors.New("index key must not contain a zero byte")
+	// ErrIndexOnly is returned by Get, Has and the iterators of a store
+	// that keeps index keys only (Options.IndexOnly).
+	ErrIndexOnly = errors.New("the store keeps index keys, not rows (Options.IndexOnly): read it through its indexes")
 )
 
 // noOffset marks "no offset stored".
@@ -82,6 +85,12 @@ type Store struct {
 	// from all rows in MarkRecovered (empty store, changed index set, or an
 	// interrupted rebuild).
 	deferIndex bool
+	// freshKeys, while an index-only store that was empty when it opened
+	// recovers, holds the keys of the rows recovery wrote: a row without
+	// index keys is then deleted only if it was written before. (Deleting
+	// every row the table has but the store does not keep would leave a
+	// tombstone for each: nine in ten members favourite nothing.)
+	freshKeys map[string]struct{}
 	// wb is the reusable batch for writes after recovery.
 	wb *pebble.Batch
 	// offsetDirty: offset changed since it was last put in a batch.
@@ -155,6 +164,9 @@ func (s *Store) Open() error {
 		return fmt.Errorf("locking store directory %s: %w", s.dir, err)
 	}
 	if err := s.prepareDir(); err != nil {
+		return errors.Join(err, lock.Close())
+	}
+	if err := s.checkLayout(); err != nil {
 		return errors.Join(err, lock.Close())
 	}
 	o := s.pebbleOptions(s.cache, f)
@@ -236,6 +248,10 @@ func (s *Store) loadMeta() error {
 	}
 	fp := indexSetFingerprint(s.opts.Indexes)
 	changed := !fresh && !bytes.Equal(storedSet, fp)
+	s.freshKeys = nil
+	if s.opts.IndexOnly && fresh {
+		s.freshKeys = map[string]struct{}{}
+	}
 	s.deferIndex = rebuilding || changed || (fresh && len(s.names) > 0)
 	if changed {
 		s.log.Info("index set changed; indexes are rebuilt when recovery ends",

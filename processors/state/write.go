@@ -76,17 +76,36 @@ func (s *Store) rememberLocked(key string, value []byte, present bool) {
 // Set stores a row. Its index entries are updated in the same batch: the
 // old value is read, and entries it had but the new value lacks are
 // deleted, new ones added. During recovery the batch is the large pending
-// batch; afterwards each Set is its own batch.
+// batch; afterwards each Set is its own batch. An index-only store stores
+// the row's projection instead (layout.go), or deletes the row if it has
+// no index key.
 func (s *Store) Set(key string, value []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableLocked(); err != nil {
 		return err
 	}
+	if s.opts.IndexOnly {
+		p, err := s.project(key, value)
+		if err != nil {
+			return fmt.Errorf("setting %q: %w", key, err)
+		}
+		if p == nil {
+			return s.deleteLocked(key)
+		}
+		value = p
+	}
+	return s.setLocked(key, value)
+}
+
+func (s *Store) setLocked(key string, value []byte) error {
 	if s.recovering {
 		s.last.Store(nil)
 		if err := s.putRowLocked(s.pending, s.pending, key, value); err != nil {
 			return fmt.Errorf("setting %q: %w", key, err)
+		}
+		if s.freshKeys != nil {
+			s.freshKeys[key] = struct{}{}
 		}
 		s.stats.sets.Add(1)
 		s.pendingRecords++
@@ -94,6 +113,9 @@ func (s *Store) Set(key string, value []byte) error {
 		// Normally SetOffset commits; this bounds the batch for update
 		// callbacks that write without an offset.
 		return s.maybeCommitLocked(2 * s.batchLimit())
+	}
+	if same, err := s.unchangedLocked(key, value, true); err != nil || same {
+		return err
 	}
 	b := s.writeBatchLocked()
 	if err := s.putRowLocked(b, s.oldRowLocked(key), key, value); err != nil {
@@ -115,8 +137,18 @@ func (s *Store) Delete(key string) error {
 	if err := s.usableLocked(); err != nil {
 		return err
 	}
+	return s.deleteLocked(key)
+}
+
+func (s *Store) deleteLocked(key string) error {
 	if s.recovering {
 		s.last.Store(nil)
+		if s.freshKeys != nil {
+			if _, ok := s.freshKeys[key]; !ok {
+				return nil // never written: nothing to delete
+			}
+			delete(s.freshKeys, key)
+		}
 		if err := s.deleteRowLocked(s.pending, s.pending, key); err != nil {
 			return fmt.Errorf("deleting %q: %w", key, err)
 		}
@@ -124,6 +156,9 @@ func (s *Store) Delete(key string) error {
 		s.pendingRecords++
 		s.dirty.Store(true)
 		return s.maybeCommitLocked(2 * s.batchLimit())
+	}
+	if same, err := s.unchangedLocked(key, nil, false); err != nil || same {
+		return err
 	}
 	b := s.writeBatchLocked()
 	if err := s.deleteRowLocked(b, s.oldRowLocked(key), key); err != nil {
@@ -136,6 +171,40 @@ func (s *Store) Delete(key string) error {
 	}
 	s.rememberLocked(key, nil, false)
 	return nil
+}
+
+// unchangedLocked reports, for an index-only store, whether key's stored
+// row already is value (present) or absent (!present): such a write
+// changes nothing and writes nothing. Most writes to an index-only copy
+// are like that (a delivery's result updates a member's profile, not its
+// favourites), so they cost one point read of a small row.
+func (s *Store) unchangedLocked(key string, value []byte, present bool) (bool, error) {
+	if !s.opts.IndexOnly {
+		return false, nil
+	}
+	if l := s.last.Load(); l != nil && l.key == key {
+		return (l.value != nil) == present && bytes.Equal(l.value, value), nil
+	}
+	s.stats.oldRowReads.Add(1)
+	s.keyBuf = appendDataKey(s.keyBuf[:0], key)
+	old, closer, err := s.db.Get(s.keyBuf)
+	if errors.Is(err, pebble.ErrNotFound) {
+		if !present {
+			s.rememberLocked(key, nil, false)
+		}
+		return !present, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading old row: %w", s.failedBy(err))
+	}
+	same := present && bytes.Equal(old, value)
+	if err := closer.Close(); err != nil {
+		return false, err
+	}
+	if same {
+		s.rememberLocked(key, value, true)
+	}
+	return same, nil
 }
 
 // SetOffset records the changelog offset the store's contents cover.
@@ -240,6 +309,7 @@ func (s *Store) batchLimit() int { return s.opts.RecoveryMemory.share(s.opts.Rec
 func (s *Store) endRecoveryLocked() {
 	if s.recovering {
 		s.recovering = false
+		s.freshKeys = nil
 		s.opts.RecoveryMemory.leave()
 	}
 }
@@ -342,17 +412,16 @@ func (s *Store) reindexLocked(b *pebble.Batch, r getter, key string, value []byt
 // indexDiff adds to b, for every index, the deletion of entries only the
 // old value has and the insertion of entries only the new value has.
 func (s *Store) indexDiff(b *pebble.Batch, key string, old []byte, hasOld bool, value []byte, hasNew bool) error {
-	for _, name := range s.names {
-		fn := s.opts.Indexes[name]
+	for i, name := range s.names {
 		var oldKeys, newKeys []string
 		var err error
 		if hasOld {
-			if oldKeys, err = indexKeys(fn, name, key, old); err != nil {
+			if oldKeys, err = s.rowIndexKeys(i, name, key, old); err != nil {
 				return err
 			}
 		}
 		if hasNew {
-			if newKeys, err = indexKeys(fn, name, key, value); err != nil {
+			if newKeys, err = s.rowIndexKeys(i, name, key, value); err != nil {
 				return err
 			}
 		}
