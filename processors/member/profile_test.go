@@ -2,8 +2,11 @@ package member
 
 import (
 	"encoding/json"
+	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,6 +218,103 @@ func TestFirstMembersRow(t *testing.T) {
 			if got := p.FirstMembersRow(tc.r); got != tc.want {
 				t.Errorf("FirstMembersRow = %v, want %v", got, tc.want)
 			}
+		})
+	}
+}
+
+func TestSeenIDs(t *testing.T) {
+	id := func(i int) string { return fmt.Sprintf("8c3f0a9d-2b7e-4f11-9a0b-%012d", i) }
+	t.Run("hash is FNV-1a", func(t *testing.T) {
+		f := fnv.New64a()
+		f.Write([]byte(id(7)))
+		if got, want := seenHash(id(7)), f.Sum64(); got != want {
+			t.Fatalf("seenHash = %x, want %x", got, want)
+		}
+	})
+	t.Run("a profile from before keeps its IDs", func(t *testing.T) {
+		var legacy Profile
+		if err := json.Unmarshal([]byte(`{"member_id":"M1","seen":["e1","e2"]}`), &legacy); err != nil {
+			t.Fatal(err)
+		}
+		if !legacy.seen("e1") || legacy.seen("e3") {
+			t.Fatal("legacy IDs not honoured")
+		}
+		legacy.remember("e3")
+		if legacy.Seen != nil || !legacy.seen("e1") || !legacy.seen("e2") || !legacy.seen("e3") {
+			t.Fatalf("after the next ID: Seen %q, e1..e3 seen: %v %v %v", legacy.Seen, legacy.seen("e1"), legacy.seen("e2"), legacy.seen("e3"))
+		}
+		b, err := Codec{}.Encode(&legacy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), `"seen":`) || !strings.Contains(string(b), `"seen_hashes":"`) {
+			t.Fatalf("encoded: %s", b)
+		}
+		v, err := Codec{}.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := v.(*Profile); !p.seen("e1") || !p.seen("e3") || p.seen("e4") {
+			t.Fatal("IDs lost in the round trip")
+		}
+	})
+	t.Run("the window keeps the newest", func(t *testing.T) {
+		p := &Profile{}
+		for i := range maxSeenIDs + 10 {
+			p.remember(id(i))
+		}
+		if len(p.SeenHashes) != 8*maxSeenIDs {
+			t.Fatalf("%d bytes, want %d", len(p.SeenHashes), 8*maxSeenIDs)
+		}
+		for i, want := range map[int]bool{0: false, 9: false, 10: true, maxSeenIDs + 9: true} {
+			if got := p.seen(id(i)); got != want {
+				t.Errorf("seen(%d) = %v, want %v", i, got, want)
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeProfile decodes a busy member's profile, as filter's
+// join does for every offer: 512 seen IDs and 50 recent sends, with the
+// IDs kept as before (a JSON list of strings) and as SeenHashes.
+func BenchmarkDecodeProfile(b *testing.B) {
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	busy := func(legacy bool) []byte {
+		p := &Profile{MemberID: "M00000001", Exists: true, Email: "m@example.jp", MailOptIn: true, LineOptIn: true,
+			LineUserID: "U123", Status: "active", Timezone: "Asia/Tokyo",
+			Favorites: map[string]time.Time{"I1": at, "I2": at}, Versions: map[string]int64{"members": 5, "fav/I1": 6, "fav/I2": 7},
+			Engagement: map[string]Engagement{"LINE": {Sent: 3, Opened: 1, At: at}},
+			Offsets:    map[string]int64{"behavior.events/3": 100, "delivery.results/3": 50}}
+		for i := range maxSeenIDs {
+			id := fmt.Sprintf("8c3f0a9d-2b7e-4f11-9a0b-%012d", i)
+			if legacy {
+				p.Seen = append(p.Seen, id)
+			} else {
+				p.remember(id)
+			}
+		}
+		for i := range maxRecentSends {
+			p.RecentSends = append(p.RecentSends, Send{DeliveryID: fmt.Sprintf("d-%030d", i), CampaignID: "price_drop_fav", Channel: "LINE", At: at})
+		}
+		data, err := Codec{}.Encode(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return data
+	}
+	for _, tc := range []struct {
+		name   string
+		legacy bool
+	}{{"seen-strings", true}, {"seen-hashes", false}} {
+		data := busy(tc.legacy)
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := (Codec{}).Decode(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(data)), "bytes/profile")
 		})
 	}
 }
