@@ -5,10 +5,12 @@ package benchkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -100,6 +102,28 @@ func CPUProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// AllocProfile records what the measured phase allocates: a heap profile
+// at path+".base" now and one at path when stop is called; the phase's
+// allocations are the difference,
+// go tool pprof -sample_index=alloc_space -diff_base path.base binary path.
+func AllocProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	write := func(p string) error {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		runtime.GC() // a heap profile shows the state as of the last GC
+		return errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+	}
+	if err := write(path + ".base"); err != nil {
+		return nil, fmt.Errorf("alloc profile: %w", err)
+	}
+	return func() error { return write(path) }, nil
 }
 
 // PeakRSS is the process's peak resident set size (VmHWM), as text.
