@@ -11,9 +11,18 @@ import (
 // recovery are not recovery. PebbleMetrics reads the open DB and is nil
 // once it is closed.
 func TestOnRecoveredCountsRestoredRecords(t *testing.T) {
+	for _, indexOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("index-only=%t", indexOnly), func(t *testing.T) { testOnRecovered(t, indexOnly) })
+	}
+}
+
+// testOnRecovered: with indexOnly, the rows have no index keys, so the
+// store writes none of them; they are still restored records.
+func testOnRecovered(t *testing.T, indexOnly bool) {
 	var mu sync.Mutex
 	got := map[string]int{}
 	opts := testOptions(t)
+	opts.IndexOnly = indexOnly
 	opts.RecoveryBatchBytes = 1 << 10 // several batches
 	opts.OnRecovered = func(topic string, n int) {
 		mu.Lock()

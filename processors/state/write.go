@@ -145,7 +145,8 @@ func (s *Store) deleteLocked(key string) error {
 		s.last.Store(nil)
 		if s.freshKeys != nil {
 			if _, ok := s.freshKeys[key]; !ok {
-				return nil // never written: nothing to delete
+				s.pendingRecords++ // restored, as far as OnRecovered is concerned
+				return nil         // never written: nothing to delete
 			}
 			delete(s.freshKeys, key)
 		}
