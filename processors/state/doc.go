@@ -31,6 +31,11 @@
 // its own members. Index keys are compared as bytes: encode times and
 // numbers fixed-width big-endian or zero-padded.
 //
+// A store with Options.IndexOnly keeps, under a row's key, only the row's
+// index keys (layout.go): rows without any take no space, writes that
+// leave them unchanged write nothing, and the rows cannot be read back
+// (ErrIndexOnly). For a copy of a table that is only searched by index.
+//
 // # Recovery
 //
 // Until Goka calls MarkRecovered, writes go into one large batch that is
