@@ -196,6 +196,7 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile, allocprofile st
 	if err != nil {
 		return err
 	}
+	fmt.Printf("stores at the drop: %s\n", compactions(regs))
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	tDrop := time.Now()

@@ -55,3 +55,20 @@ func procStatus(field string) int64 {
 	}
 	return 0
 }
+
+// compactions says how far the stores are from settled: compactions
+// running (the one each store starts when its recovery ends, see
+// state.MarkRecovered) and the sstables in L0, which every point read
+// consults.
+func compactions(regs []*state.Registry) string {
+	var running, l0 int64
+	for _, r := range regs {
+		for _, s := range r.Stores() {
+			if m := s.PebbleMetrics(); m != nil {
+				running += m.Compact.NumInProgress
+				l0 += m.Levels[0].TablesCount
+			}
+		}
+	}
+	return fmt.Sprintf("%d compactions running, %d sstables in L0", running, l0)
+}
