@@ -2,13 +2,13 @@ package channels
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/rtm-project/rtm/internal/kafka"
 
+	"github.com/bytedance/sonic"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -112,7 +112,7 @@ func (a *InAppAdapter) Send(ctx context.Context, d *topics.Delivery) error {
 	if p.MemberID != d.MemberID {
 		return permanent(0, "in-app payload member_id %q differs from the delivery's %q", p.MemberID, d.MemberID)
 	}
-	v, err := json.Marshal(topics.InAppMessage{DeliveryID: d.DeliveryID, Title: p.Title, Body: p.Body, URL: p.URL, At: a.cfg.Now().UTC()})
+	v, err := sonic.ConfigStd.Marshal(topics.InAppMessage{DeliveryID: d.DeliveryID, Title: p.Title, Body: p.Body, URL: p.URL, At: a.cfg.Now().UTC()})
 	if err != nil {
 		return permanent(0, "encoding in-app message: %w", err)
 	}

@@ -26,6 +26,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/bytedance/sonic"
 )
 
 // MinSecretBytes is the shortest tracking secret accepted anywhere (the
@@ -161,7 +163,7 @@ func (kr *Keyring) Seal(t Tracking) (string, error) {
 			return "", err
 		}
 	}
-	payload, err := json.Marshal(wire{DeliveryID: t.DeliveryID, MemberID: t.MemberID, CampaignID: t.CampaignID,
+	payload, err := sonic.ConfigStd.Marshal(wire{DeliveryID: t.DeliveryID, MemberID: t.MemberID, CampaignID: t.CampaignID,
 		Channel: t.Channel, URL: t.URL, Kind: t.Kind, Exp: t.Expires.Unix()})
 	if err != nil {
 		return "", fmt.Errorf("sealing tracking token: %w", err)

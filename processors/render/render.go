@@ -9,13 +9,13 @@
 package render
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
 	"strings"
 	"time"
 
+	"github.com/bytedance/sonic"
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -224,7 +224,7 @@ func line(p *topics.MemberSnapshot, out rules.Rendered, link string) channels.Pa
 			map[string]any{"type": "button", "style": "primary", "action": map[string]any{"type": "uri", "label": "詳しく見る", "uri": link}},
 		}},
 	}
-	contents, _ := json.Marshal(bubble)
+	contents, _ := sonic.ConfigStd.Marshal(bubble) // encoding/json's bytes, a third of the cost
 	return channels.NewLineFlex(p.LineUserID, out.AltText, contents)
 }
 

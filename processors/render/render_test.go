@@ -278,3 +278,24 @@ func (*timeErr) Error() string { return "ran longer than the budget" }
 func (*timeErr) Is(target error) bool {
 	return target == rules.ErrOverTime || target == rules.ErrOverBudget
 }
+
+// TestLineBubbleIsEncodingJSONsBytes: the flex bubble is encoded with
+// sonic in encoding/json's configuration, which must give encoding/json's
+// bytes (sorted keys, HTML escaped), whatever the text and link hold.
+func TestLineBubbleIsEncodingJSONsBytes(t *testing.T) {
+	snap := &topics.MemberSnapshot{LineUserID: "U1"}
+	for _, tc := range []struct{ text, link string }{
+		{"値下げしました", "https://shop.example/i/1?a=1&b=<2>"},
+		{"quote \" and \\ and \u2028", "https://shop.example/c?x=\"y\""},
+	} {
+		p := line(snap, rules.Rendered{Body: tc.text, AltText: "alt"}, tc.link).(channels.LinePayload)
+		var bubble map[string]any
+		if err := json.Unmarshal(p.Messages[0].Contents, &bubble); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(bubble)
+		if got := string(p.Messages[0].Contents); got != string(want) {
+			t.Errorf("bubble\n got %s\nwant %s", got, want)
+		}
+	}
+}
