@@ -47,7 +47,7 @@ type filter struct {
 func (f *filter) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(Group),
 		goka.Input(goka.Stream(topics.OffersCandidates), stage.Raw, f.offer),
-		goka.Join(member.Table, member.Codec{}),
+		goka.Join(member.Table, member.ReadCodec{}),
 		goka.Output(goka.Stream(topics.OffersFiltered), topics.OfferCodec{}),
 		goka.Output(goka.Stream(topics.OffersExcluded), topics.OfferCodec{}),
 		stage.DLQOutput(),

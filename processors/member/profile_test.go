@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -274,43 +275,99 @@ func TestSeenIDs(t *testing.T) {
 	})
 }
 
-// BenchmarkDecodeProfile decodes a busy member's profile, as filter's
-// join does for every offer: 512 seen IDs and 50 recent sends, with the
-// IDs kept as before (a JSON list of strings) and as SeenHashes.
-func BenchmarkDecodeProfile(b *testing.B) {
+// busyProfile is a member at the limits: 512 seen IDs (as a legacy list
+// of strings, or as hashes), 50 recent sends, 20 orders, a cart, and
+// exposures, with every other field set too.
+func busyProfile(legacySeen bool) *Profile {
 	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	busy := func(legacy bool) []byte {
-		p := &Profile{MemberID: "M00000001", Exists: true, Email: "m@example.jp", MailOptIn: true, LineOptIn: true,
-			LineUserID: "U123", Status: "active", Timezone: "Asia/Tokyo",
-			Favorites: map[string]time.Time{"I1": at, "I2": at}, Versions: map[string]int64{"members": 5, "fav/I1": 6, "fav/I2": 7},
-			Engagement: map[string]Engagement{"LINE": {Sent: 3, Opened: 1, At: at}},
-			Offsets:    map[string]int64{"behavior.events/3": 100, "delivery.results/3": 50}}
-		for i := range maxSeenIDs {
-			id := fmt.Sprintf("8c3f0a9d-2b7e-4f11-9a0b-%012d", i)
-			if legacy {
-				p.Seen = append(p.Seen, id)
-			} else {
-				p.remember(id)
-			}
+	p := &Profile{MemberID: "M00000001", Exists: true, Email: "m@example.jp", LineUserID: "U123", PushToken: "tok",
+		MailOptIn: true, LineOptIn: true, PushOptIn: true, Status: "active", IsDebug: false, Gender: "f",
+		Birthday: "1990-01-02", Prefecture: "東京都", Timezone: "Asia/Tokyo", RegisteredAt: at, Segments: []string{"gold", "vip"},
+		Favorites:   map[string]time.Time{"I1": at, "I2": at},
+		Versions:    map[string]int64{"members": 5, "fav/I1": 6, "fav/I2": 7, "cart/I3": 8},
+		Cart:        map[string]CartLine{"I3": {Quantity: 2, AddedAt: at}},
+		OrdersCount: 20, LastOrderAt: at,
+		Engagement: map[string]Engagement{"LINE": {Sent: 3, Opened: 1, Clicked: 1, At: at}, "MAIL": {Sent: 1, At: at}},
+		OptOuts:    map[string]time.Time{"PUSH": at},
+		Offsets:    map[string]int64{"behavior.events/3": 100, "delivery.results/3": 50}}
+	p.Activity[21] = 7
+	for i := range maxSeenIDs {
+		id := fmt.Sprintf("8c3f0a9d-2b7e-4f11-9a0b-%012d", i)
+		if legacySeen {
+			p.Seen = append(p.Seen, id)
+		} else {
+			p.remember(id)
 		}
-		for i := range maxRecentSends {
-			p.RecentSends = append(p.RecentSends, Send{DeliveryID: fmt.Sprintf("d-%030d", i), CampaignID: "price_drop_fav", Channel: "LINE", At: at})
-		}
-		data, err := Codec{}.Encode(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return data
 	}
+	for i := range maxRecentSends {
+		p.RecentSends = append(p.RecentSends, Send{DeliveryID: fmt.Sprintf("d-%030d", i), CampaignID: "price_drop_fav", Channel: "LINE", At: at.Add(-time.Duration(i) * time.Hour)})
+	}
+	for i := range maxOrders {
+		p.Orders = append(p.Orders, Order{OrderID: fmt.Sprintf("O%08d", i), ItemID: "I1", Status: "shipped", Total: 3980, At: at})
+	}
+	for i := range maxExposures {
+		p.Exposures = append(p.Exposures, Exposure{OfferID: fmt.Sprintf("of-%016d", i), CampaignID: "price_drop_fav", At: at})
+	}
+	return p
+}
+
+// TestReadCodecKeepsWhatReadersRead: ReadCodec leaves out exactly the
+// fields it names, and the facts and snapshot a reader derives are those
+// of the whole row.
+func TestReadCodecKeepsWhatReadersRead(t *testing.T) {
+	data, err := Codec{}.Encode(busyProfile(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Codec{}.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := v.(*Profile)
+	v, err = ReadCodec{}.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := v.(*Profile)
+	now := time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC)
+	if !reflect.DeepEqual(full.Facts(now), read.Facts(now)) {
+		t.Errorf("facts differ:\n full %+v\n read %+v", full.Facts(now), read.Facts(now))
+	}
+	if !reflect.DeepEqual(full.Snapshot(now), read.Snapshot(now)) {
+		t.Errorf("snapshots differ:\n full %+v\n read %+v", full.Snapshot(now), read.Snapshot(now))
+	}
+	want := *full
+	want.Versions, want.Offsets, want.SeenHashes, want.Seen, want.Exposures, want.Orders, want.Cart = nil, nil, nil, nil, nil, nil, nil
+	if !reflect.DeepEqual(&want, read) {
+		t.Errorf("ReadCodec decoded other than the whole row without its bookkeeping:\n want %+v\n  got %+v", want, *read)
+	}
+	if _, err := (ReadCodec{}).Decode([]byte(`{"member_id":`)); err == nil {
+		t.Error("a malformed row decoded without an error")
+	}
+}
+
+// BenchmarkDecodeProfile decodes a busy member's profile (busyProfile) as
+// filter's join does for every offer: with the seen IDs kept as before (a
+// JSON list of strings) and as hashes, with the whole-row codec and with
+// ReadCodec.
+func BenchmarkDecodeProfile(b *testing.B) {
 	for _, tc := range []struct {
 		name   string
 		legacy bool
-	}{{"seen-strings", true}, {"seen-hashes", false}} {
-		data := busy(tc.legacy)
+		codec  interface{ Decode([]byte) (any, error) }
+	}{
+		{"seen-strings", true, Codec{}},
+		{"seen-hashes", false, Codec{}},
+		{"seen-hashes/read-codec", false, ReadCodec{}},
+	} {
+		data, err := Codec{}.Encode(busyProfile(tc.legacy))
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := (Codec{}).Decode(data); err != nil {
+				if _, err := tc.codec.Decode(data); err != nil {
 					b.Fatal(err)
 				}
 			}
