@@ -38,6 +38,18 @@ func favRec(op string, v int64, item string) *topics.CDCRecord {
 	return rec("favorites", op, v, map[string]any{"member_id": "M1", "item_id": item}, row)
 }
 
+// applied is member M1's profile after the change rows rs.
+func applied(t *testing.T, rs ...*topics.CDCRecord) *Profile {
+	t.Helper()
+	p := &Profile{MemberID: "M1"}
+	for _, r := range rs {
+		if _, err := p.ApplyCDC(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
 func index(t *testing.T, p *Profile) []string {
 	t.Helper()
 	b, err := Codec{}.Encode(p)
@@ -69,12 +81,7 @@ func TestApplyCDCAndFavoritesIndex(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &Profile{MemberID: "M1"}
-			for _, r := range tc.steps {
-				if _, err := p.ApplyCDC(r); err != nil {
-					t.Fatal(err)
-				}
-			}
+			p := applied(t, tc.steps...)
 			if got := index(t, p); !slices.Equal(got, tc.wantIx) && !(len(got) == 0 && len(tc.wantIx) == 0) {
 				t.Errorf("index %v, want %v", got, tc.wantIx)
 			}
@@ -210,12 +217,7 @@ func TestFirstMembersRow(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &Profile{MemberID: "M1"}
-			for _, r := range tc.before {
-				if _, err := p.ApplyCDC(r); err != nil {
-					t.Fatal(err)
-				}
-			}
+			p := applied(t, tc.before...)
 			if got := p.FirstMembersRow(tc.r); got != tc.want {
 				t.Errorf("FirstMembersRow = %v, want %v", got, tc.want)
 			}

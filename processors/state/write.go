@@ -178,34 +178,25 @@ func (s *Store) deleteLocked(key string) error {
 // row already is value (present) or absent (!present): such a write
 // changes nothing and writes nothing. Most writes to an index-only copy
 // are like that (a delivery's result updates a member's profile, not its
-// favourites), so they cost one point read of a small row.
+// favourites), so they cost one point read of a small row. The row read
+// is remembered (lastRow), so a write that does change it diffs its index
+// entries without reading it again.
 func (s *Store) unchangedLocked(key string, value []byte, present bool) (bool, error) {
 	if !s.opts.IndexOnly {
 		return false, nil
 	}
-	if l := s.last.Load(); l != nil && l.key == key {
-		return (l.value != nil) == present && bytes.Equal(l.value, value), nil
-	}
-	s.stats.oldRowReads.Add(1)
 	s.keyBuf = appendDataKey(s.keyBuf[:0], key)
-	old, closer, err := s.db.Get(s.keyBuf)
-	if errors.Is(err, pebble.ErrNotFound) {
-		if !present {
-			s.rememberLocked(key, nil, false)
-		}
+	old, closer, err := s.oldRowLocked(key).Get(s.keyBuf)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		s.rememberLocked(key, nil, false)
 		return !present, nil
-	}
-	if err != nil {
+	case err != nil:
 		return false, fmt.Errorf("reading old row: %w", s.failedBy(err))
 	}
 	same := present && bytes.Equal(old, value)
-	if err := closer.Close(); err != nil {
-		return false, err
-	}
-	if same {
-		s.rememberLocked(key, value, true)
-	}
-	return same, nil
+	s.rememberLocked(key, old, true) // copies old, which closer releases
+	return same, closer.Close()
 }
 
 // SetOffset records the changelog offset the store's contents cover.
