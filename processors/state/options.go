@@ -77,7 +77,9 @@ type Options struct {
 	// CacheSize is the Pebble block cache in bytes, shared by all the
 	// partitions a Builder opens (the busy ones get the room). Point reads
 	// (joins, Goka Get) miss it on every table larger than it. Default 256 MiB
-	// (it fills only as blocks are read).
+	// (it fills only as blocks are read). It is room for blocks only:
+	// Pebble charges memtables to the cache, so each open store adds room
+	// for two of its memtables to it (see cacheroom.go).
 	CacheSize int64
 
 	// Cache, when set, is used instead of a new cache of CacheSize: one

@@ -109,7 +109,11 @@ func New(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	return newStore(dir, "", -1, opts, nil, pebble.NewCache(opts.CacheSize)), nil
+	cache := opts.Cache
+	if cache == nil {
+		cache = pebble.NewCache(opts.CacheSize)
+	}
+	return newStore(dir, "", -1, opts, nil, cache), nil
 }
 
 // FailTopic fails every open store of topic (see Store.Fail) and reports

@@ -113,6 +113,10 @@ type Store struct {
 	compactCancel context.CancelFunc
 	compactDone   chan struct{}
 
+	// releaseRoom gives back the cache room the open DB's memtables were
+	// given (see cacheroom.go).
+	releaseRoom func()
+
 	fail   atomic.Pointer[failure] // this Open's failure state
 	offset atomic.Int64            // latest offset given to SetOffset, or noOffset
 	dirty  atomic.Bool             // pending holds writes a reader must not miss
@@ -177,6 +181,7 @@ func (s *Store) Open() error {
 		return errors.Join(fmt.Errorf("opening pebble store %s: %w", s.dir, err), lock.Close())
 	}
 	s.db, s.lock = db, lock
+	s.releaseRoom = growCache(s.cache, memtableRoom(s.opts))
 	s.calls, s.results, s.idle = make(chan pebbleCall), make(chan error, 1), make(chan struct{})
 	go func(calls <-chan pebbleCall, results chan<- error, idle chan<- struct{}) {
 		runCalls(calls, results)
@@ -343,14 +348,14 @@ func (s *Store) Close() error {
 func (s *Store) closeDBLocked() error {
 	f := s.fail.Load()
 	db, lock, batches, idle := s.db, s.lock, []*pebble.Batch{s.pending, s.wb}, s.idle
-	cancel, compactDone := s.compactCancel, s.compactDone
+	cancel, compactDone, releaseRoom := s.compactCancel, s.compactDone, s.releaseRoom
 	// A failed store's batches may still be in a commit its caller stopped
 	// waiting for (callLocked): leave them to the garbage collector.
 	failed := f.get() != nil
 	s.endRecoveryLocked() // closed before it recovered: its share goes to the others
 	s.db, s.lock, s.pending, s.wb = nil, nil, nil, nil
 	s.ingestRefs = nil // a failed store's worker may still be sorting with it
-	s.compactCancel, s.compactDone = nil, nil
+	s.compactCancel, s.compactDone, s.releaseRoom = nil, nil, nil
 	s.dirty.Store(false)
 	close(s.calls) // the worker ends once it is idle
 	done := make(chan error, 1)
@@ -381,6 +386,7 @@ func (s *Store) closeDBLocked() error {
 		if cerr := db.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("closing pebble store: %w", cerr))
 		}
+		releaseRoom() // after Close has freed the memtables
 		done <- errors.Join(err, lock.Close())
 	}()
 	select {
