@@ -34,13 +34,15 @@ func ceilingTopic(i int) string { return fmt.Sprintf("ceiling.hop%d", i) }
 // runCeiling runs the pass-through topology for nFavs deliveries of
 // payload bytes each and returns its makespan (trigger → last record of
 // the last topic).
-func runCeiling(ctx context.Context, be *benchkit.Env, parts int32, nFavs, payload int, member func(int) string) (time.Duration, error) {
+// runCeiling returns the pass-through topology's makespan and the CPU the
+// process used meanwhile.
+func runCeiling(ctx context.Context, be *benchkit.Env, parts int32, nFavs, payload int, member func(int) string) (wall, cpu time.Duration, err error) {
 	names := make([]string, len(ceilingHops)+1)
 	for i := range names {
 		names[i] = ceilingTopic(i)
 	}
 	if _, err := be.Admin.CreateTopics(ctx, parts, 1, nil, names...); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	body := make([]byte, payload)
 	for i := range body {
@@ -73,26 +75,26 @@ func runCeiling(ctx context.Context, be *benchkit.Env, parts int32, nFavs, paylo
 		env, err := stage.NewEnv(stage.EnvConfig{Kafka: kafka.Config{Brokers: be.Brokers}, Catalogue: be.Catalogue,
 			DataDir: be.Dir, Group: "ceiling-" + hop, Log: be.Log})
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		g := goka.DefineGroup(goka.Group("ceiling-"+hop), goka.Input(in, new(codec.Bytes), pass), goka.Output(out, new(codec.Bytes)))
 		p, err := goka.NewProcessor(be.Brokers, g, env.ProcessorOptions()...)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		go p.Run(ctx)
 		procs = append(procs, p)
 	}
 	for _, p := range procs {
 		if err := p.WaitForReadyContext(ctx); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	results := newCounter(ctx, be.Brokers, ceilingTopic(len(ceilingHops)))
-	start := time.Now()
+	start, cpu0 := time.Now(), benchkit.CPUTime()
 	if err := be.Client.ProduceSync(ctx, kgoRecord(ceilingTopic(0), "I-HOT", body)).FirstErr(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	last := results.waitFor(ctx, nFavs)
-	return last.Sub(start), nil
+	return last.Sub(start), benchkit.CPUTime() - cpu0, nil
 }

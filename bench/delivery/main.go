@@ -250,17 +250,19 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 			lat[len(lat)*99/100].Round(time.Millisecond/10), lat[len(lat)-1].Round(time.Millisecond/10))
 	default:
 		cache0 := stage.BlockCacheMetrics()
-		start := time.Now()
+		start, cpu0 := time.Now(), benchkit.CPUTime()
 		item("I-HOT", "u", 6000)
 		if err := cl.Flush(ctx); err != nil {
 			return err
 		}
 		last := results.waitFor(ctx, nFavs)
-		d := last.Sub(start)
+		d, cpu := last.Sub(start), benchkit.CPUTime()-cpu0
 		fmt.Printf("\n%d favouriters of %d members, %d partitions: price drop → last delivery.results %v, %.0f deliveries/s\n",
 			nFavs, nMembers, parts, d.Round(time.Millisecond), float64(nFavs)/d.Seconds())
 		fmt.Printf("%d sent (LINE sink accepted %d requests, answering each after %v; the rest in-app); send concurrency %d per partition\n",
 			results.sent.Load(), sk.HTTP.Line.Requests(), sinkLatency, cmp.Or(sendConcurrency, send.DefaultConcurrency))
+		fmt.Printf("CPU (whole process: stages, broker, sinks): %.1f core-s, %.3f ms per delivery\n",
+			cpu.Seconds(), perDelivery(cpu, nFavs))
 		stopProfile()
 		cache1 := stage.BlockCacheMetrics()
 		hits, misses := cache1.Hits-cache0.Hits, cache1.Misses-cache0.Misses
@@ -270,13 +272,13 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		if err != nil {
 			return err
 		}
-		c, err := runCeiling(ctx, be, parts, nFavs, size, member)
+		c, cCPU, err := runCeiling(ctx, be, parts, nFavs, size, member)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("ceiling (same hops, groups and partitions, pass-through processors, %d-byte messages): %v, %.0f deliveries/s\n",
-			size, c.Round(time.Millisecond), float64(nFavs)/c.Seconds())
-		fmt.Printf("RTM / ceiling: %.2f\n", c.Seconds()/d.Seconds())
+		fmt.Printf("ceiling (same hops, groups and partitions, pass-through processors, %d-byte messages): %v, %.0f deliveries/s, %.3f ms CPU per delivery\n",
+			size, c.Round(time.Millisecond), float64(nFavs)/c.Seconds(), perDelivery(cCPU, nFavs))
+		fmt.Printf("RTM / ceiling: %.2f (by CPU per delivery: %.2f)\n", c.Seconds()/d.Seconds(), cCPU.Seconds()/cpu.Seconds())
 		printStateSizes(ctx, brokers, built, nMembers)
 	}
 	fmt.Printf("peak RSS (VmHWM, whole process incl. broker): %s\n", benchkit.PeakRSS())
@@ -284,6 +286,9 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 }
 
 // kgoRecord is a record for topic.
+// perDelivery is CPU time per delivery in milliseconds.
+func perDelivery(cpu time.Duration, n int) float64 { return cpu.Seconds() * 1000 / float64(n) }
+
 func kgoRecord(topic, key string, value []byte) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: []byte(key), Value: value}
 }

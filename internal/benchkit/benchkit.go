@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -124,6 +125,17 @@ func AllocProfile(path string) (stop func() error, err error) {
 		return nil, fmt.Errorf("alloc profile: %w", err)
 	}
 	return func() error { return write(path) }, nil
+}
+
+// CPUTime is the CPU time (user and system) the process has used so far.
+// A run's CPU per record is its cost; its wall time on a shared 2-core
+// machine also counts whatever else the machine was doing.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // PeakRSS is the process's peak resident set size (VmHWM), as text.
