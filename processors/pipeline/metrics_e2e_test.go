@@ -165,6 +165,15 @@ func TestMetricsAfterAPipelineRun(t *testing.T) {
 	if disk == 0 {
 		t.Error("no rtm_store_disk_usage_bytes of the send stage's stores")
 	}
+	memtables := 0
+	for _, m := range gather(t, reg, "rtm_store_memtable_bytes") {
+		if label(m, "stage") == send.Group && m.GetGauge().GetValue() > 0 {
+			memtables++
+		}
+	}
+	if memtables == 0 {
+		t.Error("no rtm_store_memtable_bytes of the send stage's stores (each open store has a memtable)")
+	}
 	if len(gather(t, reg, "rtm_store_block_cache_hits_total")) != 1 {
 		t.Error("no rtm_store_block_cache_hits_total")
 	}

@@ -15,6 +15,7 @@ import (
 //
 //	rtm_store_disk_usage_bytes{stage,table,partition}   files of the store on disk
 //	rtm_store_compactions_total{stage,table,partition}  compactions since the store was opened
+//	rtm_store_memtable_bytes{stage,table,partition}     memtables held in memory (beside the block cache)
 //	rtm_store_block_cache_hits_total, _misses_total      the process's one block cache
 //	rtm_store_block_cache_bytes                          (shared by every store, hence no labels)
 //
@@ -42,6 +43,8 @@ var (
 		"Bytes on disk of a local Pebble store (one per stage, table and partition).", []string{"stage", "table", "partition"}, nil)
 	storeCompactionsDesc = prometheus.NewDesc("rtm_store_compactions_total",
 		"Pebble compactions of a local store since it was opened.", []string{"stage", "table", "partition"}, nil)
+	storeMemtableDesc = prometheus.NewDesc("rtm_store_memtable_bytes",
+		"Bytes of memtables a local Pebble store holds: the one being written, those waiting to be flushed and the flushed one kept for reuse. They are memory beside the block cache.", []string{"stage", "table", "partition"}, nil)
 	cacheHitsDesc = prometheus.NewDesc("rtm_store_block_cache_hits_total",
 		"Block reads served by the process's Pebble block cache (shared by every store).", nil, nil)
 	cacheMissesDesc = prometheus.NewDesc("rtm_store_block_cache_misses_total",
@@ -52,7 +55,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storeDiskDesc, storeCompactionsDesc, cacheHitsDesc, cacheMissesDesc, cacheBytesDesc} {
+	for _, d := range []*prometheus.Desc{storeDiskDesc, storeCompactionsDesc, storeMemtableDesc, cacheHitsDesc, cacheMissesDesc, cacheBytesDesc} {
 		ch <- d
 	}
 }
@@ -74,6 +77,7 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 			labels := []string{stage, s.Topic(), strconv.Itoa(int(s.Partition()))}
 			ch <- prometheus.MustNewConstMetric(storeDiskDesc, prometheus.GaugeValue, float64(m.DiskSpaceUsage()), labels...)
 			ch <- prometheus.MustNewConstMetric(storeCompactionsDesc, prometheus.CounterValue, float64(m.Compact.Count), labels...)
+			ch <- prometheus.MustNewConstMetric(storeMemtableDesc, prometheus.GaugeValue, float64(m.MemTable.Size+m.MemTable.ZombieSize), labels...)
 		}
 	}
 	cm := BlockCacheMetrics()
