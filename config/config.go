@@ -70,6 +70,8 @@ type Config struct {
 	// StateCacheBytes is the Pebble block cache every stage of the process
 	// shares: data, index and bloom-filter blocks of the local tables. A
 	// point read (a join) that finds its blocks here reads no file.
+	// Memtables are not taken out of it: each open store adds room for
+	// its own (processors/state/cacheroom.go).
 	StateCacheBytes int64 `yaml:"state_cache_bytes"`
 	// CartWindow is how long a cart waits for an order before it counts as
 	// abandoned.

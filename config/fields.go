@@ -64,7 +64,7 @@ var Fields = []Field{
 	str(GroupProcess, "http_addr", "RTM_HTTP_ADDR", "http-addr", "address of /healthz, /readyz and /metrics", func(c *Config) *string { return &c.HTTPAddr }),
 	duration(GroupProcess, "shutdown_timeout", "RTM_SHUTDOWN_TIMEOUT", "shutdown-timeout", "how long a graceful stop may take before the process exits non-zero", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 
-	integer(GroupStages, "state_cache_bytes", "RTM_STATE_CACHE_BYTES", "state-cache-bytes", "Pebble block cache shared by the process's stages (data, index and filter blocks of their tables)", func(c *Config) *int64 { return &c.StateCacheBytes }, parseInt[int64](64)),
+	integer(GroupStages, "state_cache_bytes", "RTM_STATE_CACHE_BYTES", "state-cache-bytes", "Pebble block cache shared by the process's stages (data, index and filter blocks of their tables; memtables come on top)", func(c *Config) *int64 { return &c.StateCacheBytes }, parseInt[int64](64)),
 	integer(GroupStages, "max_failures", "RTM_MAX_FAILURES", "max-failures", "consecutive failures of a stage that end the process (0: never)", func(c *Config) *int { return &c.MaxFailures }, parseInt[int](0)),
 	duration(GroupStages, "lag_interval", "RTM_LAG_INTERVAL", "lag-interval", "how often the consumer lag of the stages' groups is read for rtm_consumer_lag_records", func(c *Config) *time.Duration { return &c.LagInterval }),
 	duration(GroupStages, "cart_window", "RTM_CART_WINDOW", "cart-window", "how long a cart waits for an order before it counts as abandoned", func(c *Config) *time.Duration { return &c.CartWindow }),

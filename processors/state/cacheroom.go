@@ -11,11 +11,16 @@ import "github.com/cockroachdb/pebble/v2"
 // missed (4.5% once the memtables were given room of their own).
 //
 // So an open store brings its memtables' room with it: it grows the
-// shared cache by memtableRoom while it is open, and the cache keeps the
-// size it was configured with (state_cache_bytes) for data, index and
-// filter blocks. Pebble's memory in a process is then at most the
-// configured cache plus memtableRoom per open store, more only while
-// flushes fall behind (up to MemTableStopWritesThreshold memtables).
+// shared cache by memtableRoom while it is open, and the cache keeps at
+// least the size it was configured with (state_cache_bytes) for data,
+// index and filter blocks. Room a store's memtables do not take (a store
+// that writes little keeps a small one) is left to blocks. Pebble's memory
+// in a process is then at most the configured cache plus memtableRoom per
+// open store, more only while flushes fall behind (up to
+// MemTableStopWritesThreshold memtables). The room is fixed rather than
+// following each store's memtables: Pebble reports them only through
+// DB.Metrics, which its flush events cannot call (they hold the DB's
+// mutex).
 
 // memtableRoom is the cache capacity a store adds while it is open: the
 // memtable being written and the flushed one Pebble keeps to reuse for
