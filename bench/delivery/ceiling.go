@@ -33,9 +33,7 @@ func ceilingTopic(i int) string { return fmt.Sprintf("ceiling.hop%d", i) }
 
 // runCeiling runs the pass-through topology for nFavs deliveries of
 // payload bytes each and returns its makespan (trigger → last record of
-// the last topic).
-// runCeiling returns the pass-through topology's makespan and the CPU the
-// process used meanwhile.
+// the last topic) and the CPU the process used meanwhile.
 func runCeiling(ctx context.Context, be *benchkit.Env, parts int32, nFavs, payload int, member func(int) string) (wall, cpu time.Duration, err error) {
 	names := make([]string, len(ceilingHops)+1)
 	for i := range names {

@@ -285,10 +285,10 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 	return nil
 }
 
-// kgoRecord is a record for topic.
 // perDelivery is CPU time per delivery in milliseconds.
 func perDelivery(cpu time.Duration, n int) float64 { return cpu.Seconds() * 1000 / float64(n) }
 
+// kgoRecord is a record for topic.
 func kgoRecord(topic, key string, value []byte) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: []byte(key), Value: value}
 }
