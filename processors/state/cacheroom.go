@@ -7,8 +7,8 @@ import "github.com/cockroachdb/pebble/v2"
 // blocks, so that one number bounds a DB's memory. That fits one DB per
 // process. RTM's stores share one cache, and a process opens a store per
 // partition of each table it keeps: in the delivery benchmark 112 stores'
-// memtables took 236 MiB of the 256 MiB cache, and 67% of block reads
-// missed (4.5% once the memtables were given room of their own).
+// memtables took 236 MiB of the 256 MiB cache, and 65-74% of block reads
+// missed (2-3% once the memtables were given room of their own).
 //
 // So an open store brings its memtables' room with it: it grows the
 // shared cache by memtableRoom while it is open, and the cache keeps at
