@@ -22,7 +22,6 @@ import (
 
 	"github.com/rtm-project/rtm/internal/kafka"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -200,34 +199,34 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile, allocprofile st
 	fmt.Printf("stores at the drop: %s\n", compactions(regs))
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	tDrop, pDrop := time.Now(), startPhase()
+	tDrop, pDrop := time.Now(), benchkit.StartPhase()
 	produceCDC(ctx, cl, "items", hotItem, map[string]any{"item_id": hotItem}, int64(2*nMembers+11),
 		topics.ItemRow{ItemID: hotItem, Brand: "B", Category: "家電", Price: 6000, Stock: 5})
 	if err := cl.Flush(ctx); err != nil {
 		return err
 	}
 	last := counter.waitFor(ctx, "price-drop-big", passing)
-	local, costDrop := last.Sub(tDrop), pDrop.end()
+	local, costDrop := last.Sub(tDrop), cost(pDrop)
 	fmt.Printf("first offers.filtered %v after the cdc.items record\n", time.Unix(0, counter.first["price-drop-big"].Load()).Sub(tDrop).Round(time.Millisecond))
 
 	// The same audience request fed to the audience stage directly (one
 	// copy per partition, as campaign emits it), so both designs are timed
 	// from the request.
-	tDirect, pDirect := time.Now(), startPhase()
+	tDirect, pDirect := time.Now(), benchkit.StartPhase()
 	if err := localRequest(ctx, cl, parts); err != nil {
 		return err
 	}
 	lastDirect := counter.waitFor(ctx, "local-direct", passing)
-	direct, costDirect := lastDirect.Sub(tDirect), pDirect.end()
+	direct, costDirect := lastDirect.Sub(tDirect), cost(pDirect)
 	fmt.Printf("first offers.filtered %v after the request\n", time.Unix(0, counter.first["local-direct"].Load()).Sub(tDirect).Round(time.Millisecond))
 
 	// Naive: the same audience expanded from one list in one partition.
-	tNaive, pNaive := time.Now(), startPhase()
+	tNaive, pNaive := time.Now(), benchkit.StartPhase()
 	if err := naiveRequest(ctx, cl, nFavs); err != nil {
 		return err
 	}
 	lastNaive := counter.waitFor(ctx, "naive", passing)
-	naiveDur, costNaive := lastNaive.Sub(tNaive), pNaive.end()
+	naiveDur, costNaive := lastNaive.Sub(tNaive), cost(pNaive)
 	runtime.ReadMemStats(&ms1)
 	stopProfile()
 	if err := stopAllocs(); err != nil {
@@ -248,19 +247,9 @@ func run(nMembers, nFavs int, parts int32, workbook, cpuprofile, allocprofile st
 	return nil
 }
 
-// phase is what a measured run costs besides its wall time: the CPU the
-// whole process used and the block cache's hits and misses meanwhile.
-type phase struct {
-	cpu   time.Duration
-	cache pebble.CacheMetrics
-}
-
-func startPhase() phase { return phase{benchkit.CPUTime(), stage.BlockCacheMetrics()} }
-
-// end describes the phase from p until now.
-func (p phase) end() string {
-	cpu, c := benchkit.CPUTime()-p.cpu, stage.BlockCacheMetrics()
-	hits, misses := c.Hits-p.cache.Hits, c.Misses-p.cache.Misses
+// cost describes what the run p measured cost.
+func cost(p benchkit.Phase) string {
+	cpu, hits, misses := p.Cost()
 	return fmt.Sprintf("%.1f core-s; %d hits, %d misses", cpu.Seconds(), hits, misses)
 }
 

@@ -249,14 +249,14 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		fmt.Printf("  p50 %v  p90 %v  p99 %v  max %v\n", lat[len(lat)/2].Round(time.Millisecond/10), lat[len(lat)*9/10].Round(time.Millisecond/10),
 			lat[len(lat)*99/100].Round(time.Millisecond/10), lat[len(lat)-1].Round(time.Millisecond/10))
 	default:
-		cache0 := stage.BlockCacheMetrics()
-		start, cpu0 := time.Now(), benchkit.CPUTime()
+		start, phase := time.Now(), benchkit.StartPhase()
 		item("I-HOT", "u", 6000)
 		if err := cl.Flush(ctx); err != nil {
 			return err
 		}
 		last := results.waitFor(ctx, nFavs)
-		d, cpu := last.Sub(start), benchkit.CPUTime()-cpu0
+		d := last.Sub(start)
+		cpu, hits, misses := phase.Cost()
 		fmt.Printf("\n%d favouriters of %d members, %d partitions: price drop → last delivery.results %v, %.0f deliveries/s\n",
 			nFavs, nMembers, parts, d.Round(time.Millisecond), float64(nFavs)/d.Seconds())
 		fmt.Printf("%d sent (LINE sink accepted %d requests, answering each after %v; the rest in-app); send concurrency %d per partition\n",
@@ -264,8 +264,6 @@ func run(scenario string, nMembers, nFavs, nEvents int, parts int32, workbook st
 		fmt.Printf("CPU (whole process: stages, broker, sinks): %.1f core-s, %.3f ms per delivery\n",
 			cpu.Seconds(), perDelivery(cpu, nFavs))
 		stopProfile()
-		cache1 := stage.BlockCacheMetrics()
-		hits, misses := cache1.Hits-cache0.Hits, cache1.Misses-cache0.Misses
 		fmt.Printf("block cache (%d MiB) during the run: %d hits, %d misses (%.1f%% hits)\n",
 			cacheBytes>>20, hits, misses, 100*float64(hits)/float64(max(hits+misses, 1)))
 		size, err := meanSize(ctx, brokers, topics.OffersReady, 1000)

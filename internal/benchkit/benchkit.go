@@ -16,10 +16,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtm-project/rtm/broker"
+	"github.com/rtm-project/rtm/processors/stage"
 	"github.com/rtm-project/rtm/topics"
 )
 
@@ -127,10 +129,27 @@ func AllocProfile(path string) (stop func() error, err error) {
 	return func() error { return write(path) }, nil
 }
 
-// CPUTime is the CPU time (user and system) the process has used so far.
-// A run's CPU per record is its cost; its wall time on a shared 2-core
+// Phase measures what a run costs besides its wall time: the CPU the
+// whole process uses and the process's block cache hits and misses. A
+// run's CPU per record is its cost; its wall time on a shared 2-core
 // machine also counts whatever else the machine was doing.
-func CPUTime() time.Duration {
+type Phase struct {
+	cpu   time.Duration
+	cache pebble.CacheMetrics
+}
+
+// StartPhase starts measuring a run.
+func StartPhase() Phase { return Phase{cpuTime(), stage.BlockCacheMetrics()} }
+
+// Cost is the CPU the process used and the block cache's hits and misses
+// since p started.
+func (p Phase) Cost() (cpu time.Duration, hits, misses int64) {
+	c := stage.BlockCacheMetrics()
+	return cpuTime() - p.cpu, c.Hits - p.cache.Hits, c.Misses - p.cache.Misses
+}
+
+// cpuTime is the CPU time (user and system) the process has used so far.
+func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

@@ -34,9 +34,6 @@ func memtableRoom(o Options) int64 { return 2 * int64(o.MemTableSize) }
 // its maximum size minus what is reserved). The room holds a reference to
 // the cache, so release may come after the last DB using it has closed.
 func growCache(c *pebble.Cache, n int64) (release func()) {
-	if c == nil || n <= 0 {
-		return func() {}
-	}
 	c.Ref()
 	unreserve := c.Reserve(-int(n))
 	return func() {
