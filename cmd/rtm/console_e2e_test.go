@@ -24,6 +24,7 @@ import (
 // answer), lists the rules in force, counts the sign-in, and stops
 // cleanly on Ctrl-C.
 func TestConsoleIsAnOperableProcess(t *testing.T) {
+	t.Parallel()
 	addr := freeAddr(t)
 	startBroker(t, addr, t.TempDir())
 	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", "2"); err != nil {

@@ -247,6 +247,7 @@ func TestLabelProblems(t *testing.T) {
 // alert rules query to be among the samples it serves. A metric that only
 // appears with activity (a labelled counter) must appear within the run.
 func TestDashboardAndAlertMetricsExist(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts the whole system")
 	}

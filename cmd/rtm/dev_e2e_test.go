@@ -40,6 +40,7 @@ func cdcLine(t *testing.T, table, key string, keyCols map[string]any, op string,
 // and nobody else. A client with a wrong password fails at once, naming the
 // broker and the mechanism.
 func TestDevFromOutside(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts the whole system")
 	}

@@ -93,6 +93,7 @@ func rtm(t *testing.T, args ...string) (string, error) {
 // outside with kcat (librdkafka): metadata, produce, consume, a consumer
 // group, and a restart that keeps topics, records and committed offsets.
 func TestBrokerWithStockClients(t *testing.T) {
+	t.Parallel()
 	addr, data := freeAddr(t), t.TempDir()
 	b := startBroker(t, addr, data)
 
@@ -195,6 +196,7 @@ func TestTopicsApplyReportsDrift(t *testing.T) {
 // embedded broker, `rtm rules list` shows it, and publishing it again
 // changes nothing.
 func TestRulesCommands(t *testing.T) {
+	t.Parallel()
 	addr := freeAddr(t)
 	startBroker(t, addr, t.TempDir())
 	if out, err := rtm(t, "topics", "apply", "--brokers", addr, "--partitions", "2"); err != nil {

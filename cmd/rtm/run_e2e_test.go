@@ -201,6 +201,7 @@ func storeFiles(t *testing.T, dir string) []string {
 // to start and deletes nothing; SIGTERM exits 0 and leaves every store
 // marked clean.
 func TestRunIsAnOperableProcess(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -294,6 +295,7 @@ func TestRunIsAnOperableProcess(t *testing.T) {
 // instances with the same instance_id inside the session timeout: the other
 // instance receives no new assignment (its rebalance count is unchanged).
 func TestStaticMembershipRestartDoesNotRebalance(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -342,6 +344,7 @@ func cpuSeconds(t *testing.T, pid int) float64 {
 // no CPU while it waits to restart, and exits non-zero after max_failures
 // consecutive failures, so its orchestrator restarts it.
 func TestFailedStoreEndsTheProcess(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -390,6 +393,7 @@ func TestFailedStoreEndsTheProcess(t *testing.T) {
 // forever), SIGTERM still ends the process within shutdown_timeout (status
 // 3, stores not marked clean), and a second signal ends it at once.
 func TestShutdownIsBounded(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}

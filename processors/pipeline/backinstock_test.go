@@ -20,6 +20,7 @@ import (
 // the rendered mail with the example rules: the event's stock reaches
 // render through every stage, so the message says 7, not 0.
 func TestBackInStockRendersTheRealStock(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)

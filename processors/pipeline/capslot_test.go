@@ -17,6 +17,7 @@ import (
 // is capped while the first counts; once the first delivery has failed for
 // good, its slot is free and the next offer goes out.
 func TestFailedDeliveryFreesItsCapSlot(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(set(t,
 		table(t, "timing", rules.KindTiming, []string{"cap_day"}, []any{1.0}),

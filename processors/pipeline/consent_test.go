@@ -38,6 +38,7 @@ func (r *recordingDeliverer) Deliver(_ context.Context, d *topics.Delivery) chan
 // A member's first members row writes no consent row; the opt-out writes
 // the first.
 func TestOptOutAfterFilterStopsTheDelivery(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)

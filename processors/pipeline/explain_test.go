@@ -27,6 +27,7 @@ import (
 // X1's shipped order — are explained to each member they concerned as
 // "no campaign matched", with the campaign table's version.
 func TestExplainNamesTheDecidingRule(t *testing.T) {
+	t.Parallel()
 	osaka, err := rules.Compile(rules.TableSpec{Name: "osaka-pause", Kind: rules.KindFilter, Sheet: "Filters",
 		Columns: []rules.Column{
 			{Type: rules.ColCondition, Template: "member.prefecture == $param", Ref: "B5"},

@@ -39,6 +39,7 @@ import (
 // them and computes the uplift exactly. Under the race detector (make
 // test-race) it runs over 2,000 members: 10,000 took six minutes there.
 func TestHoldoutMeasuresUplift(t *testing.T) {
+	t.Parallel()
 	const campaignID = "hold-sale"
 	members := 10000
 	if raceEnabled {

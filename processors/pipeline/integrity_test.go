@@ -58,6 +58,7 @@ type integrityInput struct {
 // applied: the victim's profile is byte for byte what it was, no stage
 // table gains a row, nothing is emitted and nothing is sent.
 func TestMiskeyedAndMisplacedRecordsGoToDLQ(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)

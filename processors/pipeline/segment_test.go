@@ -22,6 +22,7 @@ import (
 // the segment — found on every partition from its own segment index — and
 // nobody else; a member who leaves the segment is not reached again.
 func TestSegmentCampaignReachesExactlyTheSegment(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(set(t, table(t, "campaigns", rules.KindCampaign, []string{"campaign", "audience", "segment", "template"},
 		[]any{"vip-news", "segment", "vip", "t"})))

@@ -304,6 +304,7 @@ func strs(format string, idx ...int) []string {
 }
 
 func TestStagesOneEndToEnd(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	full := exampleRules(t)
 	rs.p.Store(full)
@@ -419,6 +420,7 @@ func TestStagesOneEndToEnd(t *testing.T) {
 // nothing; nothing is released before it is due; the event is released
 // once. Time is the harness clock's, so the window is the real default.
 func TestCartAbandonmentTimer(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)
@@ -485,6 +487,7 @@ func (h *harness) cartAbandoned() []*kgo.Record {
 // changelog) — with events arriving while they are down: nothing is lost and
 // no offer ID appears twice downstream.
 func TestStagesRestart(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(exampleRules(t))
 	h := newHarness(t, rs)

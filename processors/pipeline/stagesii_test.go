@@ -84,6 +84,7 @@ func (h *harness) behavior(e topics.BehaviorEvent) {
 // against a day cap of 3 let exactly three through, and replaying all ten
 // takes no further slot and emits nothing.
 func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(set(t,
 		table(t, "timing", rules.KindTiming, []string{"cap_day", "cap_week"}, []any{3.0, 10.0}),
@@ -122,6 +123,7 @@ func TestCapsHoldUnderBurstsAndReplays(t *testing.T) {
 // clicks LINE gets LINE. The engagement reaches channel the only way it
 // can: member-state counts it, filter puts it in the offer's snapshot.
 func TestChannelFollowsEngagement(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(set(t, table(t, "channels", rules.KindChannel, []string{"channels", "strategy"}, []any{"MAIL,PUSH,LINE", "best"})))
 	h := newHarness(t, rs)
@@ -141,10 +143,12 @@ func TestChannelFollowsEngagement(t *testing.T) {
 		h.behavior(topics.BehaviorEvent{EventID: fmt.Sprintf("click-%d", i), MemberID: "M5", Type: "click", At: at,
 			DeliveryID: fmt.Sprintf("d-LINE-%d", i), Attrs: map[string]string{"channel": "LINE"}})
 	}
+	// Exists too: member-state reads its input topics in no fixed order, so
+	// the results can be counted before the member row has arrived.
 	h.waitFor(filter.Group, "M5's engagement", func(v []byte) bool {
 		var p member.Profile
 		json.Unmarshal(v, &p)
-		return p.Engagement["LINE"].Clicked == 10 && p.Engagement["MAIL"].Sent == 15 && p.Engagement["PUSH"].Sent == 15
+		return p.Exists && p.Engagement["LINE"].Clicked == 10 && p.Engagement["MAIL"].Sent == 15 && p.Engagement["PUSH"].Sent == 15
 	})
 	for i := range 20 {
 		h.offer(topics.OffersCandidates, &topics.Offer{OfferID: fmt.Sprintf("of-eng-%d", i), CampaignID: "c", MemberID: "M5"})
@@ -166,6 +170,7 @@ func TestChannelFollowsEngagement(t *testing.T) {
 // started again while it was held — not before its due time, at it, and
 // exactly once. Time is the harness clock's: nothing waits for real minutes.
 func TestHeldOffersReleasedAcrossRestart(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(set(t, table(t, "timing", rules.KindTiming, []string{"quiet_hours", "cap_day"}, []any{"22:00-08:00", 5.0})))
 	h := newHarness(t, rs)
@@ -277,6 +282,7 @@ func (c *crashAfterSend) Deliver(ctx context.Context, d *topics.Delivery) channe
 // delivery again, and LINE (deduplicating on X-Line-Retry-Key, derived from
 // the delivery ID) accepts it once.
 func TestSendCrashBetweenSendAndRecord(t *testing.T) {
+	t.Parallel()
 	ctx := testkit.Context(t)
 	sk, err := sinks.Start(ctx, sinks.Config{SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: testkit.Logger(t)})
 	if err != nil {
@@ -347,6 +353,7 @@ func withDataDir(c Config, dir string) Config { c.DataDir = dir; return c }
 // records, and runs them again: everything is processed a second time, and
 // nothing is sent twice.
 func TestReplayNeverResends(t *testing.T) {
+	t.Parallel()
 	ctx := testkit.Context(t)
 	sk, err := sinks.Start(ctx, sinks.Config{SMTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: testkit.Logger(t)})
 	if err != nil {
@@ -385,6 +392,9 @@ func TestReplayNeverResends(t *testing.T) {
 			Template: "t-line", Timing: "now"})
 	}
 	testkit.Eventually(t, time.Minute, "5 LINE deliveries", func() bool { return results.len() == 5 })
+	// Every stage has committed what it read: a replay rewinds committed
+	// offsets, and a stage stopped before its first commit has none.
+	h.caughtUp(stages...)
 	accepted := len(sk.HTTP.Line.Accepted())
 
 	adm := kadm.NewClient(h.client)
@@ -418,6 +428,7 @@ func TestReplayNeverResends(t *testing.T) {
 // behaviour events than its ring of recent IDs holds: the offsets it keeps
 // per topic recognise every one of them.
 func TestMemberStateReplayCountsNothingTwice(t *testing.T) {
+	t.Parallel()
 	rs := &swappable{}
 	rs.p.Store(set(t))
 	h := newHarness(t, rs)
