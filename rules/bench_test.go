@@ -131,3 +131,24 @@ func BenchmarkReusedFactsChangingFields(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRenderExampleMail renders the example workbook's price-drop mail
+// (subject, body and URL) for the sample facts: what render does per
+// message, the template data included.
+func BenchmarkRenderExampleMail(b *testing.B) {
+	set, err := rules.LoadSet("examples/rtm-rules.xlsx")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tp, ok := set.Template("price-drop", rules.ChannelMail)
+	if !ok {
+		b.Fatal("the example workbook has no price-drop mail")
+	}
+	f := rules.SampleFacts()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tp.Render(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
