@@ -32,11 +32,9 @@ run: build
 # which is most of what a fresh clone's first `make test` used to spend.
 # Most of what is left is compiling and linking: -vet=off leaves vet to
 # make lint, and the test binaries are linked without DWARF (-s -w; stack
-# traces do not need it). The end-to-end tests mostly wait on brokers and
-# processes, and a running test binary holds one of go test's -p slots: -p 4
-# lets two packages compile on the two cores while two such tests wait.
+# traces do not need it).
 test:
-	$(GO) test -p 4 -count=1 -timeout 5m -vet=off -ldflags='-s -w' $(PKGS)
+	$(GO) test -count=1 -timeout 5m -vet=off -ldflags='-s -w' $(PKGS)
 
 # The packages whose concurrency is our own code, under the race detector,
 # the end-to-end pipeline test included.
