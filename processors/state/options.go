@@ -166,6 +166,16 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// blockCache is the block cache of the stores opened with o: the
+// caller's (Cache), or a new one of CacheSize whose reference lives as
+// long as the process.
+func (o Options) blockCache() *pebble.Cache {
+	if o.Cache != nil {
+		return o.Cache
+	}
+	return pebble.NewCache(o.CacheSize)
+}
+
 // withDefaults fills in every unset field; it is the one place defaults live.
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/lovoo/goka/storage"
 )
 
@@ -87,12 +86,7 @@ func Builder(root string, opts Options, reg *Registry) (storage.Builder, error) 
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	// One block cache for every partition of this builder: the caller's,
-	// or one whose reference lives as long as the process.
-	cache := opts.Cache
-	if cache == nil {
-		cache = pebble.NewCache(opts.CacheSize)
-	}
+	cache := opts.blockCache() // one for every partition of this builder
 	return func(topic string, partition int32) (storage.Storage, error) {
 		if topic == "" || filepath.Base(topic) != topic {
 			return nil, fmt.Errorf("building state store: topic %q is not a plain name", topic)
@@ -109,11 +103,7 @@ func New(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	cache := opts.Cache
-	if cache == nil {
-		cache = pebble.NewCache(opts.CacheSize)
-	}
-	return newStore(dir, "", -1, opts, nil, cache), nil
+	return newStore(dir, "", -1, opts, nil, opts.blockCache()), nil
 }
 
 // FailTopic fails every open store of topic (see Store.Fail) and reports
