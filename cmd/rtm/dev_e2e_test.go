@@ -154,20 +154,18 @@ func TestDevFromOutside(t *testing.T) {
 	}
 	version := int64(1000)
 	produceItems(item("E2E-I0", "i", version, 5000))
-	for deadline := time.Now().Add(90 * time.Second); ; {
-		// Back to 5,000 (no event), then down to 2,900: a new price drop
-		// of 42% to at least 1,000 yen, which the example campaigns send
-		// as price-drop-big, now.
-		produceItems(item("E2E-I0", "u", version+1, 5000) + item("E2E-I0", "u", version+2, 2900))
-		version += 2
-		for round := time.Now().Add(15 * time.Second); time.Now().Before(round) && !sentinelsReached(); {
-			time.Sleep(200 * time.Millisecond)
-		}
-		if sentinelsReached() {
-			break
-		}
+	var nextDrop time.Time
+	for deadline := time.Now().Add(90 * time.Second); !sentinelsReached(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("price drops of E2E-I0 did not reach all of %v within 90s", sentinels)
+		}
+		if time.Now().After(nextDrop) {
+			// Back to 5,000 (no event), then down to 2,900: a new price
+			// drop of 42% to at least 1,000 yen, which the example
+			// campaigns send as price-drop-big, now.
+			produceItems(item("E2E-I0", "u", version+1, 5000) + item("E2E-I0", "u", version+2, 2900))
+			version += 2
+			nextDrop = time.Now().Add(15 * time.Second)
 		}
 	}
 	sentinelResults := len(readAll(t, addr, topics.DeliveryResults, sec...))
